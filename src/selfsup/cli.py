@@ -1,0 +1,148 @@
+"""The ``selfsup`` command line: thin shells over the library API (render, pretrain, finetune, report).
+
+Bad input prints one line (``error: ...``) and exits with status 2; nothing already written is touched.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  pretty_exceptions_enable=False,
+                  help="How many labels does self-supervised pretraining save? Render, pretrain, finetune, report.")
+
+
+def _int_list(value: str, what: str) -> list[int]:
+    out = []
+    for tok in value.split(","):
+        tok = tok.strip()
+        try:
+            out.append(int(tok))
+        except ValueError:
+            raise UserError(f"invalid {what} {tok!r} in {value!r}: give integers separated by commas") from None
+    return out
+
+
+@app.command()
+def render(
+    set: str = typer.Option("single", "--set", help="Which dataset: single (64×64, one centred object)."),
+    variant: str = typer.Option("----", help="Factors T C V L, '-' for the easy version, e.g. '-CV-'."),
+    count: int = typer.Option(1000, help="Number of images (train/val/test ≈ 70/15/15 %)."),
+    seed: int = typer.Option(0, help="Scene sampling seed: same seed, same scenes."),
+    out: Path = typer.Option(..., help="Dataset folder to write."),
+    workers: int = typer.Option(1, help="Render processes (each with its own Blender)."),
+    resolution: int = typer.Option(64, help="Image side in pixels."),
+    samples: int = typer.Option(16, help="Cycles samples per pixel."),
+) -> None:
+    """Render a synthetic dataset with Blender (Cycles, CPU) into a dataset folder.
+
+    Resumable: rerun the same command after an interruption and only missing shards are rendered.
+
+    Example: selfsup render --set single --variant -CV- --count 2000 --seed 0 --out data/single-CV
+    """
+    from .dataset import render_dataset
+
+    m = render_dataset(out, set, variant, count, seed, workers, resolution, samples)
+    typer.echo(f"rendered {m['counts']['images']} images to {out} (dataset hash {m['dataset_hash']})")
+
+
+@app.command()
+def pretrain(
+    method: str = typer.Option(..., help="Self-supervised method, e.g. rotation."),
+    data: Path = typer.Option(..., help="Dataset folder (its train split is used, without labels)."),
+    out: Path = typer.Option(..., help="Folder for backbone.safetensors, meta.json and checkpoint.pt."),
+    backbone: str = typer.Option("resnet9", help="Backbone architecture."),
+    width: float = typer.Option(0.25, help="Width multiplier of the backbone (1.0 = 64-128-256-512)."),
+    epochs: int = typer.Option(10, help="Passes over the train split."),
+    batch_size: int = typer.Option(128, help="Images per step."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate (AdamW, warm-up then cosine)."),
+    seed: int = typer.Option(0, help="Seed for initialisation, batches and augmentation."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt if present."),
+) -> None:
+    """Pretrain a backbone with a self-supervised method; saves it as safetensors.
+
+    Example: selfsup pretrain --method rotation --data data/single-CV --out models/rotation --epochs 10
+    """
+    from .pretrain import pretrain as run
+
+    meta = run(method, data, out, backbone, width, epochs, batch_size, lr, seed=seed, resume=resume)
+    typer.echo(f"pretrained {method} in {meta['train_time_s']:.0f} s, final loss {meta['final_loss']:.4f} → {out}")
+
+
+@app.command()
+def finetune(
+    task: str = typer.Option("classification", help="Downstream task: classification or pose."),
+    data: Path = typer.Option(..., help="Dataset folder."),
+    out: Path = typer.Option(..., help="Folder for results.csv (and per-cell results for resuming)."),
+    init: Optional[Path] = typer.Option(None, help="Pretrained folder from `selfsup pretrain`; omit for scratch."),
+    budgets: str = typer.Option("100,250,500,1000", help="Label budgets, comma-separated."),
+    seeds: str = typer.Option("0,1", help="Seeds, comma-separated (each picks its own nested subsets)."),
+    protocol: str = typer.Option("finetune", help="finetune: all weights trained."),
+    backbone: str = typer.Option("resnet9", help="Backbone when training from scratch."),
+    width: float = typer.Option(0.25, help="Width multiplier when training from scratch."),
+    steps: int = typer.Option(300, help="Optimisation steps per cell, the same for every budget."),
+    epochs: int = typer.Option(3, help="Validation points per cell (steps are split between them)."),
+    batch_size: int = typer.Option(64, help="Images per step."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate."),
+) -> None:
+    """Train a task at several label budgets and seeds, from scratch or from a pretrained backbone.
+
+    Writes OUT/results.csv (method, task, protocol, label_budget, seed, metric, value, ...), metrics on the test split.
+
+    Example: selfsup finetune --task classification --data data/single-CV --init models/rotation --out results/rotation
+    """
+    from .finetune import FinetuneConfig
+    from .finetune import finetune as run
+
+    cfg = FinetuneConfig(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr)
+    init = init if init and str(init).strip() not in ("", ".") else None  # MLproject passes --init= for scratch
+    res = run(task, data, out, init, _int_list(budgets, "label budget"), _int_list(seeds, "seed"), protocol,
+              backbone, width, cfg)
+    typer.echo(f"wrote {len(res)} rows to {out / 'results.csv'}")
+
+
+@app.command()
+def report(
+    results: list[Path] = typer.Option(..., help="results.csv files or folders holding them (repeat the option)."),
+    out: Path = typer.Option(..., help="Report folder: utility.csv, curves.csv, metrics.json, index.html."),
+    interpolation: str = typer.Option("log", help="Interpolate the scratch curve in log n (default) or linear n."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples over seeds for the intervals."),
+) -> None:
+    """Compute the utility of pretraining and write the offline HTML report.
+
+    Example: selfsup report --results results/scratch --results results/rotation --out reports
+    """
+    from .report import make_report
+
+    make_report(results, out, interpolation, bootstrap)
+    typer.echo(f"report: {out / 'index.html'}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: one-line errors for bad input, exit status 2."""
+    from typer.exceptions import Abort, Exit, TyperException
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        app(args=argv or ["--help"], standalone_mode=False, prog_name="selfsup")
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except TyperException as e:  # bad option, missing option, wrong type
+        print(f"error: {e.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    except Exit as e:
+        sys.exit(e.exit_code)
+    except (Abort, KeyboardInterrupt):
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

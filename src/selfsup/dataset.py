@@ -1,0 +1,194 @@
+"""The dataset folder contract, and sharded, resumable, parallel rendering into it.
+
+A dataset folder holds ``images.npy`` (N, H, W, 3) uint8, ``labels.parquet`` (one row per image)
+and ``manifest.json`` (params, seed, code version, counts, sha256 per array). The manifest is
+written last: a folder without one is not a dataset. While rendering, finished shards live in
+``DIR/.shards/`` and survive a killed run; a rerun with the same parameters renders only the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+from .provenance import atomic_write_json, code_version, sha256_file
+from .scene import SPLITS, SingleScene, Variant, sample_single_scenes
+from .shapes import CLASSES
+
+SETS = ("single",)
+SHARD_SIZE = 32
+
+
+@dataclass
+class Dataset:
+    """A loaded dataset folder; ``images`` is memory-mapped."""
+
+    path: Path
+    images: np.ndarray
+    labels: pd.DataFrame
+    manifest: dict
+
+    @property
+    def dataset_hash(self) -> str:
+        return self.manifest["dataset_hash"]
+
+    def split_indices(self, split: str) -> np.ndarray:
+        return np.flatnonzero(self.labels["split"].to_numpy() == split)
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Open a rendered dataset folder; a clear error when it is missing or incomplete."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"dataset folder {str(path)!r} does not exist (render it with `selfsup render`)")
+    if not (path / "manifest.json").is_file():
+        raise UserError(f"dataset folder {str(path)!r} has no manifest.json: not a finished render")
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+        images = np.load(path / "images.npy", mmap_mode="r")
+        labels = pd.read_parquet(path / "labels.parquet")
+    except (OSError, ValueError) as e:
+        raise UserError(f"dataset folder {str(path)!r} is unreadable: {e}") from None
+    if len(images) != len(labels):
+        raise UserError(f"dataset folder {str(path)!r} is corrupt: {len(images)} images but {len(labels)} labels")
+    return Dataset(path, images, labels, manifest)
+
+
+# ---------------------------------------------------------------- rendering (bpy lives in workers)
+
+_renderer = None
+
+
+def _init_worker(resolution: int, samples: int, threads: int) -> None:
+    global _renderer
+    from .render import SingleObjectRenderer  # imports bpy: only ever inside a spawned worker
+
+    _renderer = SingleObjectRenderer(resolution, samples, threads)
+
+
+def _render_shard(job: tuple[str, list[SingleScene]]) -> int:
+    path, scenes = job
+    images = np.stack([_renderer.render(s) for s in scenes])
+    tmp = path + f".tmp{os.getpid()}.npy"
+    np.save(tmp, images)
+    os.replace(tmp, path)  # a shard file exists only when complete
+    return len(scenes)
+
+
+def _check_writable(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write_test{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise UserError(f"output folder {str(out)!r} is not writable: {e.strerror or e}") from None
+
+
+def render_dataset(out: str | Path, set_name: str = "single", variant: str = "----", count: int = 1000,
+                   seed: int = 0, workers: int = 1, resolution: int = 64, samples: int = 16,
+                   progress: bool = True) -> dict:
+    """Render a dataset folder (resuming a killed run with the same parameters); returns the manifest."""
+    if set_name not in SETS:
+        raise UserError(f"unknown set {set_name!r}: choose from {', '.join(SETS)} (the multi-object set is not built yet)")
+    v = Variant.parse(variant)
+    for name, val, lo in (("count", count, 1), ("workers", workers, 1), ("resolution", resolution, 8), ("samples", samples, 1)):
+        if val < lo:
+            raise UserError(f"invalid {name} {val}: must be at least {lo}")
+    out = Path(out)
+    params = {"set": set_name, "variant": v.name, "count": count, "seed": seed, "resolution": resolution,
+              "samples": samples}
+    if (out / "manifest.json").is_file():
+        done = json.loads((out / "manifest.json").read_text())
+        if done.get("params") == params:
+            return done
+        raise UserError(f"output folder {str(out)!r} already holds a dataset with other parameters; "
+                        "choose another --out or delete it")
+    _check_writable(out)
+    shard_dir = out / ".shards"
+    shard_dir.mkdir(exist_ok=True)
+    params_file = shard_dir / "params.json"
+    if params_file.exists() and json.loads(params_file.read_text()) != params:
+        raise UserError(f"output folder {str(out)!r} holds an unfinished render with other parameters; "
+                        "delete it or rerun with the same parameters")
+    atomic_write_json(params_file, params)
+
+    scenes = sample_single_scenes(count, v, seed)
+    shards = [(str(shard_dir / f"shard_{k:05d}.npy"), scenes[i:i + SHARD_SIZE])
+              for k, i in enumerate(range(0, count, SHARD_SIZE))]
+    todo = [job for job in shards if not os.path.exists(job[0])]
+    _run_shards(todo, count, count - sum(len(j[1]) for j in todo), workers, resolution, samples, progress)
+
+    manifest = _assemble(out, shards, scenes, params)
+    shutil.rmtree(shard_dir)
+    return manifest
+
+
+def _run_shards(todo, total: int, done: int, workers: int, resolution: int, samples: int, progress: bool) -> None:
+    if not todo:
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    ctx = mp.get_context("spawn")  # never fork a process that may hold bpy
+    cols = (TextColumn("render"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]} img/s"),
+            TextColumn("ETA"), TimeRemainingColumn())
+    pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
+                               initargs=(resolution, samples, threads))
+    try:
+        with Progress(*cols, disable=not progress) as bar:
+            task = bar.add_task("render", total=total, completed=done, rate="-")
+            t0, n = time.perf_counter(), 0
+            for fut in as_completed([pool.submit(_render_shard, job) for job in todo]):
+                n += fut.result()
+                bar.update(task, advance=fut.result(), rate=f"{n / (time.perf_counter() - t0):.1f}")
+    except BrokenProcessPool:
+        raise UserError("a render worker died (is Blender's bpy installed with its system libraries? "
+                        "run scripts/setup.sh); finished shards are kept, rerun to resume") from None
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _assemble(out: Path, shards, scenes: list[SingleScene], params: dict) -> dict:
+    first = np.load(shards[0][0], mmap_mode="r")
+    tmp_images = out / "images.npy.tmp"
+    images = np.lib.format.open_memmap(tmp_images, mode="w+", dtype=np.uint8, shape=(len(scenes), *first.shape[1:]))
+    i = 0
+    for path, chunk in shards:
+        arr = np.load(path)
+        images[i:i + len(chunk)] = arr
+        i += len(chunk)
+    images.flush()
+    del images
+    os.replace(tmp_images, out / "images.npy")
+
+    labels = pd.DataFrame([s.label_row() for s in scenes])
+    labels["split"] = pd.Categorical(labels["split"], categories=list(SPLITS))
+    tmp_labels = out / "labels.parquet.tmp"
+    labels.to_parquet(tmp_labels, index=False)
+    os.replace(tmp_labels, out / "labels.parquet")
+
+    sha = {name: sha256_file(out / name) for name in ("images.npy", "labels.parquet")}
+    counts = {"images": len(scenes), **{f"split_{s}": int((labels["split"] == s).sum()) for s in SPLITS},
+              "classes": {c: int((labels["class_name"] == c).sum()) for c in CLASSES},
+              "pose_bins": {str(b): int((labels["pose_bin"] == b).sum()) for b in range(5)}}
+    manifest = {
+        "params": params, "seed": params["seed"], "code_version": code_version(), "counts": counts,
+        "sha256": sha, "dataset_hash": hashlib.sha256(json.dumps(sha, sort_keys=True).encode()).hexdigest()[:16],
+        "image_shape": list(np.load(out / "images.npy", mmap_mode="r").shape),
+        "classes": list(CLASSES),
+    }
+    atomic_write_json(out / "manifest.json", manifest)  # last: its presence marks the dataset finished
+    return manifest

@@ -1,0 +1,49 @@
+"""Where a result came from: code version, file hashes, atomic writes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from . import __version__
+
+_PKG_DIR = Path(__file__).resolve().parent
+
+
+def git_commit(path: Path | None = None) -> str | None:
+    """The commit of the git work tree holding ``path`` (the package by default), or None."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path or _PKG_DIR, capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def code_version() -> str:
+    """Package version plus the git commit when running from a checkout."""
+    commit = git_commit()
+    return f"{__version__}+{commit[:12]}" if commit else __version__
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a file so that a reader never sees it half-written (tmp file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,230 @@
+"""Scene specs → pixels with Blender (Cycles on the CPU). The only module that imports ``bpy``.
+
+Import it only in a worker process started with the ``spawn`` method: forking after
+``import bpy`` deadlocks in the EXR writer (see ../shared/notes/bpy.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+
+import numpy as np
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence Blender's C-level stdout/stderr ("Saved: ...", CUEW warnings) around a block."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
+
+
+with quiet():
+    import bpy  # noqa: I001  (bpy first: it makes bmesh and mathutils importable)
+    import bmesh
+    from mathutils import Matrix, Vector
+
+sys.path.append(os.path.join(bpy.utils.resource_path("LOCAL"), "python/lib/python3.11/site-packages"))
+import OpenImageIO as oiio  # noqa: E402  (ships inside the bpy wheel)
+
+from .scene import TEXTURES, SingleScene  # noqa: E402
+from .shapes import Part, model_parts  # noqa: E402
+
+CAMERA_LOCATION = (1.0, 0.0, 0.4)
+_TEX_NODE = {"noise": "ShaderNodeTexNoise", "wave": "ShaderNodeTexWave", "checker": "ShaderNodeTexChecker",
+             "brick": "ShaderNodeTexBrick", "magic": "ShaderNodeTexMagic", "gradient": "ShaderNodeTexGradient"}
+
+
+def srgb_to_linear(c):
+    c = np.asarray(c, dtype=float)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb_uint8(lin: np.ndarray) -> np.ndarray:
+    lin = np.clip(lin, 0.0, 1.0)
+    srgb = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+    return (srgb * 255 + 0.5).astype(np.uint8)
+
+
+class _Surface:
+    """A material whose base colour is flat or a procedural texture between two colours."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.materials: dict[str, bpy.types.Material] = {}
+
+    def get(self, texture: str) -> "bpy.types.Material":
+        if texture not in self.materials:
+            self.materials[texture] = self._build(texture)
+        return self.materials[texture]
+
+    def _build(self, texture: str):
+        m = bpy.data.materials.new(f"{self.name}_{texture or 'flat'}")
+        nt = m.node_tree
+        bsdf = nt.nodes["Principled BSDF"]
+        bsdf.inputs["Roughness"].default_value = 0.6
+        if texture:
+            coord = nt.nodes.new("ShaderNodeTexCoord")
+            mapping = nt.nodes.new("ShaderNodeMapping")
+            tex = nt.nodes.new(_TEX_NODE[texture])
+            ramp = nt.nodes.new("ShaderNodeValToRGB")
+            nt.links.new(coord.outputs["Object"], mapping.inputs["Vector"])
+            nt.links.new(mapping.outputs["Vector"], tex.inputs["Vector"])
+            nt.links.new(tex.outputs["Fac"], ramp.inputs["Fac"])
+            nt.links.new(ramp.outputs["Color"], bsdf.inputs["Base Color"])
+        return m
+
+    def set(self, texture: str, rgb, scale: float, offset: float) -> "bpy.types.Material":
+        m = self.get(texture)
+        lin = (*srgb_to_linear(rgb), 1.0)
+        nodes = m.node_tree.nodes
+        if not texture:
+            nodes["Principled BSDF"].inputs["Base Color"].default_value = lin
+            return m
+        dark = (*srgb_to_linear(np.asarray(rgb) * 0.35), 1.0)
+        ramp = nodes["Color Ramp"].color_ramp
+        ramp.elements[0].color, ramp.elements[1].color = lin, dark
+        tex = next(n for n in nodes if n.bl_idname == _TEX_NODE[texture])
+        if "Scale" in tex.inputs:
+            tex.inputs["Scale"].default_value = scale
+        nodes["Mapping"].inputs["Location"].default_value = (offset, offset * 0.37, offset * 0.73)
+        return m
+
+
+def _part_mesh(bm, p: Part) -> None:
+    """Append one primitive to a bmesh, in object coordinates."""
+    if p.kind == "box":
+        m = Matrix.Translation(p.center) @ Matrix.Diagonal((*p.size, 1.0))
+        bmesh.ops.create_cube(bm, size=1.0, matrix=m)
+        return
+    axis_rot = {"x": Matrix.Rotation(math.pi / 2, 4, "Y"), "y": Matrix.Rotation(math.pi / 2, 4, "X"),
+                "z": Matrix.Identity(4)}[p.axis]
+    length = {"x": p.size[0], "y": p.size[1], "z": p.size[2]}[p.axis]
+    diam = [s for a, s in zip("xyz", p.size) if a != p.axis]
+    if p.kind == "sphere":
+        m = Matrix.Translation(p.center) @ Matrix.Diagonal((*(np.asarray(p.size) / 2), 1.0))
+        bmesh.ops.create_uvsphere(bm, u_segments=16, v_segments=8, radius=1.0, matrix=m)
+        return
+    # cylinder / cone of unit radius and unit depth, scaled to (d0, d1, length) then turned to its axis
+    scale = Matrix.Diagonal((diam[0] / 2, diam[1] / 2, length, 1.0))
+    m = Matrix.Translation(p.center) @ axis_rot @ scale
+    bmesh.ops.create_cone(bm, cap_ends=True, segments=16, radius1=1.0, radius2=p.taper, depth=1.0, matrix=m)
+
+
+class SingleObjectRenderer:
+    """A persistent Blender scene for single-object images; :meth:`render` moves and recolours it."""
+
+    def __init__(self, resolution: int = 64, samples: int = 16, threads: int = 0):
+        with quiet():
+            bpy.ops.wm.read_factory_settings(use_empty=True)
+        sc = self.sc = bpy.context.scene
+        cam = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
+        sc.collection.objects.link(cam)
+        sc.camera = cam
+        cam.location = CAMERA_LOCATION
+        cam.rotation_euler = (-Vector(CAMERA_LOCATION)).to_track_quat("-Z", "Y").to_euler()
+
+        self.lamp = bpy.data.objects.new("lamp", bpy.data.lights.new("lamp", "POINT"))
+        self.lamp.data.energy = 100.0
+        sun = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
+        sun.data.energy = 1.0
+        sun.rotation_euler = (0.3, 0.6, 0.0)
+        for ob in (self.lamp, sun):
+            sc.collection.objects.link(ob)
+
+        # a backdrop facing the camera, behind the object
+        bm = bmesh.new()
+        bmesh.ops.create_grid(bm, x_segments=1, y_segments=1, size=5.0)
+        me = bpy.data.meshes.new("backdrop")
+        bm.to_mesh(me)
+        bm.free()
+        self.backdrop = bpy.data.objects.new("backdrop", me)
+        self.backdrop.location = (-1.2, 0.0, 0.0)
+        self.backdrop.rotation_euler = (0.0, math.pi / 2, 0.0)
+        self.backdrop.pass_index = 0
+        sc.collection.objects.link(self.backdrop)
+        self.obj = bpy.data.objects.new("object", bpy.data.meshes.new("object"))
+        self.obj.pass_index = 1
+        sc.collection.objects.link(self.obj)
+        self.object_surface, self.background_surface = _Surface("object"), _Surface("background")
+
+        sc.world = bpy.data.worlds.new("world")
+        sc.world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.05, 0.05, 0.05, 1)
+        r = sc.render
+        r.engine = "CYCLES"
+        r.resolution_x = r.resolution_y = resolution
+        r.resolution_percentage = 100
+        r.use_persistent_data = True
+        if threads:
+            r.threads_mode, r.threads = "FIXED", threads
+        cy = sc.cycles
+        cy.device = "CPU"
+        cy.samples = samples
+        cy.use_adaptive_sampling = False
+        cy.use_denoising = False
+        cy.max_bounces, cy.diffuse_bounces, cy.glossy_bounces = 4, 2, 1
+        cy.transmission_bounces = cy.transparent_max_bounces = cy.volume_bounces = 0
+        sc.view_settings.view_transform = "Standard"
+        im = r.image_settings
+        im.media_type = "MULTI_LAYER_IMAGE"
+        im.file_format = "OPEN_EXR_MULTILAYER"
+        im.color_depth = "32"
+        im.exr_codec = "NONE"
+        shm = "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"
+        r.filepath = os.path.join(shm, f"selfsup_render_{os.getpid()}.exr")
+
+    def _set_object(self, s: SingleScene) -> None:
+        bm = bmesh.new()
+        for p in model_parts(s.class_id, s.model_id, s.stretch):
+            _part_mesh(bm, p)
+        me = bpy.data.meshes.new("object")
+        bm.to_mesh(me)
+        bm.free()
+        old = self.obj.data
+        self.obj.data = me
+        bpy.data.meshes.remove(old)
+        me.materials.append(self.object_surface.set(s.object_texture, s.object_rgb, s.texture_scale, s.texture_seed))
+        self.obj.rotation_euler = s.euler
+
+    def render(self, s: SingleScene) -> np.ndarray:
+        """The (H, W, 3) uint8 sRGB image of one scene."""
+        self._set_object(s)
+        bg = self.background_surface.set(s.background_texture, s.background_rgb, s.texture_scale / 2, s.texture_seed + 11)
+        self.backdrop.data.materials.clear()
+        self.backdrop.data.materials.append(bg)
+        a = s.light_angle
+        self.lamp.location = (0.0, 1.5 * math.sin(a), 1.5 * math.cos(a))
+        return linear_to_srgb_uint8(self._render_passes()["Combined"][..., :3])
+
+    def _render_passes(self) -> dict[str, np.ndarray]:
+        path = self.sc.render.filepath
+        with quiet():
+            bpy.ops.render.render(write_still=True)
+        f = oiio.ImageInput.open(path)
+        out, i = {}, 0
+        while f.seek_subimage(i, 0):
+            spec = f.spec()
+            out[spec.getattribute("name").split(".", 1)[1]] = f.read_image(i, 0, 0, spec.nchannels, oiio.FLOAT)
+            i += 1
+        f.close()
+        return out
+
+    def close(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self.sc.render.filepath)
+
+
+assert set(_TEX_NODE) == set(TEXTURES)

@@ -1,0 +1,162 @@
+"""Scene descriptions as plain data: dataset variants, model-id splits, scene sampling, pose bins.
+
+Nothing here imports ``bpy``; :mod:`selfsup.render` turns a :class:`SingleScene` into pixels.
+Sampling is deterministic per image (``seed``, ``index``), so the first N scenes of a larger
+dataset equal a dataset of N, whatever the number of render workers.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .errors import UserError
+from .shapes import CLASSES, MODELS_PER_CLASS
+
+FACTORS = "TCVL"
+SPLITS = ("train", "val", "test")
+SPLIT_FRACTIONS = (0.7, 0.15, 0.15)  # of images; val and test use held-out model ids only
+TRAIN_MODEL_FRACTION = 0.8
+CANONICAL_EULER = (0.0, 0.0, -math.pi / 6)  # a three-quarter view that shows each class's parts
+VIEW_SIGMA = 0.5  # rad per axis when V is on
+POSE_BINS = ("up", "forward", "backward", "left", "right")
+TEXTURES = ("noise", "wave", "checker", "brick", "magic", "gradient")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The four factors of variation; each True means the hard version (the paper's letters)."""
+
+    texture: bool = False
+    colour: bool = False
+    viewpoint: bool = False
+    lighting: bool = False
+
+    @classmethod
+    def parse(cls, name: str) -> "Variant":
+        """``'TC--'`` → texture and random colour on, fixed view and light."""
+        if len(name) != 4 or any(ch not in (f, "-") for ch, f in zip(name, FACTORS)):
+            raise UserError(f"invalid variant {name!r}: use four letters from 'TCVL' in that order, '-' for off (e.g. '-C--')")
+        return cls(*(ch != "-" for ch in name))
+
+    @property
+    def name(self) -> str:
+        return "".join(f if on else "-" for f, on in zip(FACTORS, (self.texture, self.colour, self.viewpoint, self.lighting)))
+
+
+def model_split(class_id: int) -> dict[str, np.ndarray]:
+    """Fixed split of a class's model ids: 80 % train, 10 % val, 10 % test (same for every variant)."""
+    perm = np.random.default_rng([class_id, 80_20]).permutation(MODELS_PER_CLASS)
+    n_train = int(MODELS_PER_CLASS * TRAIN_MODEL_FRACTION)
+    n_val = (MODELS_PER_CLASS - n_train) // 2
+    return {"train": np.sort(perm[:n_train]), "val": np.sort(perm[n_train:n_train + n_val]),
+            "test": np.sort(perm[n_train + n_val:])}
+
+
+_MODEL_SPLITS = [model_split(c) for c in range(len(CLASSES))]
+# Evenly spaced class hues in a fixed shuffled order, the same for every dataset (cross-variant transfer).
+CLASS_HUES = tuple(float(h) for h in np.random.default_rng(2020).permutation(len(CLASSES)) / len(CLASSES))
+
+
+@dataclass(frozen=True)
+class SingleScene:
+    """One single-object image: everything the renderer needs and every label we keep."""
+
+    index: int
+    split: str
+    class_id: int
+    model_id: int
+    euler: tuple[float, float, float]
+    stretch: tuple[float, float, float]
+    light_angle: float
+    object_rgb: tuple[float, float, float]
+    background_rgb: tuple[float, float, float]
+    object_texture: str  # "" for flat colour
+    background_texture: str
+    texture_scale: float
+    texture_seed: float
+
+    @property
+    def class_name(self) -> str:
+        return CLASSES[self.class_id]
+
+    @property
+    def pose_bin(self) -> int:
+        return pose_bin(self.euler)
+
+    def label_row(self) -> dict:
+        """Flat label columns for ``labels.parquet``."""
+        d = asdict(self)
+        row = {"index": self.index, "split": self.split, "class_id": self.class_id,
+               "class_name": self.class_name, "model_id": self.model_id, "pose_bin": self.pose_bin}
+        for k in ("euler", "stretch"):
+            row.update({f"{k}_{a}": float(v) for a, v in zip("xyz", d[k])})
+        for k in ("object_rgb", "background_rgb"):
+            row.update({f"{k[:-4]}_{c}": float(v) for c, v in zip("rgb", d[k])})
+        row.update(light_angle=self.light_angle, object_texture=self.object_texture,
+                   background_texture=self.background_texture, texture_scale=self.texture_scale,
+                   texture_seed=self.texture_seed)
+        return row
+
+
+def euler_to_matrix(euler) -> np.ndarray:
+    """Blender's XYZ Euler convention: R = Rz @ Ry @ Rx."""
+    x, y, z = euler
+    cx, sx, cy, sy, cz, sz = math.cos(x), math.sin(x), math.cos(y), math.sin(y), math.cos(z), math.sin(z)
+    rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def pose_bin(euler) -> int:
+    """Where the object's up axis points, seen from the camera on +x: 0 up (within π/8 of
+    vertical), else by its horizontal direction 1 forward (+x, towards the camera), 2 backward,
+    3 left (−y), 4 right (+y). Rotation about the up axis is ignored."""
+    c = euler_to_matrix(euler) @ np.array([0.0, 0.0, 1.0])
+    theta = math.atan2(math.hypot(c[0], c[1]), c[2])
+    if theta < math.pi / 8:
+        return 0
+    if abs(c[0]) >= abs(c[1]):
+        return 1 if c[0] > 0 else 2
+    return 4 if c[1] > 0 else 3
+
+
+def _class_colour(rng: np.random.Generator, class_id: int) -> tuple[float, float, float]:
+    h = (CLASS_HUES[class_id] + rng.normal(0, 0.03)) % 1.0
+    s = 0.8 * rng.uniform(0.5, 1.0) + 0.2
+    v = 0.4 * rng.uniform(0.5, 1.0) + 0.6
+    return tuple(float(x) for x in colorsys.hsv_to_rgb(h, s, v))
+
+
+def sample_single_scene(index: int, variant: Variant, seed: int) -> SingleScene:
+    """The scene of image ``index`` of a single-object dataset (deterministic in seed and index)."""
+    rng = np.random.default_rng([seed, index, 1])
+    split = SPLITS[int(rng.choice(3, p=SPLIT_FRACTIONS))]
+    class_id = int(rng.integers(len(CLASSES)))
+    model_id = int(rng.choice(_MODEL_SPLITS[class_id][split]))
+    stretch = tuple(float(v) for v in np.clip(1 + 0.1 * rng.normal(size=3), 0.5, 1.5))
+    noise = rng.normal(0, VIEW_SIGMA, size=3) if variant.viewpoint else np.zeros(3)
+    euler = tuple(float(c + n) for c, n in zip(CANONICAL_EULER, noise))
+    light_angle = float(-0.5 + (2.0 * rng.normal() if variant.lighting else 0.0))
+    if variant.colour:
+        obj_rgb = tuple(float(v) for v in rng.uniform(0, 1, 3))
+    else:
+        obj_rgb = _class_colour(rng, class_id)
+    bg_rgb = tuple(float(v) for v in rng.uniform(0.1, 0.9, 3))
+    if variant.texture:
+        obj_tex, bg_tex = (str(t) for t in rng.choice(TEXTURES, size=2))
+    else:
+        obj_tex = bg_tex = ""
+    return SingleScene(index, split, class_id, model_id, euler, stretch, light_angle, obj_rgb, bg_rgb,
+                       obj_tex, bg_tex, float(rng.uniform(2.0, 8.0)), float(rng.uniform(0, 100)))
+
+
+def sample_single_scenes(count: int, variant: Variant, seed: int) -> list[SingleScene]:
+    """All scenes of a single-object dataset of ``count`` images."""
+    if count <= 0:
+        raise UserError(f"invalid count {count}: must be at least 1")
+    return [sample_single_scene(i, variant, seed) for i in range(count)]

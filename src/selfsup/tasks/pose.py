@@ -1,0 +1,15 @@
+"""Object pose: 5 bins of where the object's up axis points (see :func:`selfsup.scene.pose_bin`)."""
+
+import torch.nn.functional as F
+from torch import nn
+
+from . import TASKS, Task
+from .classification import accuracy
+
+NUM_BINS = 5
+
+
+@TASKS.register("pose")
+def pose() -> Task:
+    return Task("pose", "accuracy", lambda d: nn.Linear(d, NUM_BINS),
+                lambda labels: labels["pose_bin"].to_numpy(), F.cross_entropy, accuracy)

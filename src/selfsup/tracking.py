@@ -1,0 +1,56 @@
+"""MLflow bookkeeping shared by every stage: params, tags (git commit, dataset hash), metrics.
+
+The tracking store is MLflow's default (``sqlite:///mlflow.db`` in the working directory, no
+server needed) unless ``MLFLOW_TRACKING_URI`` points elsewhere. Runs go to the experiment
+``selfsup`` unless ``MLFLOW_EXPERIMENT_NAME`` says otherwise. Under ``mlflow run`` the stage
+logs into the run that ``mlflow run`` created.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import platform
+from typing import Iterator
+
+from .provenance import git_commit
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+DEFAULT_EXPERIMENT = "selfsup"
+
+
+def _mlflow():
+    import mlflow
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # keep stage output readable
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    return mlflow
+
+
+@contextlib.contextmanager
+def run(stage: str, params: dict, dataset_hash: str | None = None, tags: dict | None = None,
+        nested: bool = False, run_name: str | None = None) -> Iterator[object]:
+    """An MLflow run for one stage (or a nested child run) with params and provenance tags."""
+    mlflow = _mlflow()
+    if not nested and mlflow.active_run() is None and "MLFLOW_RUN_ID" not in os.environ \
+            and "MLFLOW_EXPERIMENT_NAME" not in os.environ and "MLFLOW_EXPERIMENT_ID" not in os.environ:
+        mlflow.set_experiment(DEFAULT_EXPERIMENT)
+    with mlflow.start_run(run_name=run_name, nested=nested) as active:
+        commit = git_commit()
+        all_tags = {"stage": stage, "host": platform.node(), **(tags or {})}
+        if commit:
+            all_tags.update({"git_commit": commit, "mlflow.source.git.commit": commit})
+        if dataset_hash:
+            all_tags["dataset_hash"] = dataset_hash
+        mlflow.set_tags({k: str(v) for k, v in all_tags.items()})
+        mlflow.log_params({k: str(v) for k, v in params.items()})
+        yield active
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    _mlflow().log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+
+def log_artifact(path, artifact_path: str | None = None) -> None:
+    _mlflow().log_artifact(str(path), artifact_path)

@@ -1,0 +1,105 @@
+"""The one training loop, shared by pretraining and finetuning.
+
+An *objective* owns the trainable module and turns a batch of item indices into a loss; the loop
+owns batching, the optimiser, the schedule, logging and checkpoints. An atomic checkpoint is
+written after every epoch, and ``resume=True`` continues exactly where it stopped (model,
+optimiser, RNG state, epoch), so a run killed with ``kill -9`` ends like an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import torch
+from torch import nn
+
+from .schedule import epoch_batches, warmup_cosine
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    steps_per_epoch: int
+    batch_size: int
+    lr: float = 1e-3
+    weight_decay: float = 5e-4
+    warmup_epochs: float = 1.0
+    seed: int = 0
+
+
+class Objective(Protocol):
+    module: nn.Module  # every trainable parameter lives here
+
+    def loss(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss of the batch of item indices ``idx`` (plus scalars to log)."""
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # never a half-written checkpoint
+
+
+def fit(objective: Objective, n_items: int, cfg: TrainConfig,
+        on_epoch: Callable[[int, dict], dict] | None = None,
+        checkpoint: Path | None = None, resume: bool = False,
+        progress: Callable[[int, int], None] | None = None) -> list[dict]:
+    """Train ``objective`` for ``cfg.epochs`` × ``cfg.steps_per_epoch`` steps; returns per-epoch logs.
+
+    ``on_epoch(epoch, logs)`` may evaluate and return more scalars to log; ``progress(step, total)``
+    is called after every step.
+    """
+    module = objective.module
+    params = [p for p in module.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * cfg.steps_per_epoch
+    warmup = int(cfg.warmup_epochs * cfg.steps_per_epoch)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup))
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start, history = 0, []
+    if resume and checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, weights_only=True)
+        module.load_state_dict(state["module"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start, history = state["epoch"], list(state["history"])
+
+    for epoch in range(start, cfg.epochs):
+        module.train()
+        t0 = time.perf_counter()
+        batches = epoch_batches(n_items, cfg.batch_size, cfg.steps_per_epoch, gen)
+        loss_sum = torch.zeros(())
+        extra: dict[str, float] = {}
+        for i, idx in enumerate(batches):
+            loss, scalars = objective.loss(idx, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach().float().cpu()
+            for k, v in scalars.items():
+                extra[k] = extra.get(k, 0.0) + float(v) / cfg.steps_per_epoch
+            if progress:
+                progress(epoch * cfg.steps_per_epoch + i + 1, total)
+        dt = time.perf_counter() - t0
+        logs = {"loss": float(loss_sum) / cfg.steps_per_epoch, "lr": opt.param_groups[0]["lr"],
+                "images_per_s": cfg.steps_per_epoch * cfg.batch_size / dt, "epoch_time_s": dt, **extra}
+        if on_epoch:
+            logs.update(on_epoch(epoch, logs) or {})
+        history.append(logs)
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, {
+                "module": module.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
+                "history": history})
+    return history
