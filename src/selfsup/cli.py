@@ -124,6 +124,19 @@ def report(
     typer.echo(f"report: {out / 'index.html'}")
 
 
+def _usage_message(e, argv: list[str]) -> str:
+    """Typer's message on one line, with the offending value when an option got a bad one."""
+    msg = " ".join(e.format_message().split())
+    param = getattr(e, "param", None)
+    for opt in getattr(param, "opts", []) or []:
+        for i, arg in enumerate(argv):
+            if arg == opt and i + 1 < len(argv):
+                return f"{msg} (got {argv[i + 1]!r})"
+            if arg.startswith(opt + "="):
+                return f"{msg} (got {arg.split('=', 1)[1]!r})"
+    return msg
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: one-line errors for bad input, exit status 2."""
     from typer.exceptions import Abort, Exit, TyperException
@@ -135,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except TyperException as e:  # bad option, missing option, wrong type
-        print(f"error: {e.format_message()}", file=sys.stderr)
+        print(f"error: {_usage_message(e, argv)}", file=sys.stderr)
         sys.exit(2)
     except Exit as e:
         sys.exit(e.exit_code)

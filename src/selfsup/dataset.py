@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import tracking
 from .errors import UserError
 from .provenance import atomic_write_json, code_version, sha256_file
 from .scene import SPLITS, SingleScene, Variant, sample_single_scenes
@@ -129,11 +130,35 @@ def render_dataset(out: str | Path, set_name: str = "single", variant: str = "--
     shards = [(str(shard_dir / f"shard_{k:05d}.npy"), scenes[i:i + SHARD_SIZE])
               for k, i in enumerate(range(0, count, SHARD_SIZE))]
     todo = [job for job in shards if not os.path.exists(job[0])]
-    _run_shards(todo, count, count - sum(len(j[1]) for j in todo), workers, resolution, samples, progress)
-
-    manifest = _assemble(out, shards, scenes, params)
-    shutil.rmtree(shard_dir)
+    with tracking.run("render", {**params, "workers": workers, "out": str(out)}, run_name=f"render-{set_name}-{v.name}"):
+        t0 = time.perf_counter()
+        _run_shards(todo, count, count - sum(len(j[1]) for j in todo), workers, resolution, samples, progress)
+        rendered = sum(len(j[1]) for j in todo)
+        seconds = time.perf_counter() - t0
+        manifest = _assemble(out, shards, scenes, params)
+        sheet = write_contact_sheet(out)
+        shutil.rmtree(shard_dir)
+        tracking.set_tags({"dataset_hash": manifest["dataset_hash"]})
+        tracking.log_metrics({"images_rendered": rendered, "render_time_s": seconds,
+                              "images_per_s": rendered / seconds if seconds > 0 else 0.0})
+        tracking.log_artifact(out / "manifest.json")
+        tracking.log_artifact(sheet)
     return manifest
+
+
+def write_contact_sheet(path: Path, per_class: int = 8) -> Path:
+    """``contact_sheet.png`` beside the arrays: one row per class, ``per_class`` images each."""
+    from PIL import Image
+
+    images = np.load(path / "images.npy", mmap_mode="r")
+    labels = pd.read_parquet(path / "labels.parquet", columns=["class_id"])
+    h, w = images.shape[1:3]
+    sheet = np.full((len(CLASSES) * h, per_class * w, 3), 255, np.uint8)
+    for c in range(len(CLASSES)):
+        for j, i in enumerate(np.flatnonzero(labels.class_id.to_numpy() == c)[:per_class]):
+            sheet[c * h:(c + 1) * h, j * w:(j + 1) * w] = images[i]
+    Image.fromarray(sheet).save(path / "contact_sheet.png")
+    return path / "contact_sheet.png"
 
 
 def _run_shards(todo, total: int, done: int, workers: int, resolution: int, samples: int, progress: bool) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import tracking
 from .errors import UserError
 from .provenance import atomic_write_json, atomic_write_text
 from .tasks import TASKS
@@ -67,6 +68,15 @@ def make_report(paths: list[str | Path], out: str | Path, interpolation: str = "
     if interpolation not in INTERPOLATIONS:
         raise UserError(f"unknown interpolation {interpolation!r}: choose from {', '.join(INTERPOLATIONS)}")
     results = load_results(paths)
+    with tracking.run("report", {"results": ",".join(map(str, paths)), "interpolation": interpolation,
+                                 "n_boot": n_boot, "out": str(out)}, run_name="report"):
+        metrics = _report(results, Path(out), interpolation, n_boot)
+        for name in ("utility.csv", "curves.csv", "metrics.json", "index.html"):
+            tracking.log_artifact(Path(out) / name)
+    return metrics
+
+
+def _report(results: pd.DataFrame, out: Path, interpolation: str, n_boot: int) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metric_of_task = {t: headline_metric(t, results) for t in sorted(results.task.unique())}

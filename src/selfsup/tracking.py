@@ -33,9 +33,10 @@ def run(stage: str, params: dict, dataset_hash: str | None = None, tags: dict | 
         nested: bool = False, run_name: str | None = None) -> Iterator[object]:
     """An MLflow run for one stage (or a nested child run) with params and provenance tags."""
     mlflow = _mlflow()
-    if not nested and mlflow.active_run() is None and "MLFLOW_RUN_ID" not in os.environ \
-            and "MLFLOW_EXPERIMENT_NAME" not in os.environ and "MLFLOW_EXPERIMENT_ID" not in os.environ:
-        mlflow.set_experiment(DEFAULT_EXPERIMENT)
+    if not nested and mlflow.active_run() is None and "MLFLOW_RUN_ID" not in os.environ:
+        # resolve the experiment by name against the current tracking URI every time: mlflow caches the
+        # last experiment id (also in MLFLOW_EXPERIMENT_ID), which is wrong once the tracking URI changes
+        mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT))
     with mlflow.start_run(run_name=run_name, nested=nested) as active:
         commit = git_commit()
         all_tags = {"stage": stage, "host": platform.node(), **(tags or {})}
@@ -44,8 +45,14 @@ def run(stage: str, params: dict, dataset_hash: str | None = None, tags: dict | 
         if dataset_hash:
             all_tags["dataset_hash"] = dataset_hash
         mlflow.set_tags({k: str(v) for k, v in all_tags.items()})
-        mlflow.log_params({k: str(v) for k, v in params.items()})
+        # under `mlflow run` the run already holds the entry point's parameters; MLflow forbids changing them
+        existing = mlflow.get_run(active.info.run_id).data.params
+        mlflow.log_params({k: str(v) for k, v in params.items() if k not in existing})
         yield active
+
+
+def set_tags(tags: dict) -> None:
+    _mlflow().set_tags({k: str(v) for k, v in tags.items()})
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:

@@ -1,0 +1,41 @@
+"""Shared fixtures: a real tiny bpy render, an isolated MLflow store, the CLI as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # the venv's bin: selfsup, dvc, mlflow
+TINY = dict(set_name="single", variant="-C--", count=64, seed=0, resolution=32, samples=4)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_tracking(tmp_path_factory):
+    """Every test logs to its own throw-away MLflow store, never to the repo's mlflow.db."""
+    store = tmp_path_factory.mktemp("mlflow")
+    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{store}/mlflow.db"
+    os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    os.environ["DVC_NO_ANALYTICS"] = "1"
+    os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
+    yield store
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A real Cycles render: 64 images at 32×32, 4 samples per pixel."""
+    from selfsup.dataset import render_dataset
+
+    out = tmp_path_factory.mktemp("data") / "tiny"
+    render_dataset(out, progress=False, **TINY)
+    return out
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
+    """``selfsup ARGS`` as a user runs it; returns the CompletedProcess."""
+    return subprocess.run([str(BIN / "selfsup"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})

@@ -1,0 +1,75 @@
+import json
+
+import pandas as pd
+import pytest
+
+from selfsup.errors import UserError
+from selfsup.finetune import FinetuneConfig, finetune
+from selfsup.report import load_results, make_report
+
+from conftest import run_cli
+
+TINY_FT = FinetuneConfig(steps=4, epochs=2, batch_size=8)
+
+
+def test_finetune_writes_long_results_on_the_test_split_and_resumes(tiny_dataset, tmp_path):
+    out = tmp_path / "scratch"
+    res = finetune("classification", tiny_dataset, out, budgets=[5, 10], seeds=[0, 1], width=0.125, config=TINY_FT,
+                   progress=False)
+    assert list(res.columns[:7]) == ["method", "task", "protocol", "label_budget", "seed", "metric", "value"]
+    assert len(res) == 4 and set(res.method) == {"scratch"} and res.value.between(0, 1).all()
+    on_disk = pd.read_csv(out / "results.csv")
+    pd.testing.assert_frame_equal(on_disk[res.columns[:7]], res[res.columns[:7]], check_dtype=False)
+    # a rerun keeps the finished cells instead of training them again
+    cell = out / "cells" / "b5_s0.json"
+    doc = json.loads(cell.read_text())
+    doc["test"]["accuracy"] = 0.123456
+    cell.write_text(json.dumps(doc))
+    again = finetune("classification", tiny_dataset, out, budgets=[5, 10], seeds=[0, 1], width=0.125, config=TINY_FT,
+                     progress=False)
+    assert 0.123456 in again.value.tolist()
+
+
+def test_finetune_from_a_pretrained_backbone(tiny_dataset, tmp_path):
+    from selfsup.pretrain import pretrain
+
+    pretrain("rotation", tiny_dataset, tmp_path / "rot", width=0.125, epochs=1, batch_size=16, progress=False)
+    res = finetune("pose", tiny_dataset, tmp_path / "ft", init=tmp_path / "rot", budgets=[8], seeds=[0],
+                   config=TINY_FT, progress=False)
+    assert set(res.method) == {"rotation"} and set(res.task) == {"pose"}
+
+
+def _write_results(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+def test_report_from_a_hand_made_table(tmp_path):
+    rows = [{"method": m, "task": "classification", "protocol": "finetune", "label_budget": n, "seed": s,
+             "metric": "accuracy", "value": v + 0.01 * s}
+            for m, curve in {"scratch": [0.3, 0.5, 0.7], "rotation": [0.5, 0.6, 0.9]}.items()
+            for n, v in zip([100, 500, 2500], curve) for s in (0, 1)]
+    _write_results(tmp_path / "a" / "results.csv", [r for r in rows if r["method"] == "scratch"])
+    _write_results(tmp_path / "b.csv", [r for r in rows if r["method"] != "scratch"])
+    r = run_cli("report", "--results", str(tmp_path / "a"), "--results", str(tmp_path / "b.csv"),
+                "--out", str(tmp_path / "rep"), "--bootstrap", "50")
+    assert r.returncode == 0, r.stderr
+    util = pd.read_csv(tmp_path / "rep" / "utility.csv")
+    assert list(util.columns[:8]) == ["method", "task", "protocol", "label_budget", "utility", "ci_low", "ci_high", "status"]
+    by_n = util.set_index("label_budget")
+    assert by_n.loc[100, "status"] == "ok" and by_n.loc[100, "utility"] == pytest.approx(4.0, abs=0.3)
+    assert by_n.loc[2500, "status"] == "lower_bound"
+    page = (tmp_path / "rep" / "index.html").read_text()
+    assert '<script src="plotly.min.js">' in page and "cdn.plot.ly" not in page
+    assert page.count('class="plotly-graph-div"') == 2
+    assert (tmp_path / "rep" / "plotly.min.js").stat().st_size > 1_000_000
+    assert json.loads((tmp_path / "rep" / "metrics.json").read_text())["utility"]
+
+
+def test_bad_results_files_are_named(tmp_path):
+    bad = tmp_path / "results.csv"
+    bad.write_text("method,task\nscratch,classification\n")
+    with pytest.raises(UserError, match="lacks column"):
+        load_results([bad])
+    with pytest.raises(UserError, match="does not exist"):
+        make_report([tmp_path / "nope.csv"], tmp_path / "out")

@@ -1,0 +1,82 @@
+"""The pipeline shells: `dvc repro` → push → pull in a fresh git repo, and `mlflow run -e finetune`."""
+
+import os
+import shutil
+import subprocess
+
+import pandas as pd
+import yaml
+
+from conftest import BIN, REPO
+
+TINY_PARAMS = {
+    "render": {"count": 48, "resolution": 32, "samples": 4},
+    "pretrain": {"width": 0.125, "epochs": 1, "batch_size": 16},
+    "finetune": {"budgets": "5,10", "seeds": "0", "steps": 4, "epochs": 1, "batch_size": 8},
+    "report": {"bootstrap": 10},
+}
+
+
+def _sh(*args, cwd, timeout=900):
+    # mlflow.set_experiment() in this test process exports MLFLOW_EXPERIMENT_ID; a user's shell has none
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_EXPERIMENT_ID"}
+    r = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert r.returncode == 0, f"{' '.join(args)}\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}"
+    return r.stdout
+
+
+def test_dvc_repro_push_pull_round_trip(tmp_path):
+    proj, remote = tmp_path / "proj", tmp_path / "remote"
+    proj.mkdir()
+    shutil.copytree(REPO / "src", proj / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(REPO / "dvc.yaml", proj)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in TINY_PARAMS.items():
+        params[section].update(values)
+    (proj / "params.yaml").write_text(yaml.safe_dump(params))
+    dvc = str(BIN / "dvc")
+    _sh("git", "init", "-q", cwd=proj)
+    _sh(dvc, "init", "-q", cwd=proj)
+    shutil.copy(REPO / ".dvc" / "config", proj / ".dvc" / "config")  # the project's own config: analytics off, remote
+    _sh(dvc, "remote", "modify", "local", "url", str(remote), cwd=proj)
+
+    _sh(dvc, "repro", cwd=proj)
+    results = pd.read_csv(proj / "reports" / "utility.csv")
+    assert set(results.label_budget) == {5, 10}
+    assert "Data and pipelines are up to date" in _sh(dvc, "status", cwd=proj)
+    assert "metrics.json" in _sh(dvc, "metrics", "show", cwd=proj)
+    _sh(dvc, "push", cwd=proj)
+    # what git tracks (dvc.lock, params, the uncached metrics file) is committed, as a user would
+    _sh("git", "add", "-A", cwd=proj)
+    _sh("git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "study", cwd=proj)
+
+    before = (proj / "reports" / "index.html").read_bytes()
+    shutil.rmtree(proj / ".dvc" / "cache")
+    for out in ("data", "models", "results", "reports"):
+        shutil.rmtree(proj / out)
+    _sh("git", "checkout", "--", ".", cwd=proj)  # a fresh clone: git files back, DVC outputs still missing
+    assert not (proj / "data" / "single").exists()
+    _sh(dvc, "pull", cwd=proj)
+    assert (proj / "reports" / "index.html").read_bytes() == before
+    assert (proj / "data" / "single" / "images.npy").is_file()
+    assert "Data and pipelines are up to date" in _sh(dvc, "status", cwd=proj)
+
+
+def test_mlflow_run_finetune_entry_point(tiny_dataset, tmp_path):
+    out = tmp_path / "ft"
+    _sh(str(BIN / "mlflow"), "run", str(REPO), "-e", "finetune", "--env-manager", "local",
+        "--experiment-name", "mlproject-test",
+        "-P", f"data={tiny_dataset}", "-P", f"out={out}", "-P", "budgets=5,10", "-P", "seeds=0",
+        "-P", "steps=3", "-P", "batch_size=8", cwd=tmp_path)
+    res = pd.read_csv(out / "results.csv")
+    assert set(res.label_budget) == {5, 10} and set(res.method) == {"scratch"}
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("mlproject-test")
+    runs = client.search_runs([exp.experiment_id])
+    parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+    assert parent[0].data.params["task"] == "classification"  # our stage logged into the run `mlflow run` made
+    assert len(runs) == 1 + 2  # one child run per (budget, seed) cell
