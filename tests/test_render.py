@@ -110,3 +110,20 @@ def test_hardest_variant_renders_textures_views_and_lights(tmp_path):
     assert m["params"]["variant"] == "TCVL" and ds.images.std() > 10
     assert (ds.labels.object_texture != "").all() and ds.labels.light_angle.nunique() == 12
     assert (tmp_path / "tcvl" / "contact_sheet.png").is_file()
+
+
+def test_other_parameters_need_replace_and_nothing_is_lost_without_it(tiny_dataset, tmp_path):
+    import shutil
+
+    from selfsup.dataset import render_dataset
+
+    out = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, out)
+    before = (out / "images.npy").read_bytes()
+    r = run_cli("render", "--set", "single", "--variant=-C--", "--count", "8", "--resolution", "32", "--samples", "4",
+                "--out", str(out))
+    assert r.returncode != 0 and "--replace" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert (out / "images.npy").read_bytes() == before and (out / "manifest.json").is_file()
+    m = render_dataset(out, set_name="single", variant="-C--", count=8, seed=0, resolution=32, samples=4,
+                       progress=False, replace=True)
+    assert m["counts"]["images"] == 8 and load_dataset(out).images.shape[0] == 8

@@ -39,6 +39,7 @@ def render(
     workers: int = typer.Option(1, help="Render processes (each with its own Blender)."),
     resolution: int = typer.Option(64, help="Image side in pixels."),
     samples: int = typer.Option(16, help="Cycles samples per pixel."),
+    replace: bool = typer.Option(False, "--replace", help="Replace a dataset with other parameters in OUT."),
 ) -> None:
     """Render a synthetic dataset with Blender (Cycles, CPU) into a dataset folder.
 
@@ -48,7 +49,7 @@ def render(
     """
     from .dataset import render_dataset
 
-    m = render_dataset(out, set, variant, count, seed, workers, resolution, samples)
+    m = render_dataset(out, set, variant, count, seed, workers, resolution, samples, replace=replace)
     typer.echo(f"rendered {m['counts']['images']} images to {out} (dataset hash {m['dataset_hash']})")
 
 

@@ -100,8 +100,12 @@ def _check_writable(out: Path) -> None:
 
 def render_dataset(out: str | Path, set_name: str = "single", variant: str = "----", count: int = 1000,
                    seed: int = 0, workers: int = 1, resolution: int = 64, samples: int = 16,
-                   progress: bool = True) -> dict:
-    """Render a dataset folder (resuming a killed run with the same parameters); returns the manifest."""
+                   progress: bool = True, replace: bool = False) -> dict:
+    """Render a dataset folder (resuming a killed run with the same parameters); returns the manifest.
+
+    A folder holding a dataset (or an unfinished render) with other parameters is an error, unless
+    ``replace``: then its dataset files are deleted first (the pipeline uses this, as DVC keeps the
+    folder between runs so that a killed render resumes)."""
     if set_name not in SETS:
         raise UserError(f"unknown set {set_name!r}: choose from {', '.join(SETS)} (the multi-object set is not built yet)")
     v = Variant.parse(variant)
@@ -115,15 +119,19 @@ def render_dataset(out: str | Path, set_name: str = "single", variant: str = "--
         done = json.loads((out / "manifest.json").read_text())
         if done.get("params") == params:
             return done
-        raise UserError(f"output folder {str(out)!r} already holds a dataset with other parameters; "
-                        "choose another --out or delete it")
+        if not replace:
+            raise UserError(f"output folder {str(out)!r} already holds a dataset with other parameters; "
+                            "choose another --out, delete it or pass --replace")
+        _remove_dataset_files(out)
     _check_writable(out)
     shard_dir = out / ".shards"
-    shard_dir.mkdir(exist_ok=True)
     params_file = shard_dir / "params.json"
     if params_file.exists() and json.loads(params_file.read_text()) != params:
-        raise UserError(f"output folder {str(out)!r} holds an unfinished render with other parameters; "
-                        "delete it or rerun with the same parameters")
+        if not replace:
+            raise UserError(f"output folder {str(out)!r} holds an unfinished render with other parameters; "
+                            "rerun with the same parameters, delete it or pass --replace")
+        shutil.rmtree(shard_dir)
+    shard_dir.mkdir(exist_ok=True)
     atomic_write_json(params_file, params)
 
     scenes = sample_single_scenes(count, v, seed)
@@ -144,6 +152,16 @@ def render_dataset(out: str | Path, set_name: str = "single", variant: str = "--
         tracking.log_artifact(out / "manifest.json")
         tracking.log_artifact(sheet)
     return manifest
+
+
+DATASET_FILES = ("manifest.json", "images.npy", "labels.parquet", "contact_sheet.png")
+
+
+def _remove_dataset_files(out: Path) -> None:
+    """Delete a dataset's own files (manifest first, so it never looks finished); nothing else."""
+    for name in DATASET_FILES:
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / ".shards", ignore_errors=True)
 
 
 def write_contact_sheet(path: Path, per_class: int = 8) -> Path:
