@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import numpy as np
+import pytest
 import pandas as pd
 
 from selfsup.dataset import load_dataset
@@ -26,7 +27,7 @@ def test_tiny_render_fills_the_dataset_contract(tiny_dataset):
     assert ds.labels.class_id.between(0, len(CLASSES) - 1).all()
     assert (ds.labels.pose_bin == 0).all()  # V off
     m = json.loads((tiny_dataset / "manifest.json").read_text())
-    assert m["counts"]["images"] == 64 and m["params"]["variant"] == "-C--"
+    assert m["counts"]["images"] == 64 and m["params"]["variant"] == "-C--" and len(m["params"]["renderer"]) == 12
     assert m["sha256"]["images.npy"] == sha256_file(tiny_dataset / "images.npy")
     assert not (tiny_dataset / ".shards").exists()
 
@@ -45,13 +46,13 @@ def test_render_killed_with_sigkill_resumes_to_the_same_dataset(tiny_dataset, tm
             "--out", str(out)]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
-    while not (out / ".shards" / "shard_00000.npy").exists() and time.time() < deadline:
+    while not (out / ".shards" / "shard_00000.npz").exists() and time.time() < deadline:
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "manifest.json").exists()  # killed before the end
-    kept = sorted(p.name for p in (out / ".shards").glob("shard_*.npy"))
-    assert "shard_00000.npy" in kept and len(kept) < 3
+    kept = sorted(p.name for p in (out / ".shards").glob("shard_*.npz"))
+    assert "shard_00000.npz" in kept and len(kept) < 3
 
     r = run_cli(*args[1:])
     assert r.returncode == 0, r.stderr
@@ -127,3 +128,41 @@ def test_other_parameters_need_replace_and_nothing_is_lost_without_it(tiny_datas
     m = render_dataset(out, set_name="single", variant="-C--", count=8, seed=0, resolution=32, samples=4,
                        progress=False, replace=True)
     assert m["counts"]["images"] == 8 and load_dataset(out).images.shape[0] == 8
+
+
+@pytest.fixture(scope="module")
+def tiny_multi(tmp_path_factory):
+    from selfsup.dataset import render_dataset
+
+    out = tmp_path_factory.mktemp("multi") / "tiny"
+    render_dataset(out, set_name="multi", variant="-CV-", count=6, seed=0, resolution=48, samples=4, progress=False)
+    return out
+
+
+def test_tiny_multi_render_has_dense_labels_that_match_the_objects(tiny_multi):
+    from selfsup.scene import MULTI_OBJECTS
+
+    ds = load_dataset(tiny_multi)
+    assert ds.images.shape == (6, 48, 48, 3) and ds.images.dtype == np.uint8
+    seg, depth, inst = ds.dense["segmentation"], ds.dense["depth"], ds.dense["instances"]
+    assert seg.shape == depth.shape == inst.shape == (6, 48, 48)
+    assert seg.dtype == np.uint8 and depth.dtype == np.float16 and inst.dtype == np.uint8
+    for i, row in ds.labels.iterrows():
+        classes = np.asarray(row.class_id)
+        assert row.n_objects == len(classes) == MULTI_OBJECTS
+        assert set(np.unique(inst[i])) <= set(range(MULTI_OBJECTS + 1))
+        assert len(np.unique(inst[i])) >= 3  # background and at least two visible objects
+        for k in np.unique(inst[i]):  # each instance's pixels carry its object's class
+            expected = 0 if k == 0 else classes[k - 1] + 1
+            assert (seg[i][inst[i] == k] == expected).all()
+        on_objects = depth[i][inst[i] > 0].astype(float)
+        assert (on_objects > 0).all() and np.isfinite(on_objects).all()
+        assert on_objects.mean() < depth[i][inst[i] == 0].astype(float).mean()  # objects are in front of the backdrop
+    m = json.loads((tiny_multi / "manifest.json").read_text())
+    assert set(m["sha256"]) >= {"images.npy", "segmentation.npy", "depth.npy", "instances.npy", "labels.parquet"}
+    assert sum(m["counts"]["classes"].values()) == 6 * MULTI_OBJECTS
+
+
+def test_a_task_that_does_not_fit_the_dataset_is_a_one_line_error(tiny_multi, tmp_path):
+    r = run_cli("finetune", "--task", "classification", "--data", str(tiny_multi), "--out", str(tmp_path / "o"))
+    assert r.returncode != 0 and "single-object dataset" in r.stderr and "Traceback" not in r.stderr

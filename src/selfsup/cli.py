@@ -31,13 +31,13 @@ def _int_list(value: str, what: str) -> list[int]:
 
 @app.command()
 def render(
-    set: str = typer.Option("single", "--set", help="Which dataset: single (64×64, one centred object)."),
+    set: str = typer.Option("single", "--set", help="single (64×64, one centred object) or multi (128×128, 4 objects, dense labels)."),
     variant: str = typer.Option("----", help="Factors T C V L, '-' for the easy version, e.g. '-CV-'."),
     count: int = typer.Option(1000, help="Number of images (train/val/test ≈ 70/15/15 %)."),
     seed: int = typer.Option(0, help="Scene sampling seed: same seed, same scenes."),
     out: Path = typer.Option(..., help="Dataset folder to write."),
     workers: int = typer.Option(1, help="Render processes (each with its own Blender)."),
-    resolution: int = typer.Option(64, help="Image side in pixels."),
+    resolution: Optional[int] = typer.Option(None, help="Image side in pixels (default: 64 single, 128 multi)."),
     samples: int = typer.Option(16, help="Cycles samples per pixel."),
     replace: bool = typer.Option(False, "--replace", help="Replace a dataset with other parameters in OUT."),
 ) -> None:
@@ -45,7 +45,7 @@ def render(
 
     Resumable: rerun the same command after an interruption and only missing shards are rendered.
 
-    Example: selfsup render --set single --variant -CV- --count 2000 --seed 0 --out data/single-CV
+    Example: selfsup render --set single --variant=-CV- --count 2000 --seed 0 --out data/single-CV
     """
     from .dataset import render_dataset
 

@@ -1,13 +1,16 @@
 """The dataset folder contract, and sharded, resumable, parallel rendering into it.
 
 A dataset folder holds ``images.npy`` (N, H, W, 3) uint8, ``labels.parquet`` (one row per image)
-and ``manifest.json`` (params, seed, code version, counts, sha256 per array). The manifest is
+and ``manifest.json`` (params, seed, code version, counts, sha256 per array); the multi-object set
+adds ``segmentation.npy`` (N, H, W) uint8 (0 = background, class_id + 1), ``depth.npy`` (N, H, W)
+float16 and ``instances.npy`` (N, H, W) uint8 (0 = background, k = the k-th object of the row). The manifest is
 written last: a folder without one is not a dataset. While rendering, finished shards live in
 ``DIR/.shards/`` and survive a killed run; a rerun with the same parameters renders only the rest.
 """
 
 from __future__ import annotations
 
+import colorsys
 import hashlib
 import json
 import multiprocessing as mp
@@ -25,21 +28,28 @@ import pandas as pd
 from . import tracking
 from .errors import UserError
 from .provenance import atomic_write_json, code_version, sha256_file
-from .scene import SPLITS, SingleScene, Variant, sample_single_scenes
+from .scene import SPLITS, Variant, sample_scenes
 from .shapes import CLASSES
 
-SETS = ("single",)
+SETS = ("single", "multi")
+DEFAULT_RESOLUTION = {"single": 64, "multi": 128}
+DENSE_ARRAYS = ("segmentation", "depth", "instances")  # multi-object set only
 SHARD_SIZE = 32
 
 
 @dataclass
 class Dataset:
-    """A loaded dataset folder; ``images`` is memory-mapped."""
+    """A loaded dataset folder; ``images`` and ``dense`` arrays are memory-mapped."""
 
     path: Path
     images: np.ndarray
     labels: pd.DataFrame
     manifest: dict
+    dense: dict[str, np.ndarray]  # segmentation, depth, instances (multi-object set); empty otherwise
+
+    @property
+    def set_name(self) -> str:
+        return self.manifest["params"]["set"]
 
     @property
     def dataset_hash(self) -> str:
@@ -60,11 +70,12 @@ def load_dataset(path: str | Path) -> Dataset:
         manifest = json.loads((path / "manifest.json").read_text())
         images = np.load(path / "images.npy", mmap_mode="r")
         labels = pd.read_parquet(path / "labels.parquet")
+        dense = {k: np.load(path / f"{k}.npy", mmap_mode="r") for k in DENSE_ARRAYS if (path / f"{k}.npy").is_file()}
     except (OSError, ValueError) as e:
         raise UserError(f"dataset folder {str(path)!r} is unreadable: {e}") from None
-    if len(images) != len(labels):
+    if any(len(a) != len(labels) for a in (images, *dense.values())):
         raise UserError(f"dataset folder {str(path)!r} is corrupt: {len(images)} images but {len(labels)} labels")
-    return Dataset(path, images, labels, manifest)
+    return Dataset(path, images, labels, manifest, dense)
 
 
 # ---------------------------------------------------------------- rendering (bpy lives in workers)
@@ -72,20 +83,32 @@ def load_dataset(path: str | Path) -> Dataset:
 _renderer = None
 
 
-def _init_worker(resolution: int, samples: int, threads: int) -> None:
+def _init_worker(set_name: str, resolution: int, samples: int, threads: int) -> None:
     global _renderer
-    from .render import SingleObjectRenderer  # imports bpy: only ever inside a spawned worker
+    from . import render  # imports bpy: only ever inside a spawned worker
 
-    _renderer = SingleObjectRenderer(resolution, samples, threads)
+    cls = {"single": render.SingleObjectRenderer, "multi": render.MultiObjectRenderer}[set_name]
+    _renderer = cls(resolution, samples, threads)
 
 
-def _render_shard(job: tuple[str, list[SingleScene]]) -> int:
+def _render_shard(job: tuple[str, list]) -> int:
     path, scenes = job
-    images = np.stack([_renderer.render(s) for s in scenes])
-    tmp = path + f".tmp{os.getpid()}.npy"
-    np.save(tmp, images)
+    outputs = [_renderer.render(s) for s in scenes]
+    tmp = path + f".tmp{os.getpid()}.npz"
+    np.savez(tmp, **{k: np.stack([o[k] for o in outputs]) for k in outputs[0]})
     os.replace(tmp, path)  # a shard file exists only when complete
     return len(scenes)
+
+
+RENDERER_SOURCES = ("scene.py", "shapes.py", "render.py", "dataset.py")
+
+
+def renderer_hash() -> str:
+    """Hash of the code that decides the pixels: a dataset or shards made by other code are not reused."""
+    h = hashlib.sha256()
+    for name in RENDERER_SOURCES:
+        h.update((Path(__file__).parent / name).read_bytes())
+    return h.hexdigest()[:12]
 
 
 def _check_writable(out: Path) -> None:
@@ -99,7 +122,7 @@ def _check_writable(out: Path) -> None:
 
 
 def render_dataset(out: str | Path, set_name: str = "single", variant: str = "----", count: int = 1000,
-                   seed: int = 0, workers: int = 1, resolution: int = 64, samples: int = 16,
+                   seed: int = 0, workers: int = 1, resolution: int | None = None, samples: int = 16,
                    progress: bool = True, replace: bool = False) -> dict:
     """Render a dataset folder (resuming a killed run with the same parameters); returns the manifest.
 
@@ -109,12 +132,13 @@ def render_dataset(out: str | Path, set_name: str = "single", variant: str = "--
     if set_name not in SETS:
         raise UserError(f"unknown set {set_name!r}: choose from {', '.join(SETS)} (the multi-object set is not built yet)")
     v = Variant.parse(variant)
+    resolution = DEFAULT_RESOLUTION[set_name] if resolution is None else resolution
     for name, val, lo in (("count", count, 1), ("workers", workers, 1), ("resolution", resolution, 8), ("samples", samples, 1)):
         if val < lo:
             raise UserError(f"invalid {name} {val}: must be at least {lo}")
     out = Path(out)
     params = {"set": set_name, "variant": v.name, "count": count, "seed": seed, "resolution": resolution,
-              "samples": samples}
+              "samples": samples, "renderer": renderer_hash()}
     if (out / "manifest.json").is_file():
         done = json.loads((out / "manifest.json").read_text())
         if done.get("params") == params:
@@ -134,13 +158,14 @@ def render_dataset(out: str | Path, set_name: str = "single", variant: str = "--
     shard_dir.mkdir(exist_ok=True)
     atomic_write_json(params_file, params)
 
-    scenes = sample_single_scenes(count, v, seed)
-    shards = [(str(shard_dir / f"shard_{k:05d}.npy"), scenes[i:i + SHARD_SIZE])
+    scenes = sample_scenes(set_name, count, v, seed)
+    shards = [(str(shard_dir / f"shard_{k:05d}.npz"), scenes[i:i + SHARD_SIZE])
               for k, i in enumerate(range(0, count, SHARD_SIZE))]
     todo = [job for job in shards if not os.path.exists(job[0])]
     with tracking.run("render", {**params, "workers": workers, "out": str(out)}, run_name=f"render-{set_name}-{v.name}"):
         t0 = time.perf_counter()
-        _run_shards(todo, count, count - sum(len(j[1]) for j in todo), workers, resolution, samples, progress)
+        _run_shards(todo, count, count - sum(len(j[1]) for j in todo), workers, set_name, resolution, samples,
+                    progress)
         rendered = sum(len(j[1]) for j in todo)
         seconds = time.perf_counter() - t0
         manifest = _assemble(out, shards, scenes, params)
@@ -154,32 +179,8 @@ def render_dataset(out: str | Path, set_name: str = "single", variant: str = "--
     return manifest
 
 
-DATASET_FILES = ("manifest.json", "images.npy", "labels.parquet", "contact_sheet.png")
-
-
-def _remove_dataset_files(out: Path) -> None:
-    """Delete a dataset's own files (manifest first, so it never looks finished); nothing else."""
-    for name in DATASET_FILES:
-        (out / name).unlink(missing_ok=True)
-    shutil.rmtree(out / ".shards", ignore_errors=True)
-
-
-def write_contact_sheet(path: Path, per_class: int = 8) -> Path:
-    """``contact_sheet.png`` beside the arrays: one row per class, ``per_class`` images each."""
-    from PIL import Image
-
-    images = np.load(path / "images.npy", mmap_mode="r")
-    labels = pd.read_parquet(path / "labels.parquet", columns=["class_id"])
-    h, w = images.shape[1:3]
-    sheet = np.full((len(CLASSES) * h, per_class * w, 3), 255, np.uint8)
-    for c in range(len(CLASSES)):
-        for j, i in enumerate(np.flatnonzero(labels.class_id.to_numpy() == c)[:per_class]):
-            sheet[c * h:(c + 1) * h, j * w:(j + 1) * w] = images[i]
-    Image.fromarray(sheet).save(path / "contact_sheet.png")
-    return path / "contact_sheet.png"
-
-
-def _run_shards(todo, total: int, done: int, workers: int, resolution: int, samples: int, progress: bool) -> None:
+def _run_shards(todo, total: int, done: int, workers: int, set_name: str, resolution: int, samples: int,
+                progress: bool) -> None:
     if not todo:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -189,7 +190,7 @@ def _run_shards(todo, total: int, done: int, workers: int, resolution: int, samp
     cols = (TextColumn("render"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]} img/s"),
             TextColumn("ETA"), TimeRemainingColumn())
     pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
-                               initargs=(resolution, samples, threads))
+                               initargs=(set_name, resolution, samples, threads))
     try:
         with Progress(*cols, disable=not progress) as bar:
             task = bar.add_task("render", total=total, completed=done, rate="-")
@@ -204,18 +205,24 @@ def _run_shards(todo, total: int, done: int, workers: int, resolution: int, samp
         pool.shutdown(cancel_futures=True)
 
 
-def _assemble(out: Path, shards, scenes: list[SingleScene], params: dict) -> dict:
-    first = np.load(shards[0][0], mmap_mode="r")
-    tmp_images = out / "images.npy.tmp"
-    images = np.lib.format.open_memmap(tmp_images, mode="w+", dtype=np.uint8, shape=(len(scenes), *first.shape[1:]))
+def _assemble(out: Path, shards, scenes: list, params: dict) -> dict:
+    """Concatenate the shards into one memory-mappable ``.npy`` per array, then labels, then the manifest."""
+    with np.load(shards[0][0]) as first:
+        specs = {k: (first[k].dtype, first[k].shape[1:]) for k in first.files}
+    files = {k: out / ("images.npy" if k == "image" else f"{k}.npy") for k in specs}
+    arrays = {k: np.lib.format.open_memmap(str(files[k]) + ".tmp", mode="w+", dtype=dt, shape=(len(scenes), *shape))
+              for k, (dt, shape) in specs.items()}
     i = 0
     for path, chunk in shards:
-        arr = np.load(path)
-        images[i:i + len(chunk)] = arr
+        with np.load(path) as shard:
+            for k, arr in arrays.items():
+                arr[i:i + len(chunk)] = shard[k]
         i += len(chunk)
-    images.flush()
-    del images
-    os.replace(tmp_images, out / "images.npy")
+    for arr in arrays.values():
+        arr.flush()
+    del arrays
+    for f in files.values():
+        os.replace(str(f) + ".tmp", f)
 
     labels = pd.DataFrame([s.label_row() for s in scenes])
     labels["split"] = pd.Categorical(labels["split"], categories=list(SPLITS))
@@ -223,15 +230,53 @@ def _assemble(out: Path, shards, scenes: list[SingleScene], params: dict) -> dic
     labels.to_parquet(tmp_labels, index=False)
     os.replace(tmp_labels, out / "labels.parquet")
 
-    sha = {name: sha256_file(out / name) for name in ("images.npy", "labels.parquet")}
+    sha = {f.name: sha256_file(f) for f in [*files.values(), out / "labels.parquet"]}
+    per_object = labels.explode(["class_name", "pose_bin"]) if params["set"] == "multi" else labels
     counts = {"images": len(scenes), **{f"split_{s}": int((labels["split"] == s).sum()) for s in SPLITS},
-              "classes": {c: int((labels["class_name"] == c).sum()) for c in CLASSES},
-              "pose_bins": {str(b): int((labels["pose_bin"] == b).sum()) for b in range(5)}}
+              "classes": {c: int((per_object["class_name"] == c).sum()) for c in CLASSES},
+              "pose_bins": {str(b): int((per_object["pose_bin"] == b).sum()) for b in range(5)}}
     manifest = {
         "params": params, "seed": params["seed"], "code_version": code_version(), "counts": counts,
         "sha256": sha, "dataset_hash": hashlib.sha256(json.dumps(sha, sort_keys=True).encode()).hexdigest()[:16],
-        "image_shape": list(np.load(out / "images.npy", mmap_mode="r").shape),
+        "image_shape": [len(scenes), *specs["image"][1]], "arrays": sorted(f.name for f in files.values()),
         "classes": list(CLASSES),
     }
     atomic_write_json(out / "manifest.json", manifest)  # last: its presence marks the dataset finished
     return manifest
+
+
+DATASET_FILES = ("manifest.json", "images.npy", "labels.parquet", "contact_sheet.png",
+                 *(f"{k}.npy" for k in DENSE_ARRAYS))
+
+
+def _remove_dataset_files(out: Path) -> None:
+    """Delete a dataset's own files (manifest first, so it never looks finished); nothing else."""
+    for name in DATASET_FILES:
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / ".shards", ignore_errors=True)
+
+
+def write_contact_sheet(path: Path, per_class: int = 8) -> Path:
+    """``contact_sheet.png`` beside the arrays. Single set: one row per class, ``per_class`` images
+    each. Multi set: rows of images, each above its segmentation (one colour per class)."""
+    from PIL import Image
+
+    images = np.load(path / "images.npy", mmap_mode="r")
+    h, w = images.shape[1:3]
+    if (path / "segmentation.npy").is_file():
+        seg = np.load(path / "segmentation.npy", mmap_mode="r")
+        palette = np.array([[0, 0, 0]] + [[int(255 * c) for c in colorsys.hsv_to_rgb(k / 10, 0.8, 1.0)]
+                                          for k in range(len(CLASSES))], np.uint8)
+        n = min(len(images), per_class * 2)
+        tiles = [np.concatenate([images[i], palette[seg[i]]], 0) for i in range(n)]
+        tiles += [np.zeros_like(tiles[0])] * (-n % per_class)
+        rows = [np.concatenate(tiles[r:r + per_class], 1) for r in range(0, len(tiles), per_class)]
+        sheet = np.concatenate(rows, 0)
+    else:
+        labels = pd.read_parquet(path / "labels.parquet", columns=["class_id"])
+        sheet = np.full((len(CLASSES) * h, per_class * w, 3), 255, np.uint8)
+        for c in range(len(CLASSES)):
+            for j, i in enumerate(np.flatnonzero(labels.class_id.to_numpy() == c)[:per_class]):
+                sheet[c * h:(c + 1) * h, j * w:(j + 1) * w] = images[i]
+    Image.fromarray(sheet).save(path / "contact_sheet.png")
+    return path / "contact_sheet.png"

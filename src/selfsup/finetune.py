@@ -92,6 +92,9 @@ def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | No
     if config.steps < 1 or config.epochs < 1 or config.batch_size < 1:
         raise UserError(f"invalid training settings {asdict(config)}: steps, epochs and batch_size must be ≥ 1")
     ds = load_dataset(data)
+    if ds.set_name != t.dataset_set:
+        raise UserError(f"task {task!r} needs a {t.dataset_set}-object dataset, but {str(data)!r} is a "
+                        f"{ds.set_name}-object dataset")
     device = default_device()
     pretrained, meta = (load_pretrained(init) if init else (None, {}))
     method = meta.get("method", "scratch")

@@ -40,10 +40,12 @@ with quiet():
 sys.path.append(os.path.join(bpy.utils.resource_path("LOCAL"), "python/lib/python3.11/site-packages"))
 import OpenImageIO as oiio  # noqa: E402  (ships inside the bpy wheel)
 
-from .scene import TEXTURES, SingleScene  # noqa: E402
+from .scene import MULTI_EXTENT, TEXTURES, MultiScene, SingleScene  # noqa: E402
 from .shapes import Part, model_parts  # noqa: E402
 
-CAMERA_LOCATION = (1.0, 0.0, 0.4)
+CAMERA_LOCATION = (1.0, 0.0, 0.4)  # the paper's camera for the single-object set
+MULTI_CAMERA_DISTANCE = 1.7  # the multi-object set's camera is farther back: four objects fill the frame
+SINGLE_EXTENT = 0.56  # largest side of the centred object (0.7 × 0.8 as in the paper's code)
 _TEX_NODE = {"noise": "ShaderNodeTexNoise", "wave": "ShaderNodeTexWave", "checker": "ShaderNodeTexChecker",
              "brick": "ShaderNodeTexBrick", "magic": "ShaderNodeTexMagic", "gradient": "ShaderNodeTexGradient"}
 
@@ -124,28 +126,29 @@ def _part_mesh(bm, p: Part) -> None:
     bmesh.ops.create_cone(bm, cap_ends=True, segments=16, radius1=1.0, radius2=p.taper, depth=1.0, matrix=m)
 
 
-class SingleObjectRenderer:
-    """A persistent Blender scene for single-object images; :meth:`render` moves and recolours it."""
+class _Studio:
+    """The persistent parts of every scene: camera, lights, backdrop, world and Cycles settings."""
 
-    def __init__(self, resolution: int = 64, samples: int = 16, threads: int = 0):
+    def __init__(self, resolution: int, samples: int, threads: int, camera_distance: float, passes: bool):
         with quiet():
             bpy.ops.wm.read_factory_settings(use_empty=True)
         sc = self.sc = bpy.context.scene
         cam = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
         sc.collection.objects.link(cam)
         sc.camera = cam
-        cam.location = CAMERA_LOCATION
-        cam.rotation_euler = (-Vector(CAMERA_LOCATION)).to_track_quat("-Z", "Y").to_euler()
+        cam.location = tuple(camera_distance * c for c in CAMERA_LOCATION)
+        cam.rotation_euler = (-Vector(cam.location)).to_track_quat("-Z", "Y").to_euler()
 
         self.lamp = bpy.data.objects.new("lamp", bpy.data.lights.new("lamp", "POINT"))
-        self.lamp.data.energy = 100.0
+        self.lamp.data.energy = 100.0 * camera_distance ** 2
+        self.light_radius = 1.5 * camera_distance
         sun = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
         sun.data.energy = 1.0
         sun.rotation_euler = (0.3, 0.6, 0.0)
         for ob in (self.lamp, sun):
             sc.collection.objects.link(ob)
 
-        # a backdrop facing the camera, behind the object
+        # a backdrop facing the camera, behind the objects (object index 0, like the world)
         bm = bmesh.new()
         bmesh.ops.create_grid(bm, x_segments=1, y_segments=1, size=5.0)
         me = bpy.data.meshes.new("backdrop")
@@ -156,10 +159,7 @@ class SingleObjectRenderer:
         self.backdrop.rotation_euler = (0.0, math.pi / 2, 0.0)
         self.backdrop.pass_index = 0
         sc.collection.objects.link(self.backdrop)
-        self.obj = bpy.data.objects.new("object", bpy.data.meshes.new("object"))
-        self.obj.pass_index = 1
-        sc.collection.objects.link(self.obj)
-        self.object_surface, self.background_surface = _Surface("object"), _Surface("background")
+        self.background_surface = _Surface("background")
 
         sc.world = bpy.data.worlds.new("world")
         sc.world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.05, 0.05, 0.05, 1)
@@ -178,6 +178,8 @@ class SingleObjectRenderer:
         cy.max_bounces, cy.diffuse_bounces, cy.glossy_bounces = 4, 2, 1
         cy.transmission_bounces = cy.transparent_max_bounces = cy.volume_bounces = 0
         sc.view_settings.view_transform = "Standard"
+        vl = sc.view_layers[0]
+        vl.use_pass_z = vl.use_pass_object_index = passes
         im = r.image_settings
         im.media_type = "MULTI_LAYER_IMAGE"
         im.file_format = "OPEN_EXR_MULTILAYER"
@@ -186,28 +188,32 @@ class SingleObjectRenderer:
         shm = "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"
         r.filepath = os.path.join(shm, f"selfsup_render_{os.getpid()}.exr")
 
-    def _set_object(self, s: SingleScene) -> None:
+    def _new_object(self, name: str, pass_index: int):
+        ob = bpy.data.objects.new(name, bpy.data.meshes.new(name))
+        ob.pass_index = pass_index
+        self.sc.collection.objects.link(ob)
+        return ob
+
+    @staticmethod
+    def _set_mesh(ob, class_id: int, model_id: int, stretch, extent: float, material) -> None:
+        """Replace ``ob``'s mesh by the model's parts (the old mesh is freed)."""
         bm = bmesh.new()
-        for p in model_parts(s.class_id, s.model_id, s.stretch):
+        for p in model_parts(class_id, model_id, stretch, max_extent=extent):
             _part_mesh(bm, p)
-        me = bpy.data.meshes.new("object")
+        me = bpy.data.meshes.new(ob.name)
         bm.to_mesh(me)
         bm.free()
-        old = self.obj.data
-        self.obj.data = me
+        old = ob.data
+        ob.data = me
         bpy.data.meshes.remove(old)
-        me.materials.append(self.object_surface.set(s.object_texture, s.object_rgb, s.texture_scale, s.texture_seed))
-        self.obj.rotation_euler = s.euler
+        me.materials.append(material)
 
-    def render(self, s: SingleScene) -> np.ndarray:
-        """The (H, W, 3) uint8 sRGB image of one scene."""
-        self._set_object(s)
-        bg = self.background_surface.set(s.background_texture, s.background_rgb, s.texture_scale / 2, s.texture_seed + 11)
+    def _set_background(self, rgb, texture: str, scale: float, seed: float, light_angle: float) -> None:
+        bg = self.background_surface.set(texture, rgb, scale / 2, seed + 11)
         self.backdrop.data.materials.clear()
         self.backdrop.data.materials.append(bg)
-        a = s.light_angle
-        self.lamp.location = (0.0, 1.5 * math.sin(a), 1.5 * math.cos(a))
-        return linear_to_srgb_uint8(self._render_passes()["Combined"][..., :3])
+        a, r = light_angle, self.light_radius
+        self.lamp.location = (0.0, r * math.sin(a), r * math.cos(a))
 
     def _render_passes(self) -> dict[str, np.ndarray]:
         path = self.sc.render.filepath
@@ -225,6 +231,54 @@ class SingleObjectRenderer:
     def close(self) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.remove(self.sc.render.filepath)
+
+
+class SingleObjectRenderer(_Studio):
+    """Single-object images: one centred object; :meth:`render` swaps, turns and recolours it."""
+
+    def __init__(self, resolution: int = 64, samples: int = 16, threads: int = 0):
+        super().__init__(resolution, samples, threads, camera_distance=1.0, passes=False)
+        self.obj = self._new_object("object", 1)
+        self.object_surface = _Surface("object")
+
+    def render(self, s: SingleScene) -> dict[str, np.ndarray]:
+        """``{"image": (H, W, 3) uint8 sRGB}`` of one scene."""
+        material = self.object_surface.set(s.object_texture, s.object_rgb, s.texture_scale, s.texture_seed)
+        self._set_mesh(self.obj, s.class_id, s.model_id, s.stretch, SINGLE_EXTENT, material)
+        self.obj.rotation_euler = s.euler
+        self._set_background(s.background_rgb, s.background_texture, s.texture_scale, s.texture_seed, s.light_angle)
+        return {"image": linear_to_srgb_uint8(self._render_passes()["Combined"][..., :3])}
+
+
+class MultiObjectRenderer(_Studio):
+    """Multi-object images with per-pixel instance ids, semantic classes and depth from Cycles passes."""
+
+    def __init__(self, resolution: int = 128, samples: int = 16, threads: int = 0, max_objects: int = 8):
+        super().__init__(resolution, samples, threads, camera_distance=MULTI_CAMERA_DISTANCE, passes=True)
+        self.slots = [self._new_object(f"object{k}", k + 1) for k in range(max_objects)]
+        self.surfaces = [_Surface(f"object{k}") for k in range(max_objects)]
+
+    def render(self, s: MultiScene) -> dict[str, np.ndarray]:
+        """``image`` (H, W, 3) uint8, ``instances`` (H, W) uint8 (0 = background, k = objects[k-1]),
+        ``segmentation`` (H, W) uint8 (0 = background, class_id + 1), ``depth`` (H, W) float16
+        (distance along the view axis, the backdrop included)."""
+        if len(s.objects) > len(self.slots):
+            raise ValueError(f"{len(s.objects)} objects, renderer built for {len(self.slots)}")
+        for k, ob in enumerate(self.slots):
+            ob.hide_render = k >= len(s.objects)
+            if ob.hide_render:
+                continue
+            o = s.objects[k]
+            material = self.surfaces[k].set(o.texture, o.rgb, s.texture_scale, s.texture_seed + 7 * k)
+            self._set_mesh(ob, o.class_id, o.model_id, o.stretch, MULTI_EXTENT, material)
+            ob.rotation_euler, ob.location = o.euler, o.location
+        self._set_background(s.background_rgb, s.background_texture, s.texture_scale, s.texture_seed, s.light_angle)
+        passes = self._render_passes()
+        instances = np.rint(passes["Object Index"][..., 0]).astype(np.uint8)
+        lookup = np.zeros(256, np.uint8)
+        lookup[1:len(s.objects) + 1] = [o.class_id + 1 for o in s.objects]
+        return {"image": linear_to_srgb_uint8(passes["Combined"][..., :3]), "instances": instances,
+                "segmentation": lookup[instances], "depth": passes["Depth"][..., 0].astype(np.float16)}
 
 
 assert set(_TEX_NODE) == set(TEXTURES)

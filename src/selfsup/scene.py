@@ -160,3 +160,96 @@ def sample_single_scenes(count: int, variant: Variant, seed: int) -> list[Single
     if count <= 0:
         raise UserError(f"invalid count {count}: must be at least 1")
     return [sample_single_scene(i, variant, seed) for i in range(count)]
+
+
+# ---------------------------------------------------------------- multi-object set
+
+MULTI_OBJECTS = 4
+MULTI_EXTENT = 0.36  # largest side of each object (the single set uses 0.56 for one centred object)
+WALK_STEP, WALK_MIN_SPACING, WALK_SCALE = 1.75, 1.25, 5.0  # the paper's random walk, in its units
+
+
+@dataclass(frozen=True)
+class PlacedObject:
+    """One object of a multi-object scene; ``location`` is its centre in world coordinates."""
+
+    class_id: int
+    model_id: int
+    euler: tuple[float, float, float]
+    stretch: tuple[float, float, float]
+    location: tuple[float, float, float]
+    rgb: tuple[float, float, float]
+    texture: str
+
+
+@dataclass(frozen=True)
+class MultiScene:
+    """One multi-object image. Instance k (1-based in the instance map) is ``objects[k-1]``."""
+
+    index: int
+    split: str
+    objects: tuple[PlacedObject, ...]
+    light_angle: float
+    background_rgb: tuple[float, float, float]
+    background_texture: str
+    texture_scale: float
+    texture_seed: float
+
+    def label_row(self) -> dict:
+        """One row per image; per-object labels are lists in instance order."""
+        objs = self.objects
+        return {"index": self.index, "split": self.split, "n_objects": len(objs),
+                "class_id": [o.class_id for o in objs], "class_name": [CLASSES[o.class_id] for o in objs],
+                "model_id": [o.model_id for o in objs], "pose_bin": [pose_bin(o.euler) for o in objs],
+                "euler": [list(o.euler) for o in objs], "stretch": [list(o.stretch) for o in objs],
+                "location": [list(o.location) for o in objs], "object_rgb": [list(o.rgb) for o in objs],
+                "object_texture": [o.texture for o in objs], "light_angle": self.light_angle,
+                "background_r": self.background_rgb[0], "background_g": self.background_rgb[1],
+                "background_b": self.background_rgb[2], "background_texture": self.background_texture,
+                "texture_scale": self.texture_scale, "texture_seed": self.texture_seed}
+
+
+def random_walk_positions(rng: np.random.Generator, n: int) -> np.ndarray:
+    """(n, 2) object positions on the ground plane: a random walk with steps of 1.75 ± 10 % that
+    keeps 1.25 between objects (10 tries per step), centred and scaled by 1/5."""
+    pts = [np.zeros(2)]
+    while len(pts) < n:
+        for _ in range(10):
+            angle = rng.uniform(0, 2 * math.pi)
+            cand = pts[-1] + WALK_STEP * rng.uniform(0.9, 1.1) * np.array([math.cos(angle), math.sin(angle)])
+            if min(np.linalg.norm(cand - p) for p in pts) >= WALK_MIN_SPACING:
+                break
+        pts.append(cand)
+    arr = np.array(pts)
+    return (arr - arr.mean(0)) / WALK_SCALE
+
+
+def sample_multi_scene(index: int, variant: Variant, seed: int, n_objects: int = MULTI_OBJECTS) -> MultiScene:
+    """The scene of image ``index`` of a multi-object dataset (deterministic in seed and index)."""
+    rng = np.random.default_rng([seed, index, 2])
+    split = SPLITS[int(rng.choice(3, p=SPLIT_FRACTIONS))]
+    xy = random_walk_positions(rng, n_objects)
+    objects = []
+    for k in range(n_objects):
+        class_id = int(rng.integers(len(CLASSES)))  # uniform, with replacement
+        model_id = int(rng.choice(_MODEL_SPLITS[class_id][split]))
+        stretch = tuple(float(v) for v in np.clip(1 + 0.1 * rng.normal(size=3), 0.5, 1.5))
+        noise = rng.normal(0, VIEW_SIGMA, size=3) if variant.viewpoint else np.zeros(3)
+        euler = tuple(float(c + n) for c, n in zip(CANONICAL_EULER, noise))
+        rgb = tuple(float(v) for v in rng.uniform(0, 1, 3)) if variant.colour else _class_colour(rng, class_id)
+        texture = str(rng.choice(TEXTURES)) if variant.texture else ""
+        location = (float(xy[k, 0]), float(xy[k, 1]), float(rng.normal(0, 0.05)))
+        objects.append(PlacedObject(class_id, model_id, euler, stretch, location, rgb, texture))
+    light_angle = float(-0.5 + (2.0 * rng.normal() if variant.lighting else 0.0))
+    bg_rgb = tuple(float(v) for v in rng.uniform(0.1, 0.9, 3))
+    bg_tex = str(rng.choice(TEXTURES)) if variant.texture else ""
+    return MultiScene(index, split, tuple(objects), light_angle, bg_rgb, bg_tex, float(rng.uniform(2.0, 8.0)),
+                      float(rng.uniform(0, 100)))
+
+
+def sample_scenes(set_name: str, count: int, variant: Variant, seed: int) -> list:
+    """All scenes of a dataset of the ``single`` or ``multi`` set."""
+    if count <= 0:
+        raise UserError(f"invalid count {count}: must be at least 1")
+    sample = {"single": sample_single_scene, "multi": sample_multi_scene}[set_name]
+    return [sample(i, variant, seed) for i in range(count)]

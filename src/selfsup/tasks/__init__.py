@@ -21,6 +21,7 @@ class Task:
     targets: Callable[[pd.DataFrame], np.ndarray]
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     metrics: Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
+    dataset_set: str = "single"  # the dataset set whose labels the task reads
 
 
 TASKS: Registry[Task] = Registry("task")
