@@ -166,3 +166,27 @@ def test_tiny_multi_render_has_dense_labels_that_match_the_objects(tiny_multi):
 def test_a_task_that_does_not_fit_the_dataset_is_a_one_line_error(tiny_multi, tmp_path):
     r = run_cli("finetune", "--task", "classification", "--data", str(tiny_multi), "--out", str(tmp_path / "o"))
     assert r.returncode != 0 and "single-object dataset" in r.stderr and "Traceback" not in r.stderr
+
+
+def _colour_histogram_accuracy(ds) -> float:
+    """Ridge classifier on 64-bin RGB histograms (sqrt), trained on the first 250 images, tested on the rest."""
+    q = np.asarray(ds.images).astype(np.int64) // 64
+    idx = q[..., 0] * 16 + q[..., 1] * 4 + q[..., 2]
+    x = np.sqrt(np.stack([np.bincount(i.ravel(), minlength=64) for i in idx]) / idx[0].size)
+    x = np.c_[x, np.ones(len(x))]
+    y = ds.labels.class_id.to_numpy()
+    tr, te = slice(0, 250), slice(250, None)
+    w = np.linalg.solve(x[tr].T @ x[tr] + 1e-2 * np.eye(x.shape[1]), x[tr].T @ np.eye(10)[y[tr]])
+    return float(((x[te] @ w).argmax(1) == y[te]).mean())
+
+
+def test_colour_tells_the_class_only_when_the_colour_factor_is_off(tmp_path):
+    """Rendered pixels, not just scene specs: with C off a colour-histogram classifier beats chance
+    (0.1) clearly; with C on it does not (measured 0.83 vs 0.15 on these 150 test images)."""
+    from selfsup.dataset import render_dataset
+
+    acc = {}
+    for v in ("----", "-C--"):
+        render_dataset(tmp_path / v, variant=v, count=400, seed=0, resolution=24, samples=2, progress=False)
+        acc[v] = _colour_histogram_accuracy(load_dataset(tmp_path / v))
+    assert acc["----"] > 0.5 and acc["-C--"] < 0.25, acc
