@@ -78,3 +78,21 @@ def test_models_are_normalised_and_vary_with_model_id():
         hi = np.max([np.array(p.center) + np.array(p.size) / 2 for p in a], 0)
         assert max(hi - lo) == pytest.approx(0.56)
         assert np.allclose((lo + hi) / 2, 0, atol=1e-9)
+
+
+def test_multi_scenes_are_deterministic_spread_out_and_use_their_splits_models():
+    from selfsup.scene import MULTI_OBJECTS, WALK_MIN_SPACING, WALK_SCALE, sample_multi_scene
+
+    v = Variant.parse("-CV-")
+    assert sample_multi_scene(3, v, 0) == sample_multi_scene(3, v, 0) != sample_multi_scene(3, v, 1)
+    spacings = []
+    for i in range(200):
+        s = sample_multi_scene(i, v, 0)
+        assert len(s.objects) == MULTI_OBJECTS
+        xy = np.array([o.location[:2] for o in s.objects])
+        assert np.allclose(xy.mean(0), 0)
+        spacings.append(min(np.linalg.norm(a - b) for j, a in enumerate(xy) for b in xy[j + 1:]))
+        for o in s.objects:
+            assert o.model_id in model_split(o.class_id)[s.split]
+    # the walk keeps objects apart in most scenes (it gives up after 10 tries, as the paper's code did)
+    assert np.mean(np.array(spacings) >= WALK_MIN_SPACING / WALK_SCALE - 1e-9) > 0.8

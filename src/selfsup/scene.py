@@ -157,9 +157,7 @@ def sample_single_scene(index: int, variant: Variant, seed: int) -> SingleScene:
 
 def sample_single_scenes(count: int, variant: Variant, seed: int) -> list[SingleScene]:
     """All scenes of a single-object dataset of ``count`` images."""
-    if count <= 0:
-        raise UserError(f"invalid count {count}: must be at least 1")
-    return [sample_single_scene(i, variant, seed) for i in range(count)]
+    return sample_scenes("single", count, variant, seed)
 
 
 # ---------------------------------------------------------------- multi-object set
