@@ -10,7 +10,7 @@ import yaml
 from conftest import BIN, REPO
 
 TINY_PARAMS = {
-    "render": {"count": 48, "resolution": 32, "samples": 4},
+    "render": {"samples": 4},
     "pretrain": {"width": 0.125, "epochs": 1, "batch_size": 16},
     "finetune": {"budgets": "5,10", "seeds": "0", "steps": 4, "epochs": 1, "batch_size": 8},
     "report": {"bootstrap": 10},
@@ -33,6 +33,7 @@ def test_dvc_repro_push_pull_round_trip(tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in TINY_PARAMS.items():
         params[section].update(values)
+    params["datasets"]["single"].update(count=48, resolution=32)
     (proj / "params.yaml").write_text(yaml.safe_dump(params))
     dvc = str(BIN / "dvc")
     _sh("git", "init", "-q", cwd=proj)

@@ -40,6 +40,8 @@ def render(
     resolution: Optional[int] = typer.Option(None, help="Image side in pixels (default: 64 single, 128 multi)."),
     samples: int = typer.Option(16, help="Cycles samples per pixel."),
     replace: bool = typer.Option(False, "--replace", help="Replace a dataset with other parameters in OUT."),
+    shapenet: Optional[Path] = typer.Option(None, help="ShapeNetCore v2 folder: its meshes replace the procedural ones."),
+    textures: Optional[Path] = typer.Option(None, help="Image folder (e.g. DTD's images/) for textures when T is on."),
 ) -> None:
     """Render a synthetic dataset with Blender (Cycles, CPU) into a dataset folder.
 
@@ -49,7 +51,8 @@ def render(
     """
     from .dataset import render_dataset
 
-    m = render_dataset(out, set, variant, count, seed, workers, resolution, samples, replace=replace)
+    m = render_dataset(out, set, variant, count, seed, workers, resolution, samples, replace=replace,
+                       shapenet=shapenet, textures=textures)
     typer.echo(f"rendered {m['counts']['images']} images to {out} (dataset hash {m['dataset_hash']})")
 
 

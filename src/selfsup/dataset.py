@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from . import tracking
+from .assets import Assets, shapenet_index, texture_index
 from .errors import UserError
 from .provenance import atomic_write_json, code_version, sha256_file
 from .scene import SPLITS, Variant, sample_scenes
@@ -83,12 +84,12 @@ def load_dataset(path: str | Path) -> Dataset:
 _renderer = None
 
 
-def _init_worker(set_name: str, resolution: int, samples: int, threads: int) -> None:
+def _init_worker(set_name: str, resolution: int, samples: int, threads: int, assets: Assets) -> None:
     global _renderer
     from . import render  # imports bpy: only ever inside a spawned worker
 
     cls = {"single": render.SingleObjectRenderer, "multi": render.MultiObjectRenderer}[set_name]
-    _renderer = cls(resolution, samples, threads)
+    _renderer = cls(resolution, samples, threads, assets=assets)
 
 
 def _render_shard(job: tuple[str, list]) -> int:
@@ -100,7 +101,7 @@ def _render_shard(job: tuple[str, list]) -> int:
     return len(scenes)
 
 
-RENDERER_SOURCES = ("scene.py", "shapes.py", "render.py", "dataset.py")
+RENDERER_SOURCES = ("scene.py", "shapes.py", "render.py", "dataset.py", "assets.py")
 
 
 def renderer_hash() -> str:
@@ -123,12 +124,14 @@ def _check_writable(out: Path) -> None:
 
 def render_dataset(out: str | Path, set_name: str = "single", variant: str = "----", count: int = 1000,
                    seed: int = 0, workers: int = 1, resolution: int | None = None, samples: int = 16,
-                   progress: bool = True, replace: bool = False) -> dict:
+                   progress: bool = True, replace: bool = False, shapenet: str | Path | None = None,
+                   textures: str | Path | None = None) -> dict:
     """Render a dataset folder (resuming a killed run with the same parameters); returns the manifest.
 
     A folder holding a dataset (or an unfinished render) with other parameters is an error, unless
     ``replace``: then its dataset files are deleted first (the pipeline uses this, as DVC keeps the
-    folder between runs so that a killed render resumes)."""
+    folder between runs so that a killed render resumes). ``shapenet`` (a ShapeNetCore v2 folder) and
+    ``textures`` (an image folder such as DTD's) replace the procedural meshes and textures."""
     if set_name not in SETS:
         raise UserError(f"unknown set {set_name!r}: choose from {', '.join(SETS)} (the multi-object set is not built yet)")
     v = Variant.parse(variant)
@@ -137,8 +140,13 @@ def render_dataset(out: str | Path, set_name: str = "single", variant: str = "--
         if val < lo:
             raise UserError(f"invalid {name} {val}: must be at least {lo}")
     out = Path(out)
+    assets = Assets(shapenet_index(shapenet) if shapenet else None, texture_index(textures) if textures else None)
     params = {"set": set_name, "variant": v.name, "count": count, "seed": seed, "resolution": resolution,
               "samples": samples, "renderer": renderer_hash()}
+    if shapenet:
+        params["shapenet"] = {"root": str(shapenet), "models": [len(m) for m in assets.meshes]}
+    if textures:
+        params["textures"] = {"root": str(textures), "images": len(assets.textures)}
     if (out / "manifest.json").is_file():
         done = json.loads((out / "manifest.json").read_text())
         if done.get("params") == params:
@@ -158,14 +166,14 @@ def render_dataset(out: str | Path, set_name: str = "single", variant: str = "--
     shard_dir.mkdir(exist_ok=True)
     atomic_write_json(params_file, params)
 
-    scenes = sample_scenes(set_name, count, v, seed)
+    scenes = sample_scenes(set_name, count, v, seed, assets)
     shards = [(str(shard_dir / f"shard_{k:05d}.npz"), scenes[i:i + SHARD_SIZE])
               for k, i in enumerate(range(0, count, SHARD_SIZE))]
     todo = [job for job in shards if not os.path.exists(job[0])]
     with tracking.run("render", {**params, "workers": workers, "out": str(out)}, run_name=f"render-{set_name}-{v.name}"):
         t0 = time.perf_counter()
         _run_shards(todo, count, count - sum(len(j[1]) for j in todo), workers, set_name, resolution, samples,
-                    progress)
+                    assets, progress)
         rendered = sum(len(j[1]) for j in todo)
         seconds = time.perf_counter() - t0
         manifest = _assemble(out, shards, scenes, params)
@@ -180,7 +188,7 @@ def render_dataset(out: str | Path, set_name: str = "single", variant: str = "--
 
 
 def _run_shards(todo, total: int, done: int, workers: int, set_name: str, resolution: int, samples: int,
-                progress: bool) -> None:
+                assets: Assets, progress: bool) -> None:
     if not todo:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -190,7 +198,7 @@ def _run_shards(todo, total: int, done: int, workers: int, set_name: str, resolu
     cols = (TextColumn("render"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]} img/s"),
             TextColumn("ETA"), TimeRemainingColumn())
     pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
-                               initargs=(set_name, resolution, samples, threads))
+                               initargs=(set_name, resolution, samples, threads, assets))
     try:
         with Progress(*cols, disable=not progress) as bar:
             task = bar.add_task("render", total=total, completed=done, rate="-")

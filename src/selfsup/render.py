@@ -40,14 +40,18 @@ with quiet():
 sys.path.append(os.path.join(bpy.utils.resource_path("LOCAL"), "python/lib/python3.11/site-packages"))
 import OpenImageIO as oiio  # noqa: E402  (ships inside the bpy wheel)
 
+from .assets import Assets  # noqa: E402
 from .scene import MULTI_EXTENT, TEXTURES, MultiScene, SingleScene  # noqa: E402
 from .shapes import Part, model_parts  # noqa: E402
+
+IMAGE_TEXTURE_MIX = 0.4  # weight of the sampled colour over a texture image (the paper's code)
 
 CAMERA_LOCATION = (1.0, 0.0, 0.4)  # the paper's camera for the single-object set
 MULTI_CAMERA_DISTANCE = 1.7  # the multi-object set's camera is farther back: four objects fill the frame
 SINGLE_EXTENT = 0.56  # largest side of the centred object (0.7 × 0.8 as in the paper's code)
 _TEX_NODE = {"noise": "ShaderNodeTexNoise", "wave": "ShaderNodeTexWave", "checker": "ShaderNodeTexChecker",
-             "brick": "ShaderNodeTexBrick", "magic": "ShaderNodeTexMagic", "gradient": "ShaderNodeTexGradient"}
+             "brick": "ShaderNodeTexBrick", "magic": "ShaderNodeTexMagic", "gradient": "ShaderNodeTexGradient",
+             "voronoi": "ShaderNodeTexVoronoi"}
 
 
 def srgb_to_linear(c):
@@ -64,28 +68,42 @@ def linear_to_srgb_uint8(lin: np.ndarray) -> np.ndarray:
 class _Surface:
     """A material whose base colour is flat or a procedural texture between two colours."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, images: tuple[str, ...] | None = None):
         self.name = name
+        self.images = images  # texture image paths for "image:K" textures
         self.materials: dict[str, bpy.types.Material] = {}
 
     def get(self, texture: str) -> "bpy.types.Material":
-        if texture not in self.materials:
-            self.materials[texture] = self._build(texture)
-        return self.materials[texture]
+        kind = "image" if texture.startswith("image:") else texture
+        if kind not in self.materials:
+            self.materials[kind] = self._build(kind)
+        return self.materials[kind]
 
     def _build(self, texture: str):
         m = bpy.data.materials.new(f"{self.name}_{texture or 'flat'}")
         nt = m.node_tree
         bsdf = nt.nodes["Principled BSDF"]
         bsdf.inputs["Roughness"].default_value = 0.6
-        if texture:
+        if texture == "image":  # an image, tinted towards the sampled colour
+            coord = nt.nodes.new("ShaderNodeTexCoord")
+            tex = nt.nodes.new("ShaderNodeTexImage")
+            tex.projection = "BOX"
+            mix = nt.nodes.new("ShaderNodeMix")
+            mix.data_type = "RGBA"
+            mix.inputs[0].default_value = IMAGE_TEXTURE_MIX
+            nt.links.new(coord.outputs["Object"], tex.inputs["Vector"])
+            nt.links.new(tex.outputs["Color"], mix.inputs[6])
+            nt.links.new(mix.outputs[2], bsdf.inputs["Base Color"])
+        elif texture:
             coord = nt.nodes.new("ShaderNodeTexCoord")
             mapping = nt.nodes.new("ShaderNodeMapping")
             tex = nt.nodes.new(_TEX_NODE[texture])
             ramp = nt.nodes.new("ShaderNodeValToRGB")
             nt.links.new(coord.outputs["Object"], mapping.inputs["Vector"])
             nt.links.new(mapping.outputs["Vector"], tex.inputs["Vector"])
-            nt.links.new(tex.outputs["Fac"], ramp.inputs["Fac"])
+            nt.links.new(tex.outputs["Distance" if texture == "voronoi" else "Fac"], ramp.inputs["Fac"])
+            if texture == "voronoi":  # voronoi at detail 8 costs ~5x detail 0 (notes/bpy.md)
+                tex.inputs["Detail"].default_value = 0.0
             nt.links.new(ramp.outputs["Color"], bsdf.inputs["Base Color"])
         return m
 
@@ -95,6 +113,12 @@ class _Surface:
         nodes = m.node_tree.nodes
         if not texture:
             nodes["Principled BSDF"].inputs["Base Color"].default_value = lin
+            return m
+        if texture.startswith("image:"):
+            path = self.images[int(texture.split(":", 1)[1])]
+            tex = next(n for n in nodes if n.bl_idname == "ShaderNodeTexImage")
+            tex.image = bpy.data.images.load(path, check_existing=True)
+            next(n for n in nodes if n.bl_idname == "ShaderNodeMix").inputs[7].default_value = lin
             return m
         dark = (*srgb_to_linear(np.asarray(rgb) * 0.35), 1.0)
         ramp = nodes["Color Ramp"].color_ramp
@@ -129,7 +153,9 @@ def _part_mesh(bm, p: Part) -> None:
 class _Studio:
     """The persistent parts of every scene: camera, lights, backdrop, world and Cycles settings."""
 
-    def __init__(self, resolution: int, samples: int, threads: int, camera_distance: float, passes: bool):
+    def __init__(self, resolution: int, samples: int, threads: int, camera_distance: float, passes: bool,
+                 assets: Assets = Assets()):
+        self.assets = assets
         with quiet():
             bpy.ops.wm.read_factory_settings(use_empty=True)
         sc = self.sc = bpy.context.scene
@@ -159,7 +185,7 @@ class _Studio:
         self.backdrop.rotation_euler = (0.0, math.pi / 2, 0.0)
         self.backdrop.pass_index = 0
         sc.collection.objects.link(self.backdrop)
-        self.background_surface = _Surface("background")
+        self.background_surface = _Surface("background", assets.textures)
 
         sc.world = bpy.data.worlds.new("world")
         sc.world.node_tree.nodes["Background"].inputs["Color"].default_value = (0.05, 0.05, 0.05, 1)
@@ -194,12 +220,14 @@ class _Studio:
         self.sc.collection.objects.link(ob)
         return ob
 
-    @staticmethod
-    def _set_mesh(ob, class_id: int, model_id: int, stretch, extent: float, material) -> None:
-        """Replace ``ob``'s mesh by the model's parts (the old mesh is freed)."""
-        bm = bmesh.new()
-        for p in model_parts(class_id, model_id, stretch, max_extent=extent):
-            _part_mesh(bm, p)
+    def _set_mesh(self, ob, class_id: int, model_id: int, stretch, extent: float, material) -> None:
+        """Replace ``ob``'s mesh by the model (procedural parts or an OBJ file); the old mesh is freed."""
+        if self.assets.meshes is None:
+            bm = bmesh.new()
+            for p in model_parts(class_id, model_id, stretch, max_extent=extent):
+                _part_mesh(bm, p)
+        else:
+            bm = self._import_obj(self.assets.meshes[class_id][model_id], stretch, extent)
         me = bpy.data.meshes.new(ob.name)
         bm.to_mesh(me)
         bm.free()
@@ -207,6 +235,39 @@ class _Studio:
         ob.data = me
         bpy.data.meshes.remove(old)
         me.materials.append(material)
+
+    @staticmethod
+    def _import_obj(path: str, stretch, extent: float):
+        """An OBJ file (Y-up, as ShapeNet; the importer turns it Z-up) as one bmesh, stretched per axis,
+        centred and scaled so its largest side is ``extent``, as the paper's renderer did."""
+        before = set(bpy.data.objects)
+        with quiet():
+            bpy.ops.wm.obj_import(filepath=path)
+        imported = [o for o in bpy.data.objects if o not in before]
+        bm = bmesh.new()
+        for o in imported:
+            if o.type == "MESH":
+                tmp = bmesh.new()
+                tmp.from_mesh(o.data)
+                tmp.transform(o.matrix_world)
+                me = bpy.data.meshes.new("tmp")
+                tmp.to_mesh(me)
+                tmp.free()
+                bm.from_mesh(me)
+                bpy.data.meshes.remove(me)
+        for o in imported:
+            data = o.data
+            bpy.data.objects.remove(o)
+            if data is not None and data.users == 0:
+                bpy.data.meshes.remove(data)
+        if not bm.verts:
+            raise ValueError(f"no mesh in {path}")
+        co = np.array([v.co[:] for v in bm.verts]) * np.asarray(stretch)
+        lo, hi = co.min(0), co.max(0)
+        co = (co - (lo + hi) / 2) * (extent / float(np.max(hi - lo)))
+        for v, c in zip(bm.verts, co):
+            v.co = c
+        return bm
 
     def _set_background(self, rgb, texture: str, scale: float, seed: float, light_angle: float) -> None:
         bg = self.background_surface.set(texture, rgb, scale / 2, seed + 11)
@@ -236,10 +297,10 @@ class _Studio:
 class SingleObjectRenderer(_Studio):
     """Single-object images: one centred object; :meth:`render` swaps, turns and recolours it."""
 
-    def __init__(self, resolution: int = 64, samples: int = 16, threads: int = 0):
-        super().__init__(resolution, samples, threads, camera_distance=1.0, passes=False)
+    def __init__(self, resolution: int = 64, samples: int = 16, threads: int = 0, assets: Assets = Assets()):
+        super().__init__(resolution, samples, threads, camera_distance=1.0, passes=False, assets=assets)
         self.obj = self._new_object("object", 1)
-        self.object_surface = _Surface("object")
+        self.object_surface = _Surface("object", assets.textures)
 
     def render(self, s: SingleScene) -> dict[str, np.ndarray]:
         """``{"image": (H, W, 3) uint8 sRGB}`` of one scene."""
@@ -253,10 +314,12 @@ class SingleObjectRenderer(_Studio):
 class MultiObjectRenderer(_Studio):
     """Multi-object images with per-pixel instance ids, semantic classes and depth from Cycles passes."""
 
-    def __init__(self, resolution: int = 128, samples: int = 16, threads: int = 0, max_objects: int = 8):
-        super().__init__(resolution, samples, threads, camera_distance=MULTI_CAMERA_DISTANCE, passes=True)
+    def __init__(self, resolution: int = 128, samples: int = 16, threads: int = 0, assets: Assets = Assets(),
+                 max_objects: int = 8):
+        super().__init__(resolution, samples, threads, camera_distance=MULTI_CAMERA_DISTANCE, passes=True,
+                         assets=assets)
         self.slots = [self._new_object(f"object{k}", k + 1) for k in range(max_objects)]
-        self.surfaces = [_Surface(f"object{k}") for k in range(max_objects)]
+        self.surfaces = [_Surface(f"object{k}", assets.textures) for k in range(max_objects)]
 
     def render(self, s: MultiScene) -> dict[str, np.ndarray]:
         """``image`` (H, W, 3) uint8, ``instances`` (H, W) uint8 (0 = background, k = objects[k-1]),

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .assets import Assets
 from .errors import UserError
 from .shapes import CLASSES, MODELS_PER_CLASS
 
@@ -23,7 +24,7 @@ TRAIN_MODEL_FRACTION = 0.8
 CANONICAL_EULER = (0.0, 0.0, -math.pi / 6)  # a three-quarter view that shows each class's parts
 VIEW_SIGMA = 0.5  # rad per axis when V is on
 POSE_BINS = ("up", "forward", "backward", "left", "right")
-TEXTURES = ("noise", "wave", "checker", "brick", "magic", "gradient")
+TEXTURES = ("noise", "wave", "checker", "brick", "magic", "gradient", "voronoi")
 
 
 @dataclass(frozen=True)
@@ -47,16 +48,30 @@ class Variant:
         return "".join(f if on else "-" for f, on in zip(FACTORS, (self.texture, self.colour, self.viewpoint, self.lighting)))
 
 
-def model_split(class_id: int) -> dict[str, np.ndarray]:
-    """Fixed split of a class's model ids: 80 % train, 10 % val, 10 % test (same for every variant)."""
-    perm = np.random.default_rng([class_id, 80_20]).permutation(MODELS_PER_CLASS)
-    n_train = int(MODELS_PER_CLASS * TRAIN_MODEL_FRACTION)
-    n_val = (MODELS_PER_CLASS - n_train) // 2
-    return {"train": np.sort(perm[:n_train]), "val": np.sort(perm[n_train:n_train + n_val]),
-            "test": np.sort(perm[n_train + n_val:])}
+def model_split(class_id: int, n_models: int = MODELS_PER_CLASS) -> dict[str, np.ndarray]:
+    """Fixed split of a class's model ids: 80 % train, 10 % val, 10 % test (same for every variant).
+    With very few models (real assets) val and test share the held-out ones; train never does."""
+    perm = np.random.default_rng([class_id, 80_20]).permutation(n_models)
+    n_train = max(1, min(n_models - 1, int(n_models * TRAIN_MODEL_FRACTION)))
+    held = perm[n_train:]
+    val, test = held[:len(held) // 2], held[len(held) // 2:]
+    return {"train": np.sort(perm[:n_train]), "val": np.sort(val if len(val) else held), "test": np.sort(test)}
 
 
 _MODEL_SPLITS = [model_split(c) for c in range(len(CLASSES))]
+
+
+def _model_pool(class_id: int, split: str, assets: Assets) -> np.ndarray:
+    if assets.meshes is None:
+        return _MODEL_SPLITS[class_id][split]
+    return model_split(class_id, len(assets.meshes[class_id]))[split]
+
+
+def _texture(rng: np.random.Generator, assets: Assets) -> str:
+    """A procedural texture name, or ``image:K`` for the K-th image of the texture folder."""
+    if assets.textures is None:
+        return str(rng.choice(TEXTURES))
+    return f"image:{int(rng.integers(len(assets.textures)))}"
 # Evenly spaced class hues in a fixed shuffled order, the same for every dataset (cross-variant transfer).
 CLASS_HUES = tuple(float(h) for h in np.random.default_rng(2020).permutation(len(CLASSES)) / len(CLASSES))
 
@@ -132,12 +147,12 @@ def _class_colour(rng: np.random.Generator, class_id: int) -> tuple[float, float
     return tuple(float(x) for x in colorsys.hsv_to_rgb(h, s, v))
 
 
-def sample_single_scene(index: int, variant: Variant, seed: int) -> SingleScene:
+def sample_single_scene(index: int, variant: Variant, seed: int, assets: Assets = Assets()) -> SingleScene:
     """The scene of image ``index`` of a single-object dataset (deterministic in seed and index)."""
     rng = np.random.default_rng([seed, index, 1])
     split = SPLITS[int(rng.choice(3, p=SPLIT_FRACTIONS))]
     class_id = int(rng.integers(len(CLASSES)))
-    model_id = int(rng.choice(_MODEL_SPLITS[class_id][split]))
+    model_id = int(rng.choice(_model_pool(class_id, split, assets)))
     stretch = tuple(float(v) for v in np.clip(1 + 0.1 * rng.normal(size=3), 0.5, 1.5))
     noise = rng.normal(0, VIEW_SIGMA, size=3) if variant.viewpoint else np.zeros(3)
     euler = tuple(float(c + n) for c, n in zip(CANONICAL_EULER, noise))
@@ -148,7 +163,7 @@ def sample_single_scene(index: int, variant: Variant, seed: int) -> SingleScene:
         obj_rgb = _class_colour(rng, class_id)
     bg_rgb = tuple(float(v) for v in rng.uniform(0.1, 0.9, 3))
     if variant.texture:
-        obj_tex, bg_tex = (str(t) for t in rng.choice(TEXTURES, size=2))
+        obj_tex, bg_tex = _texture(rng, assets), _texture(rng, assets)
     else:
         obj_tex = bg_tex = ""
     return SingleScene(index, split, class_id, model_id, euler, stretch, light_angle, obj_rgb, bg_rgb,
@@ -222,7 +237,8 @@ def random_walk_positions(rng: np.random.Generator, n: int) -> np.ndarray:
     return (arr - arr.mean(0)) / WALK_SCALE
 
 
-def sample_multi_scene(index: int, variant: Variant, seed: int, n_objects: int = MULTI_OBJECTS) -> MultiScene:
+def sample_multi_scene(index: int, variant: Variant, seed: int, assets: Assets = Assets(),
+                       n_objects: int = MULTI_OBJECTS) -> MultiScene:
     """The scene of image ``index`` of a multi-object dataset (deterministic in seed and index)."""
     rng = np.random.default_rng([seed, index, 2])
     split = SPLITS[int(rng.choice(3, p=SPLIT_FRACTIONS))]
@@ -230,24 +246,24 @@ def sample_multi_scene(index: int, variant: Variant, seed: int, n_objects: int =
     objects = []
     for k in range(n_objects):
         class_id = int(rng.integers(len(CLASSES)))  # uniform, with replacement
-        model_id = int(rng.choice(_MODEL_SPLITS[class_id][split]))
+        model_id = int(rng.choice(_model_pool(class_id, split, assets)))
         stretch = tuple(float(v) for v in np.clip(1 + 0.1 * rng.normal(size=3), 0.5, 1.5))
         noise = rng.normal(0, VIEW_SIGMA, size=3) if variant.viewpoint else np.zeros(3)
         euler = tuple(float(c + n) for c, n in zip(CANONICAL_EULER, noise))
         rgb = tuple(float(v) for v in rng.uniform(0, 1, 3)) if variant.colour else _class_colour(rng, class_id)
-        texture = str(rng.choice(TEXTURES)) if variant.texture else ""
+        texture = _texture(rng, assets) if variant.texture else ""
         location = (float(xy[k, 0]), float(xy[k, 1]), float(rng.normal(0, 0.05)))
         objects.append(PlacedObject(class_id, model_id, euler, stretch, location, rgb, texture))
     light_angle = float(-0.5 + (2.0 * rng.normal() if variant.lighting else 0.0))
     bg_rgb = tuple(float(v) for v in rng.uniform(0.1, 0.9, 3))
-    bg_tex = str(rng.choice(TEXTURES)) if variant.texture else ""
+    bg_tex = _texture(rng, assets) if variant.texture else ""
     return MultiScene(index, split, tuple(objects), light_angle, bg_rgb, bg_tex, float(rng.uniform(2.0, 8.0)),
                       float(rng.uniform(0, 100)))
 
 
-def sample_scenes(set_name: str, count: int, variant: Variant, seed: int) -> list:
+def sample_scenes(set_name: str, count: int, variant: Variant, seed: int, assets: Assets = Assets()) -> list:
     """All scenes of a dataset of the ``single`` or ``multi`` set."""
     if count <= 0:
         raise UserError(f"invalid count {count}: must be at least 1")
     sample = {"single": sample_single_scene, "multi": sample_multi_scene}[set_name]
-    return [sample(i, variant, seed) for i in range(count)]
+    return [sample(i, variant, seed, assets) for i in range(count)]
