@@ -101,11 +101,12 @@ def _render_shard(job: tuple[str, list]) -> int:
     return len(scenes)
 
 
-RENDERER_SOURCES = ("scene.py", "shapes.py", "render.py", "dataset.py", "assets.py")
+RENDERER_SOURCES = ("scene.py", "shapes.py", "render.py", "assets.py")
 
 
 def renderer_hash() -> str:
-    """Hash of the code that decides the pixels: a dataset or shards made by other code are not reused."""
+    """Hash of the code that decides pixels and labels: a dataset or shards made by other code are not
+    reused (this module's orchestration and messages are left out, so editing them re-renders nothing)."""
     h = hashlib.sha256()
     for name in RENDERER_SOURCES:
         h.update((Path(__file__).parent / name).read_bytes())
@@ -133,7 +134,7 @@ def render_dataset(out: str | Path, set_name: str = "single", variant: str = "--
     folder between runs so that a killed render resumes). ``shapenet`` (a ShapeNetCore v2 folder) and
     ``textures`` (an image folder such as DTD's) replace the procedural meshes and textures."""
     if set_name not in SETS:
-        raise UserError(f"unknown set {set_name!r}: choose from {', '.join(SETS)} (the multi-object set is not built yet)")
+        raise UserError(f"unknown set {set_name!r}: choose from {', '.join(SETS)}")
     v = Variant.parse(variant)
     resolution = DEFAULT_RESOLUTION[set_name] if resolution is None else resolution
     for name, val, lo in (("count", count, 1), ("workers", workers, 1), ("resolution", resolution, 8), ("samples", samples, 1)):
