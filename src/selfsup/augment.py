@@ -33,3 +33,20 @@ def flip_translate(x: torch.Tensor, pad: int, generator: torch.Generator) -> tor
     rows = torch.gather(xp, 2, iy)                                           # (B, C, H, W+2p)
     ix = (ox[:, None] + torch.arange(w, device=dev)).view(b, 1, 1, w).expand(b, c, h, w)
     return torch.gather(rows, 3, ix).contiguous(memory_format=torch.channels_last)
+
+
+def colour_jitter(x: torch.Tensor, generator: torch.Generator, strength: float = 0.4, grey_p: float = 0.2) -> torch.Tensor:
+    """Per-image random brightness, contrast and saturation (factors in [1 − s, 1 + s]) and greyscale
+    with probability ``grey_p``, on a normalised (B, 3, H, W) batch."""
+    b, dev = x.shape[0], x.device
+
+    def factor() -> torch.Tensor:
+        return (1 + strength * (2 * torch.rand(b, generator=generator) - 1)).to(dev).view(b, 1, 1, 1)
+
+    grey = x.mean(1, keepdim=True)
+    x = grey + (x - grey) * factor()                                   # saturation
+    mean = x.mean((1, 2, 3), keepdim=True)
+    x = mean + (x - mean) * factor()                                   # contrast
+    x = x + (factor() - 1)                                             # brightness (normalised units)
+    to_grey = (torch.rand(b, generator=generator) < grey_p).to(dev).view(b, 1, 1, 1)
+    return torch.where(to_grey, x.mean(1, keepdim=True).expand_as(x), x).contiguous(memory_format=torch.channels_last)

@@ -58,7 +58,7 @@ def render(
 
 @app.command()
 def pretrain(
-    method: str = typer.Option(..., help="Self-supervised method, e.g. rotation."),
+    method: str = typer.Option(..., help="Self-supervised method: rotation or simclr."),
     data: Path = typer.Option(..., help="Dataset folder (its train split is used, without labels)."),
     out: Path = typer.Option(..., help="Folder for backbone.safetensors, meta.json and checkpoint.pt."),
     backbone: str = typer.Option("resnet9", help="Backbone architecture."),

@@ -33,4 +33,4 @@ def list_methods() -> list[str]:
     return METHODS.names()
 
 
-from . import rotation  # noqa: E402,F401  (registers)
+from . import rotation, simclr  # noqa: E402,F401  (registers)
