@@ -24,6 +24,15 @@ def test_unknown_method(tiny_dataset, tmp_path):
                     "'jigsaw'")
 
 
+@pytest.mark.parametrize("args,needle", [
+    (["--method", "cmc", "--backbone", "resnet9"], "resnet9_split"),
+    (["--method", "simclr", "--backbone", "vit"], "'vit'"),
+    (["--method", "simclr", "--colour", "hsv"], "'hsv'"),
+])
+def test_bad_pretrain_settings(tiny_dataset, tmp_path, args, needle):
+    _one_line_error(run_cli("pretrain", "--data", str(tiny_dataset), "--out", str(tmp_path / "o"), *args), needle)
+
+
 def test_label_budget_larger_than_the_train_split(tiny_dataset, tmp_path):
     _one_line_error(run_cli("finetune", "--data", str(tiny_dataset), "--out", str(tmp_path / "o"),
                             "--budgets", "10,100000"), "label budget 100000")

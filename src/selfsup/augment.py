@@ -50,3 +50,47 @@ def colour_jitter(x: torch.Tensor, generator: torch.Generator, strength: float =
     x = x + (factor() - 1)                                             # brightness (normalised units)
     to_grey = (torch.rand(b, generator=generator) < grey_p).to(dev).view(b, 1, 1, 1)
     return torch.where(to_grey, x.mean(1, keepdim=True).expand_as(x), x).contiguous(memory_format=torch.channels_last)
+
+
+def resized_crop(x: torch.Tensor, generator: torch.Generator, scale: tuple[float, float] = (0.35, 1.0),
+                 ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
+    """Per-image random crop of ``scale`` × the area with aspect ``ratio``, resized back to (H, W)
+    bilinearly and flipped horizontally with p = 0.5: one ``grid_sample`` for the whole batch."""
+    b, dev = x.shape[0], x.device
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(b, generator=generator)
+
+    area = uniform(*scale)
+    log_r = uniform(float(torch.log(torch.tensor(ratio[0]))), float(torch.log(torch.tensor(ratio[1]))))
+    aspect = torch.exp(log_r)
+    sw = torch.sqrt(area * aspect).clamp(max=1.0)   # crop width / image width
+    sh = torch.sqrt(area / aspect).clamp(max=1.0)
+    cx = (2 * torch.rand(b, generator=generator) - 1) * (1 - sw)  # centre in [-1, 1] coordinates
+    cy = (2 * torch.rand(b, generator=generator) - 1) * (1 - sh)
+    flip = torch.where(torch.rand(b, generator=generator) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2] = sw * flip, cx
+    theta[:, 1, 1], theta[:, 1, 2] = sh, cy
+    grid = torch.nn.functional.affine_grid(theta.to(dev, x.dtype), list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="reflection",
+                                           align_corners=False).contiguous(memory_format=torch.channels_last)
+
+
+def cutout(x: torch.Tensor, generator: torch.Generator, size: float = 0.25, p: float = 0.5) -> torch.Tensor:
+    """Zero (the normalised mean) a random square of side ``size`` × H in each image with probability ``p``."""
+    b, _, h, w = x.shape
+    dev = x.device
+    s = max(1, round(size * h))
+    cy = torch.randint(0, h, (b,), generator=generator).to(dev).view(b, 1, 1)
+    cx = torch.randint(0, w, (b,), generator=generator).to(dev).view(b, 1, 1)
+    on = (torch.rand(b, generator=generator) < p).to(dev).view(b, 1, 1)
+    ys, xs = torch.arange(h, device=dev).view(1, h, 1), torch.arange(w, device=dev).view(1, 1, w)
+    hole = on & ((ys - cy).abs() <= s // 2) & ((xs - cx).abs() <= s // 2)
+    return x.masked_fill(hole.unsqueeze(1), 0.0)
+
+
+def contrastive_view(x: torch.Tensor, generator: torch.Generator, cut: bool = False) -> torch.Tensor:
+    """One view for the multi-view methods: resized crop + flip, colour jitter + greyscale (and cutout)."""
+    v = colour_jitter(resized_crop(x, generator), generator)
+    return cutout(v, generator) if cut else v

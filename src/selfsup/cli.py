@@ -58,24 +58,30 @@ def render(
 
 @app.command()
 def pretrain(
-    method: str = typer.Option(..., help="Self-supervised method: rotation or simclr."),
+    method: str = typer.Option(..., help="Self-supervised method: amdim, barlow, byol, cmc, moco, rotation, simclr or vae."),
     data: Path = typer.Option(..., help="Dataset folder (its train split is used, without labels)."),
     out: Path = typer.Option(..., help="Folder for backbone.safetensors, meta.json and checkpoint.pt."),
-    backbone: str = typer.Option("resnet9", help="Backbone architecture."),
+    backbone: Optional[str] = typer.Option(None, help="resnet9, resnet50 or resnet9_split (default: resnet9; resnet9_split for cmc)."),
+    colour: str = typer.Option("rgb", help="Network input colour space: rgb or lab (the paper used lab)."),
     width: float = typer.Option(0.25, help="Width multiplier of the backbone (1.0 = 64-128-256-512)."),
     epochs: int = typer.Option(10, help="Passes over the train split."),
     batch_size: int = typer.Option(128, help="Images per step."),
     lr: float = typer.Option(2e-3, help="Peak learning rate (AdamW, warm-up then cosine)."),
     seed: int = typer.Option(0, help="Seed for initialisation, batches and augmentation."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt if present."),
+    compile: bool = typer.Option(False, "--compile", help="torch.compile the backbone (needs a C++ compiler on the CPU)."),
+    probe: bool = typer.Option(False, "--probe", help="Train an online linear probe on detached features; log its val accuracy."),
 ) -> None:
     """Pretrain a backbone with a self-supervised method; saves it as safetensors.
+
+    Data-parallel over several processes or GPUs: torchrun --nproc_per_node N -m selfsup pretrain ...
 
     Example: selfsup pretrain --method rotation --data data/single-CV --out models/rotation --epochs 10
     """
     from .pretrain import pretrain as run
 
-    meta = run(method, data, out, backbone, width, epochs, batch_size, lr, seed=seed, resume=resume)
+    meta = run(method, data, out, backbone, width, epochs, batch_size, lr, seed=seed, resume=resume, colour=colour,
+               compile=compile, probe=probe)
     typer.echo(f"pretrained {method} in {meta['train_time_s']:.0f} s, final loss {meta['final_loss']:.4f} → {out}")
 
 
@@ -90,6 +96,7 @@ def finetune(
     protocol: str = typer.Option("finetune", help="finetune: all weights trained."),
     backbone: str = typer.Option("resnet9", help="Backbone when training from scratch."),
     width: float = typer.Option(0.25, help="Width multiplier when training from scratch."),
+    colour: str = typer.Option("rgb", help="Input colour space when training from scratch: rgb or lab."),
     steps: int = typer.Option(300, help="Optimisation steps per cell, the same for every budget."),
     epochs: int = typer.Option(3, help="Validation points per cell (steps are split between them)."),
     batch_size: int = typer.Option(64, help="Images per step."),
@@ -107,7 +114,7 @@ def finetune(
     cfg = FinetuneConfig(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr)
     init = init if init and str(init).strip() not in ("", ".") else None  # MLproject passes --init= for scratch
     res = run(task, data, out, init, _int_list(budgets, "label budget"), _int_list(seeds, "seed"), protocol,
-              backbone, width, cfg)
+              backbone, width, cfg, colour=colour)
     typer.echo(f"wrote {len(res)} rows to {out / 'results.csv'}")
 
 

@@ -22,6 +22,7 @@ from torch import nn
 from . import tracking
 from .augment import flip_translate, to_input
 from .budgets import label_subset
+from .colour import COLOURS
 from .dataset import Dataset, load_dataset
 from .errors import UserError
 from .models import BACKBONES, create_backbone
@@ -82,7 +83,7 @@ def _parse_protocol(protocol: str) -> str:
 def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | None = None,
              budgets: list[int] = (100, 250, 500, 1000), seeds: list[int] = (0, 1), protocol: str = "finetune",
              backbone: str = "resnet9", width: float = 0.25, config: FinetuneConfig = FinetuneConfig(),
-             progress: bool = True) -> pd.DataFrame:
+             progress: bool = True, colour: str = "rgb") -> pd.DataFrame:
     """Train ``task`` at every label budget × seed; writes and returns ``OUT/results.csv``."""
     t = get_task(task)
     _parse_protocol(protocol)
@@ -99,7 +100,9 @@ def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | No
     pretrained, meta = (load_pretrained(init) if init else (None, {}))
     method = meta.get("method", "scratch")
     if pretrained is not None:
-        backbone, width = meta["backbone"], meta["width"]
+        backbone, width, colour = meta["backbone"], meta["width"], pretrained.colour
+    elif colour not in COLOURS:
+        raise UserError(f"unknown colour space {colour!r}: choose from {', '.join(COLOURS)}")
     targets_all = t.targets(ds.labels)
     train_idx = ds.split_indices("train")
     for b in budgets:  # check every budget before any training
@@ -107,11 +110,12 @@ def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | No
     out = Path(out)
     (out / "cells").mkdir(parents=True, exist_ok=True)
     settings = {"task": task, "method": method, "protocol": protocol, "backbone": backbone, "width": width,
+                "colour": colour,
                 "dataset_hash": ds.dataset_hash, "pretrain_dataset_hash": meta.get("dataset_hash", ""),
                 **asdict(config)}
     settings_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     val_idx, test_idx = ds.split_indices("val"), ds.split_indices("test")
-    extra = {"backbone": backbone, "width": width, "dataset_hash": ds.dataset_hash,
+    extra = {"backbone": backbone, "width": width, "colour": colour, "dataset_hash": ds.dataset_hash,
              "pretrain_dataset_hash": meta.get("dataset_hash", ""), "steps": config.steps}
 
     cells = [(b, s) for b in budgets for s in seeds]
@@ -128,7 +132,7 @@ def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | No
                 metrics = cached["test"]
             else:
                 metrics = _train_cell(t, ds, targets_all, train_idx, val_idx, test_idx, budget, seed, pretrained,
-                                      backbone, width, config, device, method, protocol,
+                                      backbone, width, colour, config, device, method, protocol,
                                       lambda i, n: bar(k * n + i, len(cells) * n))
                 atomic_write_json(cell_file, {"settings_hash": settings_hash, "test": metrics,
                                               "label_budget": budget, "seed": seed})
@@ -142,11 +146,11 @@ def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | No
 
 
 def _train_cell(t: Task, ds: Dataset, targets_all, train_idx, val_idx, test_idx, budget: int, seed: int,
-                pretrained, backbone: str, width: float, config: FinetuneConfig, device, method: str,
+                pretrained, backbone: str, width: float, colour: str, config: FinetuneConfig, device, method: str,
                 protocol: str, progress) -> dict:
     subset = label_subset(train_idx, targets_all[train_idx], budget, seed)
     torch.manual_seed(seed)
-    net = copy.deepcopy(pretrained) if pretrained is not None else create_backbone(backbone, width=width)
+    net = copy.deepcopy(pretrained) if pretrained is not None else create_backbone(backbone, width=width, colour=colour)
     model = SupervisedModel(net, t.head(net.out_dim)).to(device).to(memory_format=torch.channels_last)
     images = torch.from_numpy(ds.images[subset]).to(device)
     targets = torch.from_numpy(targets_all[subset]).to(device)

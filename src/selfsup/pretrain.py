@@ -1,22 +1,33 @@
-"""Self-supervised pretraining: a method on a dataset's train split, saved as safetensors."""
+"""Self-supervised pretraining: a method on a dataset's train split, saved as safetensors.
+
+Runs on one process, or data-parallel under ``torchrun`` (:mod:`selfsup.distributed`). An optional
+online linear probe (``probe=True``) trains a linear classifier on detached backbone features of
+the clean images alongside the method and logs its accuracy on the val split every epoch: a cheap
+view of representation quality during pretraining that never changes the backbone's gradients.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
+from torch import nn
 
-from . import tracking
+from . import distributed, tracking
 from .augment import to_input
+from .colour import COLOURS
 from .dataset import load_dataset
 from .errors import UserError
-from .methods import METHODS, create_method
+from .methods import METHODS, create_method, default_backbone
 from .models import BACKBONES, create_backbone
 from .progress import step_bar
 from .provenance import atomic_write_json
-from .train import TrainConfig, default_device, fit
+from .train import TrainConfig, fit
 
 BACKBONE_FILE = "backbone.safetensors"
 META_FILE = "meta.json"
@@ -24,53 +35,114 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 
 class PretrainObjective:
-    """Indices → uint8 images resident on the device → the method's loss."""
+    """Indices → uint8 images resident on the device → the method's loss (+ the online probe's)."""
 
-    def __init__(self, method, images: torch.Tensor):
-        self.module, self.images = method, images
+    def __init__(self, method, images: torch.Tensor, probe_targets: torch.Tensor | None = None):
+        self.module, self.images, self.probe_targets = method, images, probe_targets
 
     def loss(self, idx, generator):
         x = to_input(self.images[idx.to(self.images.device)])
-        return self.module.loss(x, generator)
+        loss, scalars = self.module.loss(x, generator)
+        if self.probe_targets is not None:
+            with torch.no_grad():
+                feats = self.module.backbone(x)
+            logits = self.module.online_probe(feats.float())
+            y = self.probe_targets[idx.to(self.probe_targets.device)]
+            loss = loss + F.cross_entropy(logits, y)
+            scalars = {**scalars, "probe_train_acc": (logits.argmax(1) == y).float().mean().detach()}
+        return loss, scalars
 
 
-def pretrain(method: str, data: str | Path, out: str | Path, backbone: str = "resnet9", width: float = 0.25,
+@torch.no_grad()
+def probe_accuracy(method: nn.Module, images: np.ndarray, targets: np.ndarray, device, batch: int = 512) -> float:
+    was = method.training
+    method.eval()
+    hits = 0
+    for i in range(0, len(images), batch):
+        x = to_input(torch.from_numpy(np.asarray(images[i:i + batch])).to(device))
+        pred = method.online_probe(method.backbone(x).float()).argmax(1).cpu().numpy()
+        hits += int((pred == targets[i:i + batch]).sum())
+    method.train(was)
+    return hits / max(1, len(images))
+
+
+def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | None = None, width: float = 0.25,
              epochs: int = 10, batch_size: int = 128, lr: float = 2e-3, weight_decay: float = 5e-4,
-             seed: int = 0, resume: bool = False, progress: bool = True) -> dict:
+             seed: int = 0, resume: bool = False, progress: bool = True, colour: str = "rgb",
+             compile: bool = False, probe: bool = False) -> dict:
     """Pretrain ``method`` on the train split of ``data``; writes ``backbone.safetensors`` and
     ``meta.json`` to ``out`` (and ``checkpoint.pt`` after every epoch, for ``resume``)."""
-    METHODS.get(method), BACKBONES.get(backbone)  # fail fast on unknown names
+    METHODS.get(method)  # fail fast on unknown names
+    backbone = backbone or default_backbone(method)
+    BACKBONES.get(backbone)
     for name, val in (("epochs", epochs), ("batch_size", batch_size)):
         if val < 1:
             raise UserError(f"invalid {name} {val}: must be at least 1")
     if width <= 0:
         raise UserError(f"invalid width {width}: must be positive")
+    if colour not in COLOURS:
+        raise UserError(f"unknown colour space {colour!r}: choose from {', '.join(COLOURS)}")
     ds = load_dataset(data)
+    if probe and ds.set_name != "single":
+        raise UserError(f"the online probe classifies single-object images; {str(data)!r} is a {ds.set_name}-object dataset")
+    rank, world = distributed.setup()
+    if batch_size % world:
+        raise UserError(f"batch size {batch_size} does not split over {world} processes")
+    main = rank == 0
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
     train_idx = torch.from_numpy(ds.split_indices("train"))
-    device = default_device()
+    device = distributed.device()
     torch.manual_seed(seed)
-    net = create_method(method, create_backbone(backbone, width=width)).to(device).to(memory_format=torch.channels_last)
+    bb = create_backbone(backbone, width=width, colour=colour)
+    colour = bb.colour  # the split backbone is Lab whatever was asked
+    net = create_method(method, bb)
+    if probe:
+        net.online_probe = nn.Linear(bb.out_dim, len(ds.manifest["classes"]))
+    net = net.to(device).to(memory_format=torch.channels_last)
+    if compile:
+        net.backbone.compile()  # in place: parameter names (and the saved file) stay the same
     images = torch.from_numpy(ds.images[train_idx.numpy()]).to(device)  # (N, H, W, 3) uint8
+    probe_targets = torch.from_numpy(ds.labels["class_id"].to_numpy()[train_idx.numpy()]).long().to(device) if probe else None
     steps = max(1, len(images) // batch_size)
     cfg = TrainConfig(epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, lr=lr,
                       weight_decay=weight_decay, seed=seed)
-    params = {"method": method, "backbone": backbone, "width": width, "epochs": epochs, "batch_size": batch_size,
-              "lr": lr, "weight_decay": weight_decay, "seed": seed, "data": str(data), "n_images": len(images),
-              "device": str(device)}
-    with tracking.run("pretrain", params, ds.dataset_hash, tags={"method": method}, run_name=f"pretrain-{method}"), \
-            step_bar(f"pretrain {method}", progress) as bar:
-        history = fit(PretrainObjective(net, images), len(images), cfg,
-                      on_epoch=lambda e, logs: tracking.log_metrics(logs, step=e),
+    params = {"method": method, "backbone": backbone, "width": width, "colour": colour, "epochs": epochs,
+              "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed, "data": str(data),
+              "n_images": len(images), "device": str(device), "world_size": world, "compile": compile,
+              "online_probe": probe}
+    val_idx = ds.split_indices("val")
+    val_images, val_targets = ds.images[val_idx], ds.labels["class_id"].to_numpy()[val_idx]
+
+    def on_epoch(epoch: int, logs: dict) -> dict:
+        more = {"probe_val_acc": probe_accuracy(net, val_images, val_targets, device)} if probe else {}
+        if main:
+            tracking.log_metrics({**logs, **more}, step=epoch)
+        return more
+
+    run = (tracking.run("pretrain", params, ds.dataset_hash, tags={"method": method, "device": str(device)},
+                        run_name=f"pretrain-{method}") if main else contextlib.nullcontext())
+    with run, step_bar(f"pretrain {method}", progress and main) as bar:
+        history = fit(PretrainObjective(net, images, probe_targets), len(images), cfg, on_epoch=on_epoch,
                       checkpoint=out / CHECKPOINT_FILE, resume=resume, progress=bar)
-        save_file({k: v.contiguous().cpu() for k, v in net.backbone.state_dict().items()}, out / BACKBONE_FILE)
+        synced = distributed.in_sync(net)
         meta = {**params, "dataset_hash": ds.dataset_hash, "final_loss": history[-1]["loss"],
-                "train_time_s": sum(h["epoch_time_s"] for h in history)}
-        atomic_write_json(out / META_FILE, meta)
-        tracking.log_metrics({"final_loss": meta["final_loss"], "train_time_s": meta["train_time_s"]})
-        tracking.log_artifact(out / BACKBONE_FILE)
-        tracking.log_artifact(out / META_FILE)
+                "train_time_s": sum(h["epoch_time_s"] for h in history),
+                "images_per_s": history[-1]["images_per_s"], "ranks_in_sync": synced}
+        if probe:
+            meta["probe_val_acc"] = history[-1]["probe_val_acc"]
+        if main:
+            state = net.backbone.state_dict()
+            save_file({k: v.contiguous().cpu() for k, v in state.items()}, out / BACKBONE_FILE)
+            atomic_write_json(out / META_FILE, meta)
+            tracking.log_metrics({"final_loss": meta["final_loss"], "train_time_s": meta["train_time_s"]})
+            tracking.log_artifact(out / BACKBONE_FILE)
+            tracking.log_artifact(out / META_FILE)
+            tracking.log_artifact(out / CHECKPOINT_FILE)
+    distributed.barrier()
+    if not synced:
+        raise RuntimeError("data-parallel ranks ended with different parameters")
     return meta
 
 
@@ -80,6 +152,6 @@ def load_pretrained(init: str | Path, device: torch.device | None = None) -> tup
     if not (init / BACKBONE_FILE).is_file() or not (init / META_FILE).is_file():
         raise UserError(f"checkpoint folder {str(init)!r} has no {BACKBONE_FILE} and {META_FILE} (run `selfsup pretrain`)")
     meta = json.loads((init / META_FILE).read_text())
-    net = create_backbone(meta["backbone"], width=meta["width"])
+    net = create_backbone(meta["backbone"], width=meta["width"], colour=meta.get("colour", "rgb"))
     net.load_state_dict(load_file(init / BACKBONE_FILE))
     return net.to(device or "cpu"), meta

@@ -8,6 +8,7 @@ optimiser, RNG state, epoch), so a run killed with ``kill -9`` ends like an unin
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Callable, Protocol
 import torch
 from torch import nn
 
+from . import distributed
 from .schedule import epoch_batches, warmup_cosine
 
 
@@ -29,6 +31,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
     seed: int = 0
+    amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU, where fp32 is faster here)
 
 
 class Objective(Protocol):
@@ -55,15 +58,23 @@ def fit(objective: Objective, n_items: int, cfg: TrainConfig,
     """Train ``objective`` for ``cfg.epochs`` × ``cfg.steps_per_epoch`` steps; returns per-epoch logs.
 
     ``on_epoch(epoch, logs)`` may evaluate and return more scalars to log; ``progress(step, total)``
-    is called after every step.
+    is called after every step. Under ``torchrun`` (see :mod:`selfsup.distributed`) every rank
+    trains on its slice of each batch and gradients are averaged; rank 0 writes the checkpoint.
     """
     module = objective.module
+    rank, world = distributed.rank(), distributed.world_size()
+    distributed.broadcast_module(module)
     params = [p for p in module.parameters() if p.requires_grad]
+    dev = next(module.parameters()).device
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and dev.type == "cuda"
+                else contextlib.nullcontext())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * cfg.steps_per_epoch
     warmup = int(cfg.warmup_epochs * cfg.steps_per_epoch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup))
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)  # batch indices (and, on one process, augmentation)
+    aug = gen if world == 1 else torch.Generator().manual_seed(cfg.seed * 7919 + rank + 1)
+    after_step = getattr(module, "after_step", None)
     start, history = 0, []
     if resume and checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, weights_only=True)
@@ -71,6 +82,8 @@ def fit(objective: Objective, n_items: int, cfg: TrainConfig,
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"])
+        if world > 1:
+            aug.set_state(state["aug_generators"][rank])
         torch.set_rng_state(state["torch_rng"])
         start, history = state["epoch"], list(state["history"])
 
@@ -78,28 +91,34 @@ def fit(objective: Objective, n_items: int, cfg: TrainConfig,
         module.train()
         t0 = time.perf_counter()
         batches = epoch_batches(n_items, cfg.batch_size, cfg.steps_per_epoch, gen)
-        loss_sum = torch.zeros(())
+        loss_sum = torch.zeros((), device=dev)  # summed on the device: no host sync per step
         extra: dict[str, float] = {}
         for i, idx in enumerate(batches):
-            loss, scalars = objective.loss(idx, gen)
+            with autocast:
+                loss, scalars = objective.loss(idx[rank::world], aug)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            distributed.average_gradients(params)
             opt.step()
             sched.step()
-            loss_sum += loss.detach().float().cpu()
-            for k, v in scalars.items():
-                extra[k] = extra.get(k, 0.0) + float(v) / cfg.steps_per_epoch
+            if after_step:
+                after_step(epoch * cfg.steps_per_epoch + i + 1, total)
+            loss_sum += loss.detach().float()
+            for k, v in scalars.items():  # tensors stay on the device until the epoch ends
+                extra[k] = extra.get(k, 0.0) + (v.detach().float() if torch.is_tensor(v) else float(v))
             if progress:
                 progress(epoch * cfg.steps_per_epoch + i + 1, total)
         dt = time.perf_counter() - t0
         logs = {"loss": float(loss_sum) / cfg.steps_per_epoch, "lr": opt.param_groups[0]["lr"],
-                "images_per_s": cfg.steps_per_epoch * cfg.batch_size / dt, "epoch_time_s": dt, **extra}
+                "images_per_s": cfg.steps_per_epoch * cfg.batch_size / dt, "epoch_time_s": dt,
+                **{k: float(v) / cfg.steps_per_epoch for k, v in extra.items()}}
         if on_epoch:
             logs.update(on_epoch(epoch, logs) or {})
         history.append(logs)
-        if checkpoint is not None:
+        aug_states = distributed.all_gather_object(aug.get_state()) if world > 1 else None
+        if checkpoint is not None and rank == 0:
             _save_checkpoint(checkpoint, {
                 "module": module.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
-                "history": history})
+                "generator": gen.get_state(), "aug_generators": aug_states, "torch_rng": torch.get_rng_state(),
+                "epoch": epoch + 1, "history": history})
     return history

@@ -2,10 +2,13 @@
 
 A method owns its backbone and any heads; ``loss(x, generator)`` takes a normalised batch
 (B, 3, H, W), applies the method's own augmentations/views and returns (loss, scalars to log).
+``after_step(step, total)`` runs after every optimiser step (momentum encoders use it).
 Adding a method is a new file with ``@METHODS.register("name")``; the training loop never changes.
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import nn
@@ -21,6 +24,43 @@ class Method(nn.Module):
     def loss(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         raise NotImplementedError
 
+    def after_step(self, step: int, total: int) -> None:
+        """Called by the loop after optimiser step ``step`` (1-based) of ``total``."""
+
+
+def mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
+    """The projector / predictor used by the multi-view methods: Linear-BN-ReLU-Linear."""
+    return nn.Sequential(nn.Linear(d_in, d_hidden), nn.BatchNorm1d(d_hidden), nn.ReLU(inplace=True),
+                         nn.Linear(d_hidden, d_out))
+
+
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A copy with no gradients, for momentum (EMA) target networks."""
+    twin = copy.deepcopy(module)
+    for p in twin.parameters():
+        p.requires_grad_(False)
+    return twin
+
+
+@torch.no_grad()
+def ema_(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """target ← m·target + (1 − m)·online for parameters; buffers (BN statistics) are copied."""
+    for t, o in zip(target.parameters(), online.parameters()):
+        t.lerp_(o.detach(), 1 - momentum)
+    for t, o in zip(target.buffers(), online.buffers()):
+        t.copy_(o)
+
+
+@torch.no_grad()
+def enqueue_(queue: torch.Tensor, ptr: torch.Tensor, keys: torch.Tensor) -> None:
+    """Write ``keys`` (B, D) into the ring buffer ``queue`` (K, D) at ``ptr`` and advance it."""
+    k, b = queue.shape[0], keys.shape[0]
+    if k == 0:
+        return
+    idx = (ptr + torch.arange(b, device=queue.device)) % k
+    queue[idx] = keys.detach().to(queue.dtype)
+    ptr.copy_((ptr + b) % k)
+
 
 METHODS: Registry[Method] = Registry("method")
 
@@ -29,8 +69,13 @@ def create_method(name: str, backbone: nn.Module, **kwargs) -> Method:
     return METHODS.create(name, backbone=backbone, **kwargs)
 
 
+def default_backbone(method: str) -> str:
+    """The backbone a method trains unless told otherwise (CMC needs its split backbone)."""
+    return "resnet9_split" if method == "cmc" else "resnet9"
+
+
 def list_methods() -> list[str]:
     return METHODS.names()
 
 
-from . import rotation, simclr  # noqa: E402,F401  (registers)
+from . import amdim, barlow, byol, cmc, moco, rotation, simclr, vae  # noqa: E402,F401  (registers)

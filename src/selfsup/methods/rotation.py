@@ -35,7 +35,7 @@ class Rotation(Method):
         views, labels = rotate_four(flip_translate(x, self.pad, generator))
         logits = self.head(self.backbone(views))
         acc = (logits.argmax(1) == labels).float().mean()
-        return rotation_loss(logits, labels), {"rotation_acc": float(acc)}
+        return rotation_loss(logits, labels), {"rotation_acc": acc.detach()}
 
 
 @METHODS.register("rotation")

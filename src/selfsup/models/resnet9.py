@@ -1,12 +1,13 @@
 """ResNet9 in the Page / Myrtle style (3×3 stem at stride 1, widths 64-128-256-512, residual
-blocks after the first and third stages, max-pool downsampling) with a width multiplier."""
+blocks after the first and third stages, max-pool downsampling) with a width multiplier, and
+CMC's split version: one half on L, one on ab."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from . import BACKBONES
+from . import BACKBONES, Backbone
 
 
 def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
@@ -22,29 +23,59 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
-class ResNet9(nn.Module):
-    """``forward`` gives pooled features (B, out_dim); ``feature_map`` the map before pooling."""
+def resnet9_blocks(width: float, in_channels: int) -> tuple[nn.ModuleList, int]:
+    c = [max(4, round(w * width)) for w in (64, 128, 256, 512)]
+    blocks = nn.ModuleList([
+        conv_bn(in_channels, c[0]),                                                   # (B, c0, H, W)
+        nn.Sequential(conv_bn(c[0], c[1]), nn.MaxPool2d(2), Residual(c[1])),          # (B, c1, H/2, W/2)
+        nn.Sequential(conv_bn(c[1], c[2]), nn.MaxPool2d(2)),                          # (B, c2, H/4, W/4)
+        nn.Sequential(conv_bn(c[2], c[3]), nn.MaxPool2d(2), Residual(c[3])),          # (B, c3, H/8, W/8)
+    ])
+    return blocks, c[3]
 
-    def __init__(self, width: float = 1.0, in_channels: int = 3):
-        super().__init__()
-        c = [max(4, round(w * width)) for w in (64, 128, 256, 512)]
-        self.blocks = nn.ModuleList([
-            conv_bn(in_channels, c[0]),                                                   # (B, c0, H, W)
-            nn.Sequential(conv_bn(c[0], c[1]), nn.MaxPool2d(2), Residual(c[1])),          # (B, c1, H/2, W/2)
-            nn.Sequential(conv_bn(c[1], c[2]), nn.MaxPool2d(2)),                          # (B, c2, H/4, W/4)
-            nn.Sequential(conv_bn(c[2], c[3]), nn.MaxPool2d(2), Residual(c[3])),          # (B, c3, H/8, W/8)
-        ])
-        self.out_dim = c[3]
 
-    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x)
-        return x
+def _run(blocks: nn.ModuleList, x: torch.Tensor) -> list[torch.Tensor]:
+    maps = []
+    for block in blocks:
+        x = block(x)
+        maps.append(x)
+    return maps
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.amax(self.feature_map(x), dim=(2, 3))  # global max pool, as in Page's ResNet9
+
+class ResNet9(Backbone):
+    """Global max pool over the last map, as in Page's ResNet9."""
+
+    def __init__(self, width: float = 1.0, in_channels: int = 3, colour: str = "rgb"):
+        super().__init__(colour)
+        self.blocks, self.out_dim = resnet9_blocks(width, in_channels)
+
+    def body(self, x):
+        return _run(self.blocks, x)
+
+
+class SplitResNet9(Backbone):
+    """CMC's backbone: two ResNet9s of half the width, one on L and one on ab (always Lab input);
+    features and maps are the two halves concatenated. ``halves(x)`` gives the two pooled features."""
+
+    def __init__(self, width: float = 1.0, colour: str = "lab"):
+        super().__init__("lab")
+        self.l_blocks, d = resnet9_blocks(width / 2, 1)
+        self.ab_blocks, _ = resnet9_blocks(width / 2, 2)
+        self.out_dim = 2 * d
+
+    def body(self, x):
+        return [torch.cat(pair, 1) for pair in zip(_run(self.l_blocks, x[:, :1]), _run(self.ab_blocks, x[:, 1:]))]
+
+    def halves(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self(x)
+        return f[:, : self.out_dim // 2], f[:, self.out_dim // 2:]
 
 
 @BACKBONES.register("resnet9")
-def resnet9(width: float = 1.0, in_channels: int = 3) -> ResNet9:
-    return ResNet9(width, in_channels)
+def resnet9(width: float = 1.0, in_channels: int = 3, colour: str = "rgb") -> ResNet9:
+    return ResNet9(width, in_channels, colour)
+
+
+@BACKBONES.register("resnet9_split")
+def resnet9_split(width: float = 1.0, colour: str = "lab") -> SplitResNet9:
+    return SplitResNet9(width, colour)

@@ -1,0 +1,28 @@
+"""Barlow Twins (Zbontar et al., arXiv:2103.03230): the cross-correlation of two views' embeddings is
+driven towards the identity; no negatives and no momentum network."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ..augment import contrastive_view
+from ..losses import barlow_twins
+from . import METHODS, Method, mlp
+
+
+class BarlowTwins(Method):
+    def __init__(self, backbone: nn.Module, proj_dim: int = 512, lambd: float = 5e-3):
+        super().__init__(backbone)
+        d = backbone.out_dim
+        self.projector = mlp(d, proj_dim, proj_dim)
+        self.lambd = lambd
+
+    def loss(self, x, generator):
+        z0 = self.projector(self.backbone(contrastive_view(x, generator)))
+        z1 = self.projector(self.backbone(contrastive_view(x, generator)))
+        return barlow_twins(z0, z1, self.lambd), {}
+
+
+@METHODS.register("barlow")
+def barlow(backbone: nn.Module, **kwargs) -> BarlowTwins:
+    return BarlowTwins(backbone, **kwargs)

@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from selfsup.augment import cutout, resized_crop, to_input
+from selfsup.colour import rgb_to_lab, to_colour
+from selfsup.errors import UserError
+from selfsup.models import create_backbone, list_backbones
+
+
+@pytest.mark.parametrize("rgb,lab", [
+    ((1.0, 1.0, 1.0), (100.0, 0.0, 0.0)),
+    ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
+    ((1.0, 0.0, 0.0), (53.24, 80.09, 67.20)),     # published sRGB → Lab (D65) values
+    ((0.0, 1.0, 0.0), (87.73, -86.18, 83.18)),
+    ((0.0, 0.0, 1.0), (32.30, 79.19, -107.86)),
+    ((0.5, 0.5, 0.5), (53.39, 0.0, 0.0)),
+])
+def test_rgb_to_lab_matches_published_values(rgb, lab):
+    out = rgb_to_lab(torch.tensor(rgb, dtype=torch.float64).view(1, 3, 1, 1)).view(3)
+    torch.testing.assert_close(out, torch.tensor(lab, dtype=torch.float64), atol=0.02, rtol=0)
+
+
+def test_lab_input_is_roughly_unit_scale():
+    images = torch.randint(0, 256, (8, 16, 16, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    lab = to_colour(to_input(images), "lab")
+    assert lab.shape == (8, 3, 16, 16) and lab.abs().max() < 2.5
+    assert torch.equal(to_colour(to_input(images), "rgb"), to_input(images))
+
+
+@pytest.mark.parametrize("name,dim", [("resnet9", 64), ("resnet9_split", 64), ("resnet50", 256)])
+@pytest.mark.parametrize("side", [64, 128])
+def test_backbones_give_a_map_at_one_eighth_of_the_input(name, dim, side):
+    net = create_backbone(name, width=0.125)
+    x = torch.randn(2, 3, side, side)
+    maps = net.stages(x)
+    assert maps[-1].shape == (2, dim, side // 8, side // 8) and net(x).shape == (2, dim) == (2, net.out_dim)
+    assert torch.equal(net.feature_map(x), maps[-1])
+
+
+def test_registry_lists_backbones_and_rejects_bad_names():
+    assert {"resnet9", "resnet9_split", "resnet50"} <= set(list_backbones())
+    with pytest.raises(UserError, match="'resnet1000'"):
+        create_backbone("resnet1000")
+    with pytest.raises(UserError, match="'hsv'"):
+        create_backbone("resnet9", colour="hsv")
+
+
+def test_lab_backbone_differs_from_rgb_only_in_its_input():
+    torch.manual_seed(0)
+    rgb = create_backbone("resnet9", width=0.125)
+    lab = create_backbone("resnet9", width=0.125, colour="lab")
+    lab.load_state_dict(rgb.state_dict())
+    x = torch.randn(2, 3, 16, 16)
+    rgb.eval(), lab.eval()
+    torch.testing.assert_close(lab(x), rgb(to_colour(x, "lab")))
+
+
+def test_augmentations_are_per_image_and_keep_shape():
+    g = torch.Generator().manual_seed(0)
+    x = torch.arange(4 * 3 * 8 * 8, dtype=torch.float).view(4, 3, 8, 8)
+    y = resized_crop(x, g)
+    assert y.shape == x.shape and len({float(v) for v in y.mean((1, 2, 3))}) == 4
+    z = cutout(torch.ones(16, 3, 8, 8), g, size=0.25, p=1.0)
+    holes = (z == 0).all(1).flatten(1).sum(1)
+    assert (holes > 0).all() and (holes <= 9).all()
