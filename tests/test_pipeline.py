@@ -44,6 +44,7 @@ def test_dvc_repro_push_pull_round_trip(tmp_path):
     _sh(dvc, "repro", cwd=proj)
     results = pd.read_csv(proj / "reports" / "utility.csv")
     assert set(results.label_budget) == {5, 10}
+    assert set(results.method) == set(params["pretrain"]["methods"])  # one pretrain + finetune stage per method
     assert "Data and pipelines are up to date" in _sh(dvc, "status", cwd=proj)
     assert "metrics.json" in _sh(dvc, "metrics", "show", cwd=proj)
     _sh(dvc, "push", cwd=proj)
@@ -81,3 +82,12 @@ def test_mlflow_run_finetune_entry_point(tiny_dataset, tmp_path):
     assert len(parent) == 1 and parent[0].info.status == "FINISHED"
     assert parent[0].data.params["task"] == "classification"  # our stage logged into the run `mlflow run` made
     assert len(runs) == 1 + 2  # one child run per (budget, seed) cell
+
+
+def test_mlflow_run_pretrain_entry_point_uses_the_methods_default_backbone(tiny_dataset, tmp_path):
+    out = tmp_path / "cmc"
+    _sh(str(BIN / "mlflow"), "run", str(REPO), "-e", "pretrain", "--env-manager", "local",
+        "--experiment-name", "mlproject-pretrain", "-P", "method=cmc", "-P", f"data={tiny_dataset}",
+        "-P", f"out={out}", "-P", "epochs=1", "-P", "batch_size=16", cwd=tmp_path)
+    meta = __import__("json").loads((out / "meta.json").read_text())
+    assert meta["backbone"] == "resnet9_split" and meta["colour"] == "lab"

@@ -80,7 +80,7 @@ def pretrain(
     """
     from .pretrain import pretrain as run
 
-    meta = run(method, data, out, backbone, width, epochs, batch_size, lr, seed=seed, resume=resume, colour=colour,
+    meta = run(method, data, out, backbone or None, width, epochs, batch_size, lr, seed=seed, resume=resume, colour=colour,
                compile=compile, probe=probe)
     typer.echo(f"pretrained {method} in {meta['train_time_s']:.0f} s, final loss {meta['final_loss']:.4f} → {out}")
 
