@@ -35,6 +35,26 @@ def tiny_dataset(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_multi(tmp_path_factory) -> Path:
+    """A real multi-object render with dense labels: 48 images at 64×64 (8×8 feature maps), 4 spp."""
+    from selfsup.dataset import render_dataset
+
+    out = tmp_path_factory.mktemp("data") / "tiny_multi"
+    render_dataset(out, "multi", "-CV-", 48, seed=0, workers=1, resolution=64, samples=4, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_rotation(tiny_dataset, tmp_path_factory) -> Path:
+    """A rotation backbone pretrained for one epoch on the tiny single-object set."""
+    from selfsup.pretrain import pretrain
+
+    out = tmp_path_factory.mktemp("models") / "rotation"
+    pretrain("rotation", tiny_dataset, out, width=0.125, epochs=1, batch_size=16, progress=False)
+    return out
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
     """``selfsup ARGS`` as a user runs it; returns the CompletedProcess."""
     return subprocess.run([str(BIN / "selfsup"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,

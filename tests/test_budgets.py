@@ -4,7 +4,7 @@ import torch
 
 from selfsup.budgets import label_subset
 from selfsup.errors import UserError
-from selfsup.schedule import epoch_batches, warmup_cosine
+from selfsup.schedule import epoch_batches, warmup_cosine, warmup_linear
 
 
 def _data(n=500, classes=10):
@@ -49,3 +49,10 @@ def test_warmup_cosine_schedule():
     assert warmup_cosine(10, 100, 10) == pytest.approx(1.0)
     assert warmup_cosine(55, 100, 10) == pytest.approx(0.5)
     assert warmup_cosine(100, 100, 10) == pytest.approx(0.0)
+
+
+def test_warmup_linear_schedule():
+    assert warmup_linear(0, 100, 10) == pytest.approx(0.1)
+    assert warmup_linear(10, 100, 10) == pytest.approx(1.0)
+    assert warmup_linear(55, 100, 10) == pytest.approx(0.5)
+    assert warmup_linear(100, 100, 10) == pytest.approx(0.0)

@@ -14,7 +14,7 @@ def _one_line_error(r, needle: str) -> None:
 
 
 def test_every_command_has_help_with_an_example():
-    for cmd in ("render", "pretrain", "finetune", "report"):
+    for cmd in ("render", "pretrain", "finetune", "probe", "report"):
         r = run_cli(cmd, "--help")
         assert r.returncode == 0 and "Example: selfsup " + cmd in " ".join(r.stdout.split())
 
@@ -28,6 +28,7 @@ def test_unknown_method(tiny_dataset, tmp_path):
     (["--method", "cmc", "--backbone", "resnet9"], "resnet9_split"),
     (["--method", "simclr", "--backbone", "vit"], "'vit'"),
     (["--method", "simclr", "--colour", "hsv"], "'hsv'"),
+    (["--method", "simclr", "--schedule", "step"], "'step'"),
 ])
 def test_bad_pretrain_settings(tiny_dataset, tmp_path, args, needle):
     _one_line_error(run_cli("pretrain", "--data", str(tiny_dataset), "--out", str(tmp_path / "o"), *args), needle)

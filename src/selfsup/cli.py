@@ -1,4 +1,4 @@
-"""The ``selfsup`` command line: thin shells over the library API (render, pretrain, finetune, report).
+"""The ``selfsup`` command line: thin shells over the library API (render, pretrain, finetune, probe, report).
 
 Bad input prints one line (``error: ...``) and exits with status 2; nothing already written is touched.
 """
@@ -15,7 +15,7 @@ from .errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   pretty_exceptions_enable=False,
-                  help="How many labels does self-supervised pretraining save? Render, pretrain, finetune, report.")
+                  help="How many labels does self-supervised pretraining save? Render, pretrain, finetune or probe, report.")
 
 
 def _int_list(value: str, what: str) -> list[int]:
@@ -58,7 +58,7 @@ def render(
 
 @app.command()
 def pretrain(
-    method: str = typer.Option(..., help="Self-supervised method: amdim, barlow, byol, cmc, moco, rotation, simclr or vae."),
+    method: str = typer.Option(..., help="amdim, barlow, byol, cmc, moco, rotation, simclr or vae; scratch writes only the backbone's description."),
     data: Path = typer.Option(..., help="Dataset folder (its train split is used, without labels)."),
     out: Path = typer.Option(..., help="Folder for backbone.safetensors, meta.json and checkpoint.pt."),
     backbone: Optional[str] = typer.Option(None, help="resnet9, resnet50 or resnet9_split (default: resnet9; resnet9_split for cmc)."),
@@ -66,7 +66,8 @@ def pretrain(
     width: float = typer.Option(0.25, help="Width multiplier of the backbone (1.0 = 64-128-256-512)."),
     epochs: int = typer.Option(10, help="Passes over the train split."),
     batch_size: int = typer.Option(128, help="Images per step."),
-    lr: float = typer.Option(2e-3, help="Peak learning rate (AdamW, warm-up then cosine)."),
+    lr: float = typer.Option(2e-3, help="Peak learning rate (AdamW, one epoch of warm-up, then the schedule)."),
+    schedule: str = typer.Option("cosine", help="Decay after the warm-up: cosine or linear."),
     seed: int = typer.Option(0, help="Seed for initialisation, batches and augmentation."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt if present."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the backbone (needs a C++ compiler on the CPU)."),
@@ -81,19 +82,20 @@ def pretrain(
     from .pretrain import pretrain as run
 
     meta = run(method, data, out, backbone or None, width, epochs, batch_size, lr, seed=seed, resume=resume, colour=colour,
-               compile=compile, probe=probe)
+               compile=compile, probe=probe, schedule=schedule)
     typer.echo(f"pretrained {method} in {meta['train_time_s']:.0f} s, final loss {meta['final_loss']:.4f} → {out}")
 
 
 @app.command()
 def finetune(
-    task: str = typer.Option("classification", help="Downstream task: classification or pose."),
+    task: str = typer.Option("classification", help="classification or pose (single set); segmentation or depth (multi set)."),
     data: Path = typer.Option(..., help="Dataset folder."),
     out: Path = typer.Option(..., help="Folder for results.csv (and per-cell results for resuming)."),
-    init: Optional[Path] = typer.Option(None, help="Pretrained folder from `selfsup pretrain`; omit for scratch."),
-    budgets: str = typer.Option("100,250,500,1000", help="Label budgets, comma-separated."),
+    init: Optional[Path] = typer.Option(None, help="Folder from `selfsup pretrain` (a `--method scratch` folder or none: from scratch)."),
+    budgets: str = typer.Option("100,250,500,1000", help="Label budgets (labelled images), comma-separated."),
     seeds: str = typer.Option("0,1", help="Seeds, comma-separated (each picks its own nested subsets)."),
-    protocol: str = typer.Option("finetune", help="finetune: all weights trained."),
+    protocol: str = typer.Option("finetune", help="finetune (all weights) or frozen-1/2/3 (first k backbone stages frozen)."),
+    bn: Optional[str] = typer.Option(None, help="Batch norm: train or frozen (default: train for finetune, frozen for the frozen stages of frozen-k)."),
     backbone: str = typer.Option("resnet9", help="Backbone when training from scratch."),
     width: float = typer.Option(0.25, help="Width multiplier when training from scratch."),
     colour: str = typer.Option("rgb", help="Input colour space when training from scratch: rgb or lab."),
@@ -114,7 +116,32 @@ def finetune(
     cfg = FinetuneConfig(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr)
     init = init if init and str(init).strip() not in ("", ".") else None  # MLproject passes --init= for scratch
     res = run(task, data, out, init, _int_list(budgets, "label budget"), _int_list(seeds, "seed"), protocol,
-              backbone, width, cfg, colour=colour)
+              backbone, width, cfg, colour=colour, bn=bn)
+    typer.echo(f"wrote {len(res)} rows to {out / 'results.csv'}")
+
+
+@app.command()
+def probe(
+    task: str = typer.Option("classification", help="classification or pose (single set); segmentation or depth (multi set, linear only)."),
+    data: Path = typer.Option(..., help="Dataset folder."),
+    out: Path = typer.Option(..., help="Folder for results.csv (and per-cell results for resuming)."),
+    init: Path = typer.Option(..., help="Folder from `selfsup pretrain` with the frozen backbone."),
+    protocol: str = typer.Option("linear", help="linear (logistic / ridge regression on frozen features) or knn."),
+    budgets: str = typer.Option("100,250,500,1000", help="Label budgets (labelled images), comma-separated."),
+    seeds: str = typer.Option("0,1", help="Seeds, comma-separated (each picks its own nested subsets)."),
+    knn_metric: str = typer.Option("cosine", help="kNN distance: cosine or euclidean."),
+    k: int = typer.Option(20, help="Neighbours of the kNN probe (votes weighted by 1/distance)."),
+) -> None:
+    """Probe a frozen pretrained backbone (linear or kNN) at several label budgets and seeds.
+
+    Writes OUT/results.csv in the same format as finetune (protocol linear, knn-cosine or knn-euclidean).
+
+    Example: selfsup probe --protocol knn --task classification --data data/single --init models/rotation --out results/probe/rotation-knn
+    """
+    from .probe import probe as run
+
+    res = run(task, data, out, init, _int_list(budgets, "label budget"), _int_list(seeds, "seed"), protocol,
+              knn_metric, k)
     typer.echo(f"wrote {len(res)} rows to {out / 'results.csv'}")
 
 

@@ -53,6 +53,10 @@ class Dataset:
         return self.manifest["params"]["set"]
 
     @property
+    def variant(self) -> str:
+        return self.manifest["params"]["variant"]
+
+    @property
     def dataset_hash(self) -> str:
         return self.manifest["dataset_hash"]
 

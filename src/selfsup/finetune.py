@@ -1,5 +1,14 @@
 """Finetuning across label budgets and seeds, from scratch or from a pretrained backbone.
 
+Protocols (``protocol``):
+
+- ``finetune``: every weight trains. Batch norm trains too (batch statistics, running statistics
+  updated) unless ``bn="frozen"``, which keeps every BN layer at the pretrained statistics.
+- ``frozen-k`` (k = 1..3): the first k stages of the backbone keep their pretrained weights; by
+  default their BN layers also keep the pretrained statistics (``bn="frozen"``), and ``bn="train"``
+  lets those statistics follow the new data (their affine weights stay frozen).
+- the probes on frozen features (``linear``, ``knn``) live in :mod:`selfsup.probe`.
+
 Every (budget, seed) cell trains for the same number of steps, whatever the budget (small
 subsets are repeated), validates on held-out models each epoch and reports its final metrics on
 the test split (never a best epoch chosen on test). Finished cells are kept in ``OUT/cells/``;
@@ -13,6 +22,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -26,13 +36,14 @@ from .colour import COLOURS
 from .dataset import Dataset, load_dataset
 from .errors import UserError
 from .models import BACKBONES, create_backbone
-from .pretrain import load_pretrained
+from .pretrain import SCRATCH, load_pretrained
 from .progress import step_bar
 from .provenance import atomic_write_json, atomic_write_text
 from .tasks import Task, get_task
 from .train import TrainConfig, default_device, fit
 
-PROTOCOLS = ("finetune",)
+PROTOCOLS = ("finetune", "frozen-1", "frozen-2", "frozen-3")
+BN_MODES = ("train", "frozen")
 RESULT_COLUMNS = ["method", "task", "protocol", "label_budget", "seed", "metric", "value"]
 
 
@@ -46,97 +57,147 @@ class FinetuneConfig:
     pad: int = 4
 
 
+def parse_protocol(protocol: str, allowed=PROTOCOLS) -> int:
+    """The number of frozen backbone stages of a training protocol."""
+    if protocol not in allowed:
+        raise UserError(f"unknown protocol {protocol!r}: choose from {', '.join(allowed)}")
+    return int(protocol.split("-")[1]) if protocol.startswith("frozen-") else 0
+
+
 class SupervisedModel(nn.Module):
-    def __init__(self, backbone: nn.Module, head: nn.Module):
+    """Backbone + task head; the first ``frozen_blocks`` stages frozen, BN handled as ``bn`` says."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, dense: bool = False, frozen_blocks: int = 0,
+                 bn: str = "train"):
         super().__init__()
-        self.backbone, self.head = backbone, head
+        self.backbone, self.head, self.dense = backbone, head, dense
+        self.frozen = [m for group in backbone.groups()[:frozen_blocks] for m in group]
+        for m in self.frozen:
+            m.requires_grad_(False)
+        self.bn_fixed = (self.frozen if frozen_blocks else [backbone]) if bn == "frozen" else []
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self.bn_fixed:
+            for bn in m.modules():
+                if isinstance(bn, nn.modules.batchnorm._BatchNorm):
+                    bn.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(x))
+        return self.head(self.backbone.feature_map(x) if self.dense else self.backbone(x))
 
 
 class SupervisedObjective:
     def __init__(self, model: SupervisedModel, task: Task, images: torch.Tensor, targets: torch.Tensor, pad: int):
-        self.module, self.task, self.images, self.targets, self.pad = model, task, images, targets, pad
+        self.module, self.task, self.images, self.targets = model, task, images, targets
+        self.pad = 0 if task.dense else pad  # dense targets would need the same shift: no translation there
 
     def loss(self, idx, generator):
         idx = idx.to(self.images.device)
-        x = flip_translate(to_input(self.images[idx]), self.pad, generator)
+        x = to_input(self.images[idx])
+        if self.pad:
+            x = flip_translate(x, self.pad, generator)
         return self.task.loss(self.module(x), self.targets[idx]), {}
 
 
+def eval_batch(task: Task) -> int:
+    return 128 if task.dense else 512
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, task: Task, images: np.ndarray, targets: np.ndarray, device, batch: int = 512) -> dict:
-    """The task's metrics of ``model`` on all ``images`` (eval mode, no augmentation)."""
+def predict(model: nn.Module, images: np.ndarray, device, batch: int = 512) -> torch.Tensor:
+    """Outputs of ``model`` (eval mode, no augmentation) for all ``images``, on the CPU."""
     model.eval()
-    logits = torch.cat([model(to_input(torch.from_numpy(np.asarray(images[i:i + batch])).to(device))).float().cpu()
-                        for i in range(0, len(images), batch)])
-    return task.metrics(logits, torch.from_numpy(np.asarray(targets)))
+    return torch.cat([model(to_input(torch.from_numpy(np.asarray(images[i:i + batch])).to(device))).float().cpu()
+                      for i in range(0, len(images), batch)])
 
 
-def _parse_protocol(protocol: str) -> str:
-    if protocol not in PROTOCOLS:
-        raise UserError(f"unknown protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}")
-    return protocol
+def evaluate(model: nn.Module, task: Task, images: np.ndarray, targets: np.ndarray, device) -> dict:
+    """The task's metrics of ``model`` on all ``images``."""
+    return task.metrics(predict(model, images, device, eval_batch(task)), torch.from_numpy(np.asarray(targets)))
 
 
-def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | None = None,
-             budgets: list[int] = (100, 250, 500, 1000), seeds: list[int] = (0, 1), protocol: str = "finetune",
-             backbone: str = "resnet9", width: float = 0.25, config: FinetuneConfig = FinetuneConfig(),
-             progress: bool = True, colour: str = "rgb") -> pd.DataFrame:
-    """Train ``task`` at every label budget × seed; writes and returns ``OUT/results.csv``."""
+@dataclass
+class Sweep:
+    """What every sweep over (budget, seed) cells shares: checked inputs, subsets, provenance."""
+
+    task: Task
+    ds: Dataset
+    targets: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+    pretrained: nn.Module | None
+    meta: dict
+    method: str
+    backbone: str
+    width: float
+    colour: str
+    device: torch.device
+
+    def subset(self, budget: int, seed: int) -> np.ndarray:
+        return label_subset(self.train_idx, self.task.strata(self.targets[self.train_idx]), budget, seed)
+
+    def columns(self) -> dict:
+        return {"backbone": self.backbone, "width": self.width, "colour": self.colour,
+                "dataset_hash": self.ds.dataset_hash, "pretrain_dataset_hash": self.meta.get("dataset_hash", ""),
+                "pretrain_variant": self.meta.get("variant", ""), "finetune_variant": self.ds.variant}
+
+
+def prepare(task: str, data, init, budgets, seeds, backbone: str, width: float, colour: str) -> Sweep:
+    """Check everything a sweep needs before anything is trained or written."""
     t = get_task(task)
-    _parse_protocol(protocol)
     BACKBONES.get(backbone)
     if not budgets or not seeds:
         raise UserError("give at least one label budget and one seed")
-    if config.steps < 1 or config.epochs < 1 or config.batch_size < 1:
-        raise UserError(f"invalid training settings {asdict(config)}: steps, epochs and batch_size must be ≥ 1")
     ds = load_dataset(data)
     if ds.set_name != t.dataset_set:
         raise UserError(f"task {task!r} needs a {t.dataset_set}-object dataset, but {str(data)!r} is a "
                         f"{ds.set_name}-object dataset")
-    device = default_device()
-    pretrained, meta = (load_pretrained(init) if init else (None, {}))
-    method = meta.get("method", "scratch")
-    if pretrained is not None:
-        backbone, width, colour = meta["backbone"], meta["width"], pretrained.colour
-    elif colour not in COLOURS:
+    pretrained, meta = load_pretrained(init) if init else (None, {})
+    method = meta.get("method", SCRATCH)
+    if meta:  # a pretrained folder (or a scratch folder) says which backbone
+        backbone, width, colour = meta["backbone"], meta["width"], meta.get("colour", "rgb")
+        meta = meta if pretrained is not None else {}
+    if colour not in COLOURS:
         raise UserError(f"unknown colour space {colour!r}: choose from {', '.join(COLOURS)}")
-    targets_all = t.targets(ds.labels)
-    train_idx = ds.split_indices("train")
+    targets = t.targets(ds)
+    sweep = Sweep(t, ds, targets, ds.split_indices("train"), ds.split_indices("val"), ds.split_indices("test"),
+                  pretrained, meta, method, backbone, width, colour, default_device())
     for b in budgets:  # check every budget before any training
-        label_subset(train_idx, targets_all[train_idx], b, 0)
-    out = Path(out)
-    (out / "cells").mkdir(parents=True, exist_ok=True)
-    settings = {"task": task, "method": method, "protocol": protocol, "backbone": backbone, "width": width,
-                "colour": colour,
-                "dataset_hash": ds.dataset_hash, "pretrain_dataset_hash": meta.get("dataset_hash", ""),
-                **asdict(config)}
-    settings_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-    val_idx, test_idx = ds.split_indices("val"), ds.split_indices("test")
-    extra = {"backbone": backbone, "width": width, "colour": colour, "dataset_hash": ds.dataset_hash,
-             "pretrain_dataset_hash": meta.get("dataset_hash", ""), "steps": config.steps}
+        sweep.subset(b, 0)
+    return sweep
 
+
+def run_cells(sweep: Sweep, out: Path, protocol: str, budgets, seeds, settings: dict, params: dict,
+              steps_per_cell: int, train_cell: Callable[[int, int, Callable], dict], progress: bool,
+              extra: dict) -> pd.DataFrame:
+    """Run (or take from ``OUT/cells/``) every (budget, seed) cell inside one parent MLflow run;
+    write ``OUT/results.csv`` atomically."""
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    settings_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     cells = [(b, s) for b in budgets for s in seeds]
     rows: list[dict] = []
-    params = {**settings, "budgets": ",".join(map(str, budgets)), "seeds": ",".join(map(str, seeds)),
-              "init": str(init or ""), "data": str(data), "device": str(device)}
-    with tracking.run("finetune", params, ds.dataset_hash, tags={"method": method, "task": task, "protocol": protocol},
-                      run_name=f"finetune-{method}-{task}"), \
-            step_bar(f"finetune {method}/{task}", progress) as bar:
+    method, task = sweep.method, sweep.task.name
+    with tracking.run(params.get("stage", "finetune"), {**settings, **params}, sweep.ds.dataset_hash,
+                      tags={"method": method, "task": task, "protocol": protocol},
+                      run_name=f"{params.get('stage', 'finetune')}-{method}-{task}-{protocol}"), \
+            step_bar(f"{protocol} {method}/{task}", progress) as bar:
         for k, (budget, seed) in enumerate(cells):
             cell_file = out / "cells" / f"b{budget}_s{seed}.json"
             cached = json.loads(cell_file.read_text()) if cell_file.exists() else None
             if cached and cached.get("settings_hash") == settings_hash:
                 metrics = cached["test"]
             else:
-                metrics = _train_cell(t, ds, targets_all, train_idx, val_idx, test_idx, budget, seed, pretrained,
-                                      backbone, width, colour, config, device, method, protocol,
-                                      lambda i, n: bar(k * n + i, len(cells) * n))
+                tags = {"method": method, "task": task, "protocol": protocol, "label_budget": budget, "seed": seed}
+                with tracking.run("cell", {"label_budget": budget, "seed": seed}, sweep.ds.dataset_hash, tags=tags,
+                                  nested=True, run_name=f"{method}-{task}-{protocol}-n{budget}-s{seed}"):
+                    metrics = train_cell(budget, seed, lambda i, n: bar(k * n + i, len(cells) * n))
+                    tracking.log_metrics({f"test_{m}": v for m, v in metrics.items()})
                 atomic_write_json(cell_file, {"settings_hash": settings_hash, "test": metrics,
                                               "label_budget": budget, "seed": seed})
-            bar((k + 1) * config.steps, len(cells) * config.steps)
+            bar((k + 1) * steps_per_cell, len(cells) * steps_per_cell)
             rows += [{"method": method, "task": task, "protocol": protocol, "label_budget": budget, "seed": seed,
                       "metric": name, "value": value, **extra} for name, value in metrics.items()]
         results = pd.DataFrame(rows)
@@ -145,31 +206,56 @@ def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | No
     return results
 
 
-def _train_cell(t: Task, ds: Dataset, targets_all, train_idx, val_idx, test_idx, budget: int, seed: int,
-                pretrained, backbone: str, width: float, colour: str, config: FinetuneConfig, device, method: str,
-                protocol: str, progress) -> dict:
-    subset = label_subset(train_idx, targets_all[train_idx], budget, seed)
+def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | None = None,
+             budgets: list[int] = (100, 250, 500, 1000), seeds: list[int] = (0, 1), protocol: str = "finetune",
+             backbone: str = "resnet9", width: float = 0.25, config: FinetuneConfig = FinetuneConfig(),
+             progress: bool = True, colour: str = "rgb", bn: str | None = None) -> pd.DataFrame:
+    """Train ``task`` at every label budget × seed; writes and returns ``OUT/results.csv``."""
+    frozen = parse_protocol(protocol)
+    bn = bn or ("frozen" if frozen else "train")
+    if bn not in BN_MODES:
+        raise UserError(f"unknown batch-norm mode {bn!r}: choose from {', '.join(BN_MODES)}")
+    if config.steps < 1 or config.epochs < 1 or config.batch_size < 1:
+        raise UserError(f"invalid training settings {asdict(config)}: steps, epochs and batch_size must be ≥ 1")
+    sweep = prepare(task, data, init, budgets, seeds, backbone, width, colour)
+    if frozen and sweep.pretrained is None:
+        raise UserError(f"protocol {protocol!r} freezes pretrained stages: give --init")
+    out = Path(out)
+    settings = {"task": task, "method": sweep.method, "protocol": protocol, "bn": bn, **sweep.columns(),
+                **asdict(config)}
+    params = {"budgets": ",".join(map(str, budgets)), "seeds": ",".join(map(str, seeds)), "init": str(init or ""),
+              "data": str(data), "device": str(sweep.device), "stage": "finetune"}
+    extra = {**sweep.columns(), "frozen_blocks": frozen, "bn": bn, "steps": config.steps}
+
+    def train_cell(budget: int, seed: int, progress_cb) -> dict:
+        return _train_cell(sweep, budget, seed, frozen, bn, config, progress_cb)
+
+    return run_cells(sweep, out, protocol, budgets, seeds, settings, params, config.steps, train_cell, progress, extra)
+
+
+def _train_cell(sweep: Sweep, budget: int, seed: int, frozen: int, bn: str, config: FinetuneConfig,
+                progress) -> dict:
+    t, ds, device = sweep.task, sweep.ds, sweep.device
+    subset = sweep.subset(budget, seed)
     torch.manual_seed(seed)
-    net = copy.deepcopy(pretrained) if pretrained is not None else create_backbone(backbone, width=width, colour=colour)
-    model = SupervisedModel(net, t.head(net.out_dim)).to(device).to(memory_format=torch.channels_last)
+    net = (copy.deepcopy(sweep.pretrained) if sweep.pretrained is not None
+           else create_backbone(sweep.backbone, width=sweep.width, colour=sweep.colour))
+    model = SupervisedModel(net, t.head(net.out_dim), t.dense, frozen, bn).to(device).to(
+        memory_format=torch.channels_last)
     images = torch.from_numpy(ds.images[subset]).to(device)
-    targets = torch.from_numpy(targets_all[subset]).to(device)
+    targets = torch.from_numpy(sweep.targets[subset]).to(device)
     steps_per_epoch = max(1, config.steps // config.epochs)
     cfg = TrainConfig(epochs=config.epochs, steps_per_epoch=steps_per_epoch, batch_size=config.batch_size,
                       lr=config.lr, weight_decay=config.weight_decay, warmup_epochs=min(1.0, config.epochs / 4),
                       seed=seed)
-    val_images, val_targets = ds.images[val_idx], targets_all[val_idx]
+    val_images, val_targets = ds.images[sweep.val_idx], sweep.targets[sweep.val_idx]
 
     def on_epoch(epoch: int, logs: dict) -> dict:
         val = {f"val_{k}": v for k, v in evaluate(model, t, val_images, val_targets, device).items()}
         tracking.log_metrics({**logs, **val}, step=epoch)
         return val
 
-    tags = {"method": method, "task": t.name, "protocol": protocol, "label_budget": budget, "seed": seed}
-    with tracking.run("finetune-cell", {"label_budget": budget, "seed": seed, "n_labelled": len(subset)},
-                      ds.dataset_hash, tags=tags, nested=True, run_name=f"{method}-{t.name}-n{budget}-s{seed}"):
-        fit(SupervisedObjective(model, t, images, targets, config.pad), len(subset), cfg, on_epoch=on_epoch,
-            progress=progress)
-        test = evaluate(model, t, ds.images[test_idx], targets_all[test_idx], device)
-        tracking.log_metrics({f"test_{k}": v for k, v in test.items()})
-    return test
+    tracking.log_params({"n_labelled": len(subset)})
+    fit(SupervisedObjective(model, t, images, targets, config.pad), len(subset), cfg, on_epoch=on_epoch,
+        progress=progress)
+    return evaluate(model, t, ds.images[sweep.test_idx], sweep.targets[sweep.test_idx], device)

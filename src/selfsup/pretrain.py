@@ -27,11 +27,13 @@ from .methods import METHODS, create_method, default_backbone
 from .models import BACKBONES, create_backbone
 from .progress import step_bar
 from .provenance import atomic_write_json
+from .schedule import SCHEDULES
 from .train import TrainConfig, fit
 
 BACKBONE_FILE = "backbone.safetensors"
 META_FILE = "meta.json"
 CHECKPOINT_FILE = "checkpoint.pt"
+SCRATCH = "scratch"  # not a method: the name of random initialisation
 
 
 class PretrainObjective:
@@ -69,9 +71,15 @@ def probe_accuracy(method: nn.Module, images: np.ndarray, targets: np.ndarray, d
 def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | None = None, width: float = 0.25,
              epochs: int = 10, batch_size: int = 128, lr: float = 2e-3, weight_decay: float = 5e-4,
              seed: int = 0, resume: bool = False, progress: bool = True, colour: str = "rgb",
-             compile: bool = False, probe: bool = False) -> dict:
+             compile: bool = False, probe: bool = False, schedule: str = "cosine") -> dict:
     """Pretrain ``method`` on the train split of ``data``; writes ``backbone.safetensors`` and
-    ``meta.json`` to ``out`` (and ``checkpoint.pt`` after every epoch, for ``resume``)."""
+    ``meta.json`` to ``out`` (and ``checkpoint.pt`` after every epoch, for ``resume``).
+
+    ``method="scratch"`` trains nothing and writes only ``meta.json`` (the backbone's name, width and
+    colour space): finetuning from it is training from scratch, so a pipeline can treat the
+    baseline like any other initialisation."""
+    if method == SCRATCH:
+        return _scratch_meta(data, out, backbone or "resnet9", width, colour)
     METHODS.get(method)  # fail fast on unknown names
     backbone = backbone or default_backbone(method)
     BACKBONES.get(backbone)
@@ -82,6 +90,8 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
         raise UserError(f"invalid width {width}: must be positive")
     if colour not in COLOURS:
         raise UserError(f"unknown colour space {colour!r}: choose from {', '.join(COLOURS)}")
+    if schedule not in SCHEDULES:
+        raise UserError(f"unknown schedule {schedule!r}: choose from {', '.join(SCHEDULES)}")
     ds = load_dataset(data)
     if probe and ds.set_name != "single":
         raise UserError(f"the online probe classifies single-object images; {str(data)!r} is a {ds.set_name}-object dataset")
@@ -107,9 +117,9 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
     probe_targets = torch.from_numpy(ds.labels["class_id"].to_numpy()[train_idx.numpy()]).long().to(device) if probe else None
     steps = max(1, len(images) // batch_size)
     cfg = TrainConfig(epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, lr=lr,
-                      weight_decay=weight_decay, seed=seed)
+                      weight_decay=weight_decay, seed=seed, schedule=schedule)
     params = {"method": method, "backbone": backbone, "width": width, "colour": colour, "epochs": epochs,
-              "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "seed": seed, "data": str(data),
+              "batch_size": batch_size, "lr": lr, "schedule": schedule, "weight_decay": weight_decay, "seed": seed, "data": str(data),
               "n_images": len(images), "device": str(device), "world_size": world, "compile": compile,
               "online_probe": probe}
     val_idx = ds.split_indices("val")
@@ -127,7 +137,7 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
         history = fit(PretrainObjective(net, images, probe_targets), len(images), cfg, on_epoch=on_epoch,
                       checkpoint=out / CHECKPOINT_FILE, resume=resume, progress=bar)
         synced = distributed.in_sync(net)
-        meta = {**params, "dataset_hash": ds.dataset_hash, "final_loss": history[-1]["loss"],
+        meta = {**params, "dataset_hash": ds.dataset_hash, "variant": ds.variant, "final_loss": history[-1]["loss"],
                 "train_time_s": sum(h["epoch_time_s"] for h in history),
                 "images_per_s": history[-1]["images_per_s"], "ranks_in_sync": synced}
         if probe:
@@ -146,12 +156,27 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
     return meta
 
 
-def load_pretrained(init: str | Path, device: torch.device | None = None) -> tuple[torch.nn.Module, dict]:
-    """The backbone saved by :func:`pretrain` in folder ``init``, and its meta."""
+def _scratch_meta(data, out, backbone: str, width: float, colour: str) -> dict:
+    BACKBONES.get(backbone)
+    create_backbone(backbone, width=width, colour=colour)  # checks width and colour
+    meta = {"method": SCRATCH, "backbone": backbone, "width": width, "colour": colour}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / BACKBONE_FILE).unlink(missing_ok=True)
+    atomic_write_json(out / META_FILE, meta)
+    return {**meta, "train_time_s": 0.0, "final_loss": float("nan")}
+
+
+def load_pretrained(init: str | Path, device: torch.device | None = None) -> tuple[torch.nn.Module | None, dict]:
+    """The backbone saved by :func:`pretrain` in folder ``init``, and its meta (``None`` and the meta
+    for a ``scratch`` folder)."""
     init = Path(init)
-    if not (init / BACKBONE_FILE).is_file() or not (init / META_FILE).is_file():
+    meta_file = init / META_FILE
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else None
+    if meta is not None and meta.get("method") == SCRATCH:
+        return None, meta
+    if meta is None or not (init / BACKBONE_FILE).is_file():
         raise UserError(f"checkpoint folder {str(init)!r} has no {BACKBONE_FILE} and {META_FILE} (run `selfsup pretrain`)")
-    meta = json.loads((init / META_FILE).read_text())
     net = create_backbone(meta["backbone"], width=meta["width"], colour=meta.get("colour", "rgb"))
     net.load_state_dict(load_file(init / BACKBONE_FILE))
     return net.to(device or "cpu"), meta

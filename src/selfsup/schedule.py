@@ -15,6 +15,16 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def warmup_linear(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Multiplier of the base learning rate: linear warm-up, then linear decay to 0."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    return max(0.0, 1 - (step - warmup_steps) / max(1, total_steps - warmup_steps))
+
+
+SCHEDULES = {"cosine": warmup_cosine, "linear": warmup_linear}
+
+
 def epoch_batches(n_items: int, batch_size: int, steps: int, generator: torch.Generator) -> torch.Tensor:
     """(steps, batch_size) indices into ``n_items``: shuffled passes over the items, repeated as
     often as needed, so a small labelled subset fills the same number of steps as a large one."""

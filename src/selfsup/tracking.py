@@ -55,6 +55,10 @@ def set_tags(tags: dict) -> None:
     _mlflow().set_tags({k: str(v) for k, v in tags.items()})
 
 
+def log_params(params: dict) -> None:
+    _mlflow().log_params({k: str(v) for k, v in params.items()})
+
+
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     _mlflow().log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from . import distributed
-from .schedule import epoch_batches, warmup_cosine
+from .schedule import SCHEDULES, epoch_batches
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class TrainConfig:
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
     seed: int = 0
+    schedule: str = "cosine"  # after the warm-up: "cosine" or "linear" decay to 0
     amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU, where fp32 is faster here)
 
 
@@ -71,7 +72,8 @@ def fit(objective: Objective, n_items: int, cfg: TrainConfig,
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * cfg.steps_per_epoch
     warmup = int(cfg.warmup_epochs * cfg.steps_per_epoch)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup))
+    shape = SCHEDULES[cfg.schedule]
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: shape(s, total, warmup))
     gen = torch.Generator().manual_seed(cfg.seed)  # batch indices (and, on one process, augmentation)
     aug = gen if world == 1 else torch.Generator().manual_seed(cfg.seed * 7919 + rank + 1)
     after_step = getattr(module, "after_step", None)

@@ -30,6 +30,10 @@ class Backbone(nn.Module):
         """Feature maps after every stage, from input already in the backbone's colour space."""
         raise NotImplementedError
 
+    def groups(self) -> list[list[nn.Module]]:
+        """The modules of each of the 4 stages, input first (what ``--protocol frozen-k`` freezes)."""
+        raise NotImplementedError
+
     def stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.body(to_colour(x, self.colour))
 

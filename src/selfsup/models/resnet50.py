@@ -47,6 +47,9 @@ class ResNet50(Backbone):
         self.stages_ = nn.ModuleList(stages)
         self.out_dim = c_in
 
+    def groups(self):
+        return [[self.stem, self.stages_[0]], *([s] for s in self.stages_[1:])]
+
     def body(self, x):
         x = self.stem(x)
         maps = []

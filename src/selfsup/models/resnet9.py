@@ -52,6 +52,9 @@ class ResNet9(Backbone):
     def body(self, x):
         return _run(self.blocks, x)
 
+    def groups(self):
+        return [[b] for b in self.blocks]
+
 
 class SplitResNet9(Backbone):
     """CMC's backbone: two ResNet9s of half the width, one on L and one on ab (always Lab input);
@@ -65,6 +68,9 @@ class SplitResNet9(Backbone):
 
     def body(self, x):
         return [torch.cat(pair, 1) for pair in zip(_run(self.l_blocks, x[:, :1]), _run(self.ab_blocks, x[:, 1:]))]
+
+    def groups(self):
+        return [[a, b] for a, b in zip(self.l_blocks, self.ab_blocks)]
 
     def halves(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self(x)

@@ -1,16 +1,25 @@
-"""Downstream tasks: one file each, each a head, a loss, targets from the labels and metrics."""
+"""Downstream tasks: one file each, each a head, a loss, targets from the dataset and metrics.
+
+Image-level tasks (classification, pose) read the backbone's pooled features; dense tasks
+(segmentation, depth) read its last feature map before pooling (16×16 for 128×128 inputs) and
+predict one value per map location, against labels reduced to that grid.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from ..registry import Registry
+
+if TYPE_CHECKING:
+    from ..dataset import Dataset
+
+STRIDE = 8  # input pixels per feature-map cell of every backbone
 
 
 @dataclass(frozen=True)
@@ -18,10 +27,18 @@ class Task:
     name: str
     metric: str  # the headline metric (higher is better) used for utility
     head: Callable[[int], nn.Module]
-    targets: Callable[[pd.DataFrame], np.ndarray]
+    targets: Callable[["Dataset"], np.ndarray]  # one target (or target map) per image of the dataset
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     metrics: Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
     dataset_set: str = "single"  # the dataset set whose labels the task reads
+    dense: bool = False          # predicts on the feature map, not the pooled features
+    kind: str = "classify"       # "classify" (targets are class ids) or "regress" (real values)
+    outputs: int = 1             # classes, or values per location
+
+    def strata(self, targets: np.ndarray) -> np.ndarray:
+        """What label budgets balance over: the class of image-level classification tasks, nothing
+        (one stratum) for dense tasks."""
+        return targets if not self.dense and self.kind == "classify" else np.zeros(len(targets), np.int64)
 
 
 TASKS: Registry[Task] = Registry("task")
@@ -35,4 +52,13 @@ def list_tasks() -> list[str]:
     return TASKS.names()
 
 
-from . import classification, pose  # noqa: E402,F401  (registers)
+def grid_labels(maps: np.ndarray, reduce: str) -> np.ndarray:
+    """(N, H, W) per-pixel labels → (N, H/8, W/8) on the feature-map grid: the centre pixel of each
+    8×8 cell (``nearest``, for class ids) or the cell's mean (``mean``, for depth)."""
+    n, h, w = maps.shape
+    if reduce == "nearest":
+        return np.ascontiguousarray(maps[:, STRIDE // 2::STRIDE, STRIDE // 2::STRIDE])
+    return maps.astype(np.float32).reshape(n, h // STRIDE, STRIDE, w // STRIDE, STRIDE).mean((2, 4))
+
+
+from . import classification, depth, pose, segmentation  # noqa: E402,F401  (registers)

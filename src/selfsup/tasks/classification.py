@@ -16,4 +16,4 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
 @TASKS.register("classification")
 def classification() -> Task:
     return Task("classification", "accuracy", lambda d: nn.Linear(d, NUM_CLASSES),
-                lambda labels: labels["class_id"].to_numpy(), F.cross_entropy, accuracy)
+                lambda ds: ds.labels["class_id"].to_numpy(), F.cross_entropy, accuracy, outputs=NUM_CLASSES)

@@ -12,4 +12,4 @@ NUM_BINS = 5
 @TASKS.register("pose")
 def pose() -> Task:
     return Task("pose", "accuracy", lambda d: nn.Linear(d, NUM_BINS),
-                lambda labels: labels["pose_bin"].to_numpy(), F.cross_entropy, accuracy)
+                lambda ds: ds.labels["pose_bin"].to_numpy(), F.cross_entropy, accuracy, outputs=NUM_BINS)
