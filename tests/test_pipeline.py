@@ -9,10 +9,14 @@ import yaml
 
 from conftest import BIN, REPO
 
-TINY_PARAMS = {
+TINY_PARAMS = {  # every stage kind runs, on fewer inits and tasks than the default study
     "render": {"samples": 4},
+    "study": {"inits": ["scratch", "rotation"]},
     "pretrain": {"width": 0.125, "epochs": 1, "batch_size": 16},
-    "finetune": {"budgets": "5,10", "seeds": "0", "steps": 4, "epochs": 1, "batch_size": 8},
+    "finetune_single": {"tasks": ["classification"], "budgets": "5,10", "seeds": "0", "steps": 4, "epochs": 1,
+                        "batch_size": 8},
+    "finetune_multi": {"tasks": ["depth"], "budgets": "4,8", "seeds": "0", "steps": 3, "epochs": 1, "batch_size": 4},
+    "probe": {"methods": ["rotation"], "protocols": ["knn"]},
     "report": {"bootstrap": 10},
 }
 
@@ -34,6 +38,7 @@ def test_dvc_repro_push_pull_round_trip(tmp_path):
     for section, values in TINY_PARAMS.items():
         params[section].update(values)
     params["datasets"]["single"].update(count=48, resolution=32)
+    params["datasets"]["multi"].update(count=24, resolution=32)
     (proj / "params.yaml").write_text(yaml.safe_dump(params))
     dvc = str(BIN / "dvc")
     _sh("git", "init", "-q", cwd=proj)
@@ -43,8 +48,9 @@ def test_dvc_repro_push_pull_round_trip(tmp_path):
 
     _sh(dvc, "repro", cwd=proj)
     results = pd.read_csv(proj / "reports" / "utility.csv")
-    assert set(results.label_budget) == {5, 10}
-    assert set(results.method) == set(params["pretrain"]["methods"])  # one pretrain + finetune stage per method
+    assert {(m, t, p) for m, t, p in zip(results.method, results.task, results.protocol)} == {
+        ("rotation", "classification", "finetune"), ("rotation", "depth", "finetune"),
+        ("rotation", "classification", "knn-cosine")}  # utility against scratch, per task and protocol
     assert "Data and pipelines are up to date" in _sh(dvc, "status", cwd=proj)
     assert "metrics.json" in _sh(dvc, "metrics", "show", cwd=proj)
     _sh(dvc, "push", cwd=proj)
