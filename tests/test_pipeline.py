@@ -97,3 +97,12 @@ def test_mlflow_run_pretrain_entry_point_uses_the_methods_default_backbone(tiny_
         "-P", f"out={out}", "-P", "epochs=1", "-P", "batch_size=16", cwd=tmp_path)
     meta = __import__("json").loads((out / "meta.json").read_text())
     assert meta["backbone"] == "resnet9_split" and meta["colour"] == "lab"
+
+
+def test_mlflow_run_probe_entry_point(tiny_dataset, tiny_rotation, tmp_path):
+    out = tmp_path / "knn"
+    _sh(str(BIN / "mlflow"), "run", str(REPO), "-e", "probe", "--env-manager", "local",
+        "--experiment-name", "mlproject-probe", "-P", f"data={tiny_dataset}", "-P", f"init={tiny_rotation}",
+        "-P", f"out={out}", "-P", "protocol=knn", "-P", "budgets=5,10", "-P", "seeds=0", cwd=tmp_path)
+    res = pd.read_csv(out / "results.csv")
+    assert set(res.protocol) == {"knn-cosine"} and set(res.method) == {"rotation"}
