@@ -147,18 +147,21 @@ def probe(
 
 @app.command()
 def report(
-    results: list[Path] = typer.Option(..., help="results.csv files or folders holding them (repeat the option)."),
-    out: Path = typer.Option(..., help="Report folder: utility.csv, curves.csv, metrics.json, index.html."),
+    results: Optional[list[Path]] = typer.Option(None, help="results.csv files or folders holding them (repeat the option)."),
+    out: Path = typer.Option(..., help="Report folder: index.html, utility.csv, curves.csv, metrics.json and the analysis tables."),
     interpolation: str = typer.Option("log", help="Interpolate the scratch curve in log n (default) or linear n."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples over seeds for the intervals."),
+    mlflow_experiment: Optional[str] = typer.Option(None, help="Also read the finetune and probe cells of this MLflow experiment."),
+    export: str = typer.Option("", help="Also write every figure to OUT/figures: png, svg or png,svg (needs kaleido and Chromium)."),
 ) -> None:
-    """Compute the utility of pretraining and write the offline HTML report.
+    """Compute the utility of pretraining and the analysis tables; write the offline HTML report.
 
-    Example: selfsup report --results results/scratch --results results/rotation --out reports
+    Example: selfsup report --results results --out reports
     """
     from .report import make_report
 
-    make_report(results, out, interpolation, bootstrap)
+    formats = tuple(f.strip() for f in export.split(",") if f.strip())
+    make_report(results or [], out, interpolation, bootstrap, mlflow_experiment, formats)
     typer.echo(f"report: {out / 'index.html'}")
 
 

@@ -14,6 +14,8 @@ import os
 import platform
 from typing import Iterator
 
+import pandas as pd
+
 from .provenance import git_commit
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -65,3 +67,27 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
 
 def log_artifact(path, artifact_path: str | None = None) -> None:
     _mlflow().log_artifact(str(path), artifact_path)
+
+
+def experiment_runs(experiment: str | None = None) -> pd.DataFrame:
+    """Every finished run of ``experiment`` (default: ``MLFLOW_EXPERIMENT_NAME`` or ``selfsup``) in the
+    current tracking store, one row per run: ``run_id``, ``parent_id``, ``stage``, ``run_name``,
+    ``start``, ``wall_s``, tags as ``tag.*``, params as ``param.*``, metrics as ``metric.*``. Empty
+    when the experiment does not exist."""
+    mlflow = _mlflow()
+    name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
+    exp = mlflow.MlflowClient().get_experiment_by_name(name)
+    if exp is None:
+        return pd.DataFrame(columns=["run_id", "parent_id", "stage", "run_name", "start", "wall_s"])
+    rows = []
+    for r in mlflow.MlflowClient().search_runs([exp.experiment_id], "attributes.status = 'FINISHED'",
+                                               max_results=50000):
+        tags = r.data.tags
+        rows.append({"run_id": r.info.run_id, "parent_id": tags.get("mlflow.parentRunId"),
+                     "stage": tags.get("stage"), "run_name": r.info.run_name,
+                     "start": pd.Timestamp(r.info.start_time, unit="ms"),
+                     "wall_s": (r.info.end_time - r.info.start_time) / 1000 if r.info.end_time else float("nan"),
+                     **{f"tag.{k}": v for k, v in tags.items() if not k.startswith("mlflow.")},
+                     **{f"param.{k}": v for k, v in r.data.params.items()},
+                     **{f"metric.{k}": v for k, v in r.data.metrics.items()}})
+    return pd.DataFrame(rows)
