@@ -75,7 +75,7 @@ def results_from_mlflow(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=REQUIRED)
     parents = runs.set_index("run_id")
     rows = []
-    for r in runs[runs.stage == "cell"].to_dict("records"):
+    for r in runs[(runs.stage == "cell") & (runs.status == "FINISHED")].to_dict("records"):
         parent = parents.loc[r["parent_id"]] if r.get("parent_id") in parents.index else None
         extra = {k: parent.get(f"param.{k}") for k in EXTRA_FROM_PARAMS} if parent is not None else {}
         for key, value in r.items():
@@ -92,12 +92,25 @@ def stage_times(runs: pd.DataFrame) -> pd.DataFrame:
     cols = ["stage", "run_name", "method", "start", "wall_s", "device"]
     if runs.empty:
         return pd.DataFrame(columns=cols)
-    top = runs[runs.parent_id.isna() & runs.stage.isin(["render", "pretrain", "finetune", "probe", "report"])]
+    top = runs[runs.parent_id.isna() & (runs.status == "FINISHED") & runs.stage.isin(["render", "pretrain", "tune", "finetune", "probe", "report"])]
     out = pd.DataFrame({"stage": top.stage, "run_name": top.run_name,
                         "method": top.get("tag.method", pd.Series(index=top.index, dtype=object)),
                         "start": top.start, "wall_s": top.wall_s.round(1),
                         "device": top.get("param.device", pd.Series(index=top.index, dtype=object))})
     return out.sort_values("start")[cols].reset_index(drop=True)
+
+
+def tuning_trials(runs: pd.DataFrame) -> pd.DataFrame:
+    """Optuna studies recorded in MLflow and their trial budgets: scratch and every method should
+    show the same number (a fair comparison)."""
+    cols = ["study", "method", "task", "trials", "trial_runs"]
+    if runs.empty or "param.study" not in runs.columns:
+        return pd.DataFrame(columns=cols)
+    studies = runs[runs.stage == "tune"]
+    rows = [{"study": r["param.study"], "method": r.get("tag.method"), "task": r.get("tag.task"),
+             "trials": int(r["param.trials"]), "trial_runs": int((runs.parent_id == r["run_id"]).sum())}
+            for r in studies.to_dict("records")]
+    return pd.DataFrame(rows, columns=cols)
 
 
 def pretrain_hours(times: pd.DataFrame) -> dict[str, float]:
@@ -132,14 +145,14 @@ def make_report(paths: list[str | Path], out: str | Path, interpolation: str = "
     with tracking.run("report", {"results": ",".join(map(str, paths)), "interpolation": interpolation,
                                  "n_boot": n_boot, "out": str(out), "mlflow_experiment": mlflow_experiment or ""},
                       run_name="report"):
-        metrics = _report(results, Path(out), interpolation, n_boot, stage_times(runs), export)
+        metrics = _report(results, Path(out), interpolation, n_boot, stage_times(runs), export, tuning_trials(runs))
         for name in ("utility.csv", "curves.csv", "metrics.json", "index.html"):
             tracking.log_artifact(Path(out) / name)
     return metrics
 
 
 def _report(results: pd.DataFrame, out: Path, interpolation: str, n_boot: int, times: pd.DataFrame,
-            export: tuple[str, ...] = ()) -> dict:
+            export: tuple[str, ...] = (), tuning: pd.DataFrame | None = None) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metric_of_task = {t: headline_metric(t, results) for t in sorted(results.task.unique())}
@@ -160,6 +173,7 @@ def _report(results: pd.DataFrame, out: Path, interpolation: str, n_boot: int, t
         "backbones": analysis.backbone_table(results, metric_of_task),
         "transfer": analysis.transfer_matrix(results, metric_of_task),
         "compute": times,
+        "tuning": tuning if tuning is not None else tuning_trials(pd.DataFrame()),
         "labels_saved": analysis.labels_saved(util, pretrain_hours(times)),
     }
     for name, table in tables.items():
@@ -351,6 +365,7 @@ def _write_html(out: Path, results, curves, util, metric_of_task, interpolation:
         "transfer": "Needs backbones pretrained on another variant than the one finetuned on.",
         "compute": "No stage runs in the MLflow experiment.",
         "labels_saved": "No utility to account.",
+        "tuning": "No Optuna studies in the MLflow experiment (selfsup tune).",
     }
     titles = {
         "linear_probe_table": "Linear probe per dataset variant and method (the paper's Table 1)",
@@ -361,6 +376,7 @@ def _write_html(out: Path, results, curves, util, metric_of_task, interpolation:
         "transfer": "Cross-dataset transfer (the paper's Fig. 9)",
         "labels_saved": "Labels saved per hour of pretraining, and where pretraining stops paying",
         "compute": "Compute: wall time and device of every stage (from MLflow)",
+        "tuning": "Hyperparameter search: trials per study (the same for scratch and every method)",
     }
     sections = "".join(f"<h3>{html.escape(titles[k])}</h3>{_table_html(tables[k], notes[k])}"
                        f"<p class='note'>CSV: <a href='{k}.csv'>{k}.csv</a></p>" for k in titles)
