@@ -18,6 +18,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
                   help="How many labels does self-supervised pretraining save? Render, pretrain, finetune or probe, report.")
 
 
+def _optional_path(path: Optional[Path]) -> Optional[Path]:
+    """MLproject passes ``--init=`` (an empty value) for "none"."""
+    return path if path and str(path).strip() not in ("", ".") else None
+
+
 def _int_list(value: str, what: str) -> list[int]:
     out = []
     for tok in value.split(","):
@@ -122,7 +127,7 @@ def finetune(
         from .tune import read_best
 
         cfg = read_best(params_file, cfg)
-    init = init if init and str(init).strip() not in ("", ".") else None  # MLproject passes --init= for scratch
+    init = _optional_path(init)
     res = run(task, data, out, init, _int_list(budgets, "label budget"), _int_list(seeds, "seed"), protocol,
               backbone, width, cfg, colour=colour, bn=bn)
     typer.echo(f"wrote {len(res)} rows to {out / 'results.csv'}")
@@ -183,7 +188,7 @@ def tune(
 
     cfg = FinetuneConfig(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          schedule=schedule)
-    init = init if init and str(init).strip() not in ("", ".") else None
+    init = _optional_path(init)
     best = run(task, data, out, init, budget, trials, seed, storage or None, study_name, protocol, cfg)
     value = "—" if best["best_value"] is None else f"{best['best_value']:.4f}"
     typer.echo(f"best {best['metric'] or 'params'} {value}: {best['params']} → {out / 'best_params.json'}")
