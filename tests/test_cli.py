@@ -54,3 +54,9 @@ def test_missing_dataset_folder(tmp_path):
 ])
 def test_malformed_finetune_params(tiny_dataset, tmp_path, args, needle):
     _one_line_error(run_cli("finetune", "--data", str(tiny_dataset), "--out", str(tmp_path / "o"), *args), needle)
+
+
+def test_bad_report_settings(tmp_path):
+    _one_line_error(run_cli("report", "--out", str(tmp_path / "r")), "--results")
+    _one_line_error(run_cli("report", "--results", str(tmp_path), "--out", str(tmp_path / "r"), "--export", "gif"),
+                    "'gif'")

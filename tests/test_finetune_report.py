@@ -61,7 +61,7 @@ def test_report_from_a_hand_made_table(tmp_path):
     assert by_n.loc[2500, "status"] == "lower_bound"
     page = (tmp_path / "rep" / "index.html").read_text()
     assert '<script src="plotly.min.js">' in page and "cdn.plot.ly" not in page
-    assert page.count('class="plotly-graph-div"') == 2
+    assert 'id="classification-metric"' in page and 'id="classification-utility"' in page
     assert (tmp_path / "rep" / "plotly.min.js").stat().st_size > 1_000_000
     assert json.loads((tmp_path / "rep" / "metrics.json").read_text())["utility"]
 
@@ -73,3 +73,20 @@ def test_bad_results_files_are_named(tmp_path):
         load_results([bad])
     with pytest.raises(UserError, match="does not exist"):
         make_report([tmp_path / "nope.csv"], tmp_path / "out")
+
+
+def test_report_reads_cells_from_an_mlflow_experiment(tiny_dataset, tmp_path, monkeypatch):
+    """Results logged to MLflow come back as the same long table a results.csv gives."""
+    from selfsup.finetune import FinetuneConfig, finetune
+
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "report-from-mlflow")
+    res = finetune("classification", tiny_dataset, tmp_path / "ft", None, budgets=[5, 10], seeds=[0], width=0.125,
+                   config=FinetuneConfig(steps=2, epochs=1, batch_size=4), progress=False)
+    make_report([], tmp_path / "rep", n_boot=5, mlflow_experiment="report-from-mlflow")
+    curves = pd.read_csv(tmp_path / "rep" / "curves.csv")
+    acc = res[res.metric == "accuracy"].set_index("label_budget").value
+    assert dict(zip(curves.label_budget, curves["mean"])) == pytest.approx(acc.to_dict())
+    compute = pd.read_csv(tmp_path / "rep" / "compute.csv")
+    assert "finetune" in set(compute.stage) and (compute.wall_s > 0).all()
+    with pytest.raises(UserError, match="'no-such-experiment'"):
+        make_report([], tmp_path / "rep2", mlflow_experiment="no-such-experiment")

@@ -14,8 +14,9 @@ TINY_PARAMS = {  # every stage kind runs, on fewer inits and tasks than the defa
     "study": {"inits": ["scratch", "rotation"]},
     "pretrain": {"width": 0.125, "epochs": 1, "batch_size": 16},
     "finetune_single": {"tasks": ["classification"], "budgets": "5,10", "seeds": "0", "steps": 4, "epochs": 1,
-                        "batch_size": 8},
-    "finetune_multi": {"tasks": ["depth"], "budgets": "4,8", "seeds": "0", "steps": 3, "epochs": 1, "batch_size": 4},
+                        "batch_size": 8, "tune_trials": 2, "tune_budget": 5},
+    "finetune_multi": {"tasks": ["depth"], "budgets": "4,8", "seeds": "0", "steps": 3, "epochs": 1, "batch_size": 4,
+                       "tune_budget": 4},
     "probe": {"methods": ["rotation"], "protocols": ["knn"]},
     "report": {"bootstrap": 10},
 }
@@ -47,6 +48,8 @@ def test_dvc_repro_push_pull_round_trip(tmp_path):
     _sh(dvc, "remote", "modify", "local", "url", str(remote), cwd=proj)
 
     _sh(dvc, "repro", cwd=proj)
+    tuned = __import__("json").loads((proj / "tuned" / "rotation-classification" / "best_params.json").read_text())
+    assert tuned["trials"] == 2 and tuned["best_value"] is not None  # a real study fed the finetune stage
     results = pd.read_csv(proj / "reports" / "utility.csv")
     assert {(m, t, p) for m, t, p in zip(results.method, results.task, results.protocol)} == {
         ("rotation", "classification", "finetune"), ("rotation", "depth", "finetune"),
@@ -60,7 +63,7 @@ def test_dvc_repro_push_pull_round_trip(tmp_path):
 
     before = (proj / "reports" / "index.html").read_bytes()
     shutil.rmtree(proj / ".dvc" / "cache")
-    for out in ("data", "models", "results", "reports"):
+    for out in ("data", "models", "tuned", "results", "reports"):
         shutil.rmtree(proj / out)
     _sh("git", "checkout", "--", ".", cwd=proj)  # a fresh clone: git files back, DVC outputs still missing
     assert not (proj / "data" / "single").exists()

@@ -146,3 +146,13 @@ def test_torchrun_data_parallel_on_two_cpu_processes(tiny_dataset, tmp_path):
     assert meta["world_size"] == 2 and meta["ranks_in_sync"] is True
     net, _ = load_pretrained(out)
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, 64)
+
+
+@pytest.mark.slow  # compiling takes about a minute on 2 cores; run with `pytest -m slow`
+def test_compiled_backbone_trains_and_saves_the_same_parameter_names(tiny_dataset, tmp_path):
+    from safetensors.torch import load_file
+
+    pretrain("rotation", tiny_dataset, tmp_path / "c", width=0.125, epochs=1, batch_size=16, progress=False,
+             compile=True)
+    keys = set(load_file(tmp_path / "c" / "backbone.safetensors"))
+    assert keys == set(create_backbone("resnet9", width=0.125).state_dict())

@@ -68,3 +68,14 @@ def test_utility_table_bootstrap_interval_brackets_the_point_estimate():
     assert first.ci_low <= first.utility <= first.ci_high and first.ci_low < first.ci_high
     assert list(table.columns[:8]) == ["method", "task", "protocol", "label_budget", "utility", "ci_low", "ci_high", "status"]
     assert np.isfinite(table.utility).all()
+
+
+def test_scratch_is_matched_within_the_same_variant_and_backbone():
+    budgets = [100, 500, 1000]
+    rows = []
+    for variant, scratch_vals, pre in (("-C--", [0.5, 0.7, 0.8], 0.7), ("TCVL", [0.2, 0.3, 0.4], 0.3)):
+        for r in _long("scratch", budgets, [[v] for v in scratch_vals]) + _long("rotation", [100], [[pre]]):
+            rows.append({**r, "finetune_variant": variant, "backbone": "resnet9", "width": 0.125})
+    table = utility_table(pd.DataFrame(rows), {"classification": "accuracy"}, n_boot=10)
+    by_variant = dict(zip(table.finetune_variant, table.utility))
+    assert by_variant == pytest.approx({"-C--": 4.0, "TCVL": 4.0})  # each against its own scratch curve

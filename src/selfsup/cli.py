@@ -18,6 +18,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
                   help="How many labels does self-supervised pretraining save? Render, pretrain, finetune or probe, report.")
 
 
+def _optional_path(path: Optional[Path]) -> Optional[Path]:
+    """MLproject passes ``--init=`` (an empty value) for "none"."""
+    return path if path and str(path).strip() not in ("", ".") else None
+
+
 def _int_list(value: str, what: str) -> list[int]:
     out = []
     for tok in value.split(","):
@@ -103,6 +108,9 @@ def finetune(
     epochs: int = typer.Option(3, help="Validation points per cell (steps are split between them)."),
     batch_size: int = typer.Option(64, help="Images per step."),
     lr: float = typer.Option(2e-3, help="Peak learning rate."),
+    weight_decay: float = typer.Option(5e-4, help="AdamW weight decay."),
+    schedule: str = typer.Option("cosine", help="Decay after the warm-up: cosine or linear."),
+    params_file: Optional[Path] = typer.Option(None, help="best_params.json from `selfsup tune`: its lr, weight decay and schedule win."),
 ) -> None:
     """Train a task at several label budgets and seeds, from scratch or from a pretrained backbone.
 
@@ -113,8 +121,13 @@ def finetune(
     from .finetune import FinetuneConfig
     from .finetune import finetune as run
 
-    cfg = FinetuneConfig(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr)
-    init = init if init and str(init).strip() not in ("", ".") else None  # MLproject passes --init= for scratch
+    cfg = FinetuneConfig(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                         schedule=schedule)
+    if params_file is not None:
+        from .tune import read_best
+
+        cfg = read_best(params_file, cfg)
+    init = _optional_path(init)
     res = run(task, data, out, init, _int_list(budgets, "label budget"), _int_list(seeds, "seed"), protocol,
               backbone, width, cfg, colour=colour, bn=bn)
     typer.echo(f"wrote {len(res)} rows to {out / 'results.csv'}")
@@ -146,19 +159,58 @@ def probe(
 
 
 @app.command()
+def tune(
+    task: str = typer.Option("classification", help="The task to tune finetuning for."),
+    data: Path = typer.Option(..., help="Dataset folder."),
+    out: Path = typer.Option(..., help="Folder for best_params.json (and optuna.db with the default storage)."),
+    init: Optional[Path] = typer.Option(None, help="Folder from `selfsup pretrain`; omit (or a scratch folder) for scratch."),
+    budget: int = typer.Option(100, help="The label budget of this tier: trials train on that many labels."),
+    trials: int = typer.Option(20, help="Trials of the whole study, however many workers share it (0: write the given values)."),
+    seed: int = typer.Option(0, help="Seed of the label subset, the training and the TPE sampler."),
+    storage: Optional[str] = typer.Option(None, help="Optuna storage: a database URL or a journal file (*.log); default OUT/optuna.db."),
+    study_name: Optional[str] = typer.Option(None, help="Study name (default METHOD-TASK-PROTOCOL-nBUDGET); workers with the same name share it."),
+    protocol: str = typer.Option("finetune", help="finetune or frozen-1/2/3."),
+    steps: int = typer.Option(200, help="Optimisation steps per trial."),
+    epochs: int = typer.Option(2, help="Validation points per trial (the pruner sees each)."),
+    batch_size: int = typer.Option(32, help="Images per step."),
+    lr: float = typer.Option(2e-3, help="Learning rate written when --trials 0."),
+    weight_decay: float = typer.Option(5e-4, help="Weight decay written when --trials 0."),
+    schedule: str = typer.Option("cosine", help="Schedule written when --trials 0."),
+) -> None:
+    """Tune finetuning's learning rate, weight decay and schedule with Optuna (TPE, median pruning).
+
+    Start the same command in several shells (or machines, with a shared --storage) to add workers.
+
+    Example: selfsup tune --task classification --data data/single --init models/rotation --budget 100 --trials 20 --out tuned/rotation-classification
+    """
+    from .finetune import FinetuneConfig
+    from .tune import tune as run
+
+    cfg = FinetuneConfig(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                         schedule=schedule)
+    init = _optional_path(init)
+    best = run(task, data, out, init, budget, trials, seed, storage or None, study_name, protocol, cfg)
+    value = "—" if best["best_value"] is None else f"{best['best_value']:.4f}"
+    typer.echo(f"best {best['metric'] or 'params'} {value}: {best['params']} → {out / 'best_params.json'}")
+
+
+@app.command()
 def report(
-    results: list[Path] = typer.Option(..., help="results.csv files or folders holding them (repeat the option)."),
-    out: Path = typer.Option(..., help="Report folder: utility.csv, curves.csv, metrics.json, index.html."),
+    results: Optional[list[Path]] = typer.Option(None, help="results.csv files or folders holding them (repeat the option)."),
+    out: Path = typer.Option(..., help="Report folder: index.html, utility.csv, curves.csv, metrics.json and the analysis tables."),
     interpolation: str = typer.Option("log", help="Interpolate the scratch curve in log n (default) or linear n."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples over seeds for the intervals."),
+    mlflow_experiment: Optional[str] = typer.Option(None, help="Also read the finetune and probe cells of this MLflow experiment."),
+    export: str = typer.Option("", help="Also write every figure to OUT/figures: png, svg or png,svg (needs kaleido and Chromium)."),
 ) -> None:
-    """Compute the utility of pretraining and write the offline HTML report.
+    """Compute the utility of pretraining and the analysis tables; write the offline HTML report.
 
-    Example: selfsup report --results results/scratch --results results/rotation --out reports
+    Example: selfsup report --results results --out reports
     """
     from .report import make_report
 
-    make_report(results, out, interpolation, bootstrap)
+    formats = tuple(f.strip() for f in export.split(",") if f.strip())
+    make_report(results or [], out, interpolation, bootstrap, mlflow_experiment, formats)
     typer.echo(f"report: {out / 'index.html'}")
 
 

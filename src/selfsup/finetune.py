@@ -39,6 +39,7 @@ from .models import BACKBONES, create_backbone
 from .pretrain import SCRATCH, load_pretrained
 from .progress import step_bar
 from .provenance import atomic_write_json, atomic_write_text
+from .schedule import SCHEDULES
 from .tasks import Task, get_task
 from .train import TrainConfig, default_device, fit
 
@@ -55,6 +56,16 @@ class FinetuneConfig:
     lr: float = 2e-3
     weight_decay: float = 5e-4
     pad: int = 4
+    schedule: str = "cosine"  # learning-rate decay after the warm-up: cosine or linear
+
+
+def config_key(config: FinetuneConfig) -> dict:
+    """The config as it enters the cache key of finished cells; a new field at its default is left
+    out, so cells finished before the field existed stay valid."""
+    d = asdict(config)
+    if d["schedule"] == "cosine":
+        del d["schedule"]
+    return d
 
 
 def parse_protocol(protocol: str, allowed=PROTOCOLS) -> int:
@@ -215,6 +226,8 @@ def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | No
     bn = bn or ("frozen" if frozen else "train")
     if bn not in BN_MODES:
         raise UserError(f"unknown batch-norm mode {bn!r}: choose from {', '.join(BN_MODES)}")
+    if config.schedule not in SCHEDULES:
+        raise UserError(f"unknown schedule {config.schedule!r}: choose from {', '.join(SCHEDULES)}")
     if config.steps < 1 or config.epochs < 1 or config.batch_size < 1:
         raise UserError(f"invalid training settings {asdict(config)}: steps, epochs and batch_size must be ≥ 1")
     sweep = prepare(task, data, init, budgets, seeds, backbone, width, colour)
@@ -222,7 +235,7 @@ def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | No
         raise UserError(f"protocol {protocol!r} freezes pretrained stages: give --init")
     out = Path(out)
     settings = {"task": task, "method": sweep.method, "protocol": protocol, "bn": bn, **sweep.columns(),
-                **asdict(config)}
+                **config_key(config)}
     params = {"budgets": ",".join(map(str, budgets)), "seeds": ",".join(map(str, seeds)), "init": str(init or ""),
               "data": str(data), "device": str(sweep.device), "stage": "finetune"}
     extra = {**sweep.columns(), "frozen_blocks": frozen, "bn": bn, "steps": config.steps}
@@ -235,6 +248,14 @@ def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | No
 
 def _train_cell(sweep: Sweep, budget: int, seed: int, frozen: int, bn: str, config: FinetuneConfig,
                 progress) -> dict:
+    model = train_model(sweep, budget, seed, frozen, bn, config, progress)
+    return evaluate(model, sweep.task, sweep.ds.images[sweep.test_idx], sweep.targets[sweep.test_idx], sweep.device)
+
+
+def train_model(sweep: Sweep, budget: int, seed: int, frozen: int, bn: str, config: FinetuneConfig, progress,
+                on_val: Callable[[int, dict], None] | None = None) -> nn.Module:
+    """Train one cell's model; validate on held-out models after every epoch (logged, and passed to
+    ``on_val(epoch, metrics)``, which may stop training by raising). The test split is not touched."""
     t, ds, device = sweep.task, sweep.ds, sweep.device
     subset = sweep.subset(budget, seed)
     torch.manual_seed(seed)
@@ -247,15 +268,18 @@ def _train_cell(sweep: Sweep, budget: int, seed: int, frozen: int, bn: str, conf
     steps_per_epoch = max(1, config.steps // config.epochs)
     cfg = TrainConfig(epochs=config.epochs, steps_per_epoch=steps_per_epoch, batch_size=config.batch_size,
                       lr=config.lr, weight_decay=config.weight_decay, warmup_epochs=min(1.0, config.epochs / 4),
-                      seed=seed)
+                      seed=seed, schedule=config.schedule)
     val_images, val_targets = ds.images[sweep.val_idx], sweep.targets[sweep.val_idx]
 
     def on_epoch(epoch: int, logs: dict) -> dict:
-        val = {f"val_{k}": v for k, v in evaluate(model, t, val_images, val_targets, device).items()}
+        metrics = evaluate(model, t, val_images, val_targets, device)
+        val = {f"val_{k}": v for k, v in metrics.items()}
         tracking.log_metrics({**logs, **val}, step=epoch)
+        if on_val:
+            on_val(epoch, metrics)
         return val
 
     tracking.log_params({"n_labelled": len(subset)})
     fit(SupervisedObjective(model, t, images, targets, config.pad), len(subset), cfg, on_epoch=on_epoch,
         progress=progress)
-    return evaluate(model, t, ds.images[sweep.test_idx], sweep.targets[sweep.test_idx], device)
+    return model

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import tracking
+from . import analysis, tracking
 from .errors import UserError
 from .provenance import atomic_write_json, atomic_write_text
 from .tasks import TASKS
-from .utility import INTERPOLATIONS, LOWER_BOUND, OK, utility_table
+from .utility import CONTEXT, INTERPOLATIONS, LOWER_BOUND, OK, utility_table
 
 REQUIRED = ["method", "task", "protocol", "label_budget", "seed", "metric", "value"]
+EXPORT_FORMATS = ("png", "svg")
 
 
 def load_results(paths: list[str | Path]) -> pd.DataFrame:
@@ -63,33 +64,126 @@ def headline_metric(task: str, results: pd.DataFrame) -> str:
     return str(results.loc[results.task == task, "metric"].iloc[0])
 
 
-def make_report(paths: list[str | Path], out: str | Path, interpolation: str = "log", n_boot: int = 1000) -> dict:
-    """Write ``utility.csv``, ``curves.csv``, ``metrics.json`` and ``index.html`` to ``out``."""
+EXTRA_FROM_PARAMS = ("backbone", "width", "colour", "bn", "finetune_variant", "pretrain_variant", "dataset_hash",
+                     "pretrain_dataset_hash")
+
+
+def results_from_mlflow(runs: pd.DataFrame) -> pd.DataFrame:
+    """The long results table rebuilt from MLflow: one row per test metric of every finished cell run
+    (tags method, task, protocol, label_budget, seed), with its sweep's settings from the parent run."""
+    if runs.empty or "tag.label_budget" not in runs.columns:
+        return pd.DataFrame(columns=REQUIRED)
+    parents = runs.set_index("run_id")
+    rows = []
+    for r in runs[(runs.stage == "cell") & (runs.status == "FINISHED")].to_dict("records"):
+        parent = parents.loc[r["parent_id"]] if r.get("parent_id") in parents.index else None
+        extra = {k: parent.get(f"param.{k}") for k in EXTRA_FROM_PARAMS} if parent is not None else {}
+        for key, value in r.items():
+            if key.startswith("metric.test_") and pd.notna(value):
+                rows.append({"method": r["tag.method"], "task": r["tag.task"], "protocol": r["tag.protocol"],
+                             "label_budget": int(r["tag.label_budget"]), "seed": int(r["tag.seed"]),
+                             "metric": key[len("metric.test_"):], "value": float(value),
+                             **{k: v for k, v in extra.items() if v is not None}, "source": f"mlflow:{r['run_id']}"})
+    return pd.DataFrame(rows, columns=None if rows else REQUIRED)
+
+
+def stage_times(runs: pd.DataFrame) -> pd.DataFrame:
+    """Compute accounting: wall time and device of every top-level stage run in MLflow."""
+    cols = ["stage", "run_name", "method", "start", "wall_s", "device"]
+    if runs.empty:
+        return pd.DataFrame(columns=cols)
+    top = runs[runs.parent_id.isna() & (runs.status == "FINISHED") & runs.stage.isin(["render", "pretrain", "tune", "finetune", "probe", "report"])]
+    out = pd.DataFrame({"stage": top.stage, "run_name": top.run_name,
+                        "method": top.get("tag.method", pd.Series(index=top.index, dtype=object)),
+                        "start": top.start, "wall_s": top.wall_s.round(1),
+                        "device": top.get("param.device", pd.Series(index=top.index, dtype=object))})
+    return out.sort_values("start")[cols].reset_index(drop=True)
+
+
+def tuning_trials(runs: pd.DataFrame) -> pd.DataFrame:
+    """Optuna studies recorded in MLflow and their trial budgets: scratch and every method should
+    show the same number (a fair comparison)."""
+    cols = ["study", "method", "task", "trials", "trial_runs"]
+    if runs.empty or "param.study" not in runs.columns:
+        return pd.DataFrame(columns=cols)
+    studies = runs[runs.stage == "tune"]
+    rows = [{"study": r["param.study"], "method": r.get("tag.method"), "task": r.get("tag.task"),
+             "trials": int(r["param.trials"]), "trial_runs": int((runs.parent_id == r["run_id"]).sum())}
+            for r in studies.to_dict("records")]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def pretrain_hours(times: pd.DataFrame) -> dict[str, float]:
+    """Hours of the latest pretraining run of each method."""
+    pre = times[times.stage == "pretrain"].dropna(subset=["method"])
+    return {m: float(g.sort_values("start").wall_s.iloc[-1]) / 3600 for m, g in pre.groupby("method")}
+
+
+def make_report(paths: list[str | Path], out: str | Path, interpolation: str = "log", n_boot: int = 1000,
+                mlflow_experiment: str | None = None, export: tuple[str, ...] = ()) -> dict:
+    """Write ``utility.csv``, ``curves.csv``, ``metrics.json``, the analysis tables and ``index.html``
+    to ``out``. Results come from ``paths`` (results.csv files or folders) and, with
+    ``mlflow_experiment``, from that experiment's cell runs; compute accounting reads the stage runs
+    of the current tracking store."""
     if interpolation not in INTERPOLATIONS:
         raise UserError(f"unknown interpolation {interpolation!r}: choose from {', '.join(INTERPOLATIONS)}")
-    results = load_results(paths)
+    bad = [f for f in export if f not in EXPORT_FORMATS]
+    if bad:
+        raise UserError(f"unknown export format {bad[0]!r}: choose from {', '.join(EXPORT_FORMATS)}")
+    runs = tracking.experiment_runs(mlflow_experiment)
+    frames = [load_results(paths)] if paths else []
+    if mlflow_experiment:
+        from_mlflow = results_from_mlflow(runs)
+        if from_mlflow.empty:
+            raise UserError(f"no finished finetune or probe cells in MLflow experiment {mlflow_experiment!r}")
+        frames.append(from_mlflow)
+    if not frames:
+        raise UserError("give results files or folders (--results) or an MLflow experiment (--mlflow-experiment)")
+    results = pd.concat(frames, ignore_index=True)
+    results["label_budget"] = results["label_budget"].astype(int)
+    results["value"] = results["value"].astype(float)
     with tracking.run("report", {"results": ",".join(map(str, paths)), "interpolation": interpolation,
-                                 "n_boot": n_boot, "out": str(out)}, run_name="report"):
-        metrics = _report(results, Path(out), interpolation, n_boot)
+                                 "n_boot": n_boot, "out": str(out), "mlflow_experiment": mlflow_experiment or ""},
+                      run_name="report"):
+        metrics = _report(results, Path(out), interpolation, n_boot, stage_times(runs), export, tuning_trials(runs))
         for name in ("utility.csv", "curves.csv", "metrics.json", "index.html"):
             tracking.log_artifact(Path(out) / name)
     return metrics
 
 
-def _report(results: pd.DataFrame, out: Path, interpolation: str, n_boot: int) -> dict:
+def _report(results: pd.DataFrame, out: Path, interpolation: str, n_boot: int, times: pd.DataFrame,
+            export: tuple[str, ...] = (), tuning: pd.DataFrame | None = None) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metric_of_task = {t: headline_metric(t, results) for t in sorted(results.task.unique())}
     util = utility_table(results, metric_of_task, interpolation, n_boot)
     atomic_write_text(out / "utility.csv", util.to_csv(index=False))
 
-    sel = results[[metric_of_task[t] == m for t, m in zip(results.task, results.metric)]]
-    curves = (sel.groupby(["method", "task", "protocol", "label_budget"])["value"]
+    sel = analysis.headline_rows(results, metric_of_task)
+    # curves are split by variant / backbone / width only where the results hold several of them
+    ctx = [c for c in CONTEXT if c in sel.columns and sel[c].nunique() > 1]
+    curves = (sel.groupby(["method", "task", "protocol", *ctx, "label_budget"])["value"]
               .agg(mean="mean", std="std", seeds="count").reset_index())
     atomic_write_text(out / "curves.csv", curves.to_csv(index=False))
+    tables = {
+        "protocol_agreement": analysis.protocol_agreement(results, metric_of_task),
+        "linear_probe_table": analysis.probe_table(results, metric_of_task),
+        "factor_effects": analysis.factor_effects(util),
+        "frozen_blocks": analysis.frozen_table(results, metric_of_task),
+        "backbones": analysis.backbone_table(results, metric_of_task),
+        "transfer": analysis.transfer_matrix(results, metric_of_task),
+        "compute": times,
+        "tuning": tuning if tuning is not None else tuning_trials(pd.DataFrame()),
+        "labels_saved": analysis.labels_saved(util, pretrain_hours(times)),
+    }
+    for name, table in tables.items():
+        atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
     metrics = _headline(util, curves)
     atomic_write_json(out / "metrics.json", metrics)
-    _write_html(out, results, curves, util, metric_of_task, interpolation, metrics)
+    figures = _figures(curves, util, metric_of_task) + _analysis_figures(tables)
+    _write_html(out, results, curves, util, metric_of_task, interpolation, metrics, tables, figures)
+    if export:
+        _export(out, figures, export)
     return metrics
 
 
@@ -97,14 +191,29 @@ def _headline(util: pd.DataFrame, curves: pd.DataFrame) -> dict:
     """Numbers for ``dvc metrics show``: per method and task, the mean utility over budgets where
     it is defined, and the best metric of each curve."""
     out: dict = {"utility": {}, "best_metric": {}}
-    for (method, task, protocol), g in util.groupby(["method", "task", "protocol"]):
+    keys = ["method", "task", "protocol"]
+    for k, g in _groups(util, keys):
         ok = g[g.status == OK]
-        out["utility"][f"{method}/{task}/{protocol}"] = {
+        out["utility"]["/".join(str(v) for v in k.values())] = {
             "mean_utility": round(float(ok.utility.mean()), 4) if len(ok) else None,
             "budgets_ok": int(len(ok)), "budgets_lower_bound": int((g.status == LOWER_BOUND).sum())}
-    for (method, task, protocol), g in curves.groupby(["method", "task", "protocol"]):
-        out["best_metric"][f"{method}/{task}/{protocol}"] = round(float(g["mean"].max()), 4)
+    for k, g in _groups(curves, keys):
+        out["best_metric"]["/".join(str(v) for v in k.values())] = round(float(g["mean"].max()), 4)
     return out
+
+
+def _label(method: str, protocol: str, context: dict | None = None) -> str:
+    name = method if protocol == "finetune" else f"{method} ({protocol})"
+    ctx = ", ".join(str(v) for k, v in (context or {}).items() if k in CONTEXT and pd.notna(v))
+    return f"{name} [{ctx}]" if ctx else name
+
+
+def _groups(df: pd.DataFrame, keys: list[str]):
+    """groupby over ``keys`` plus the context columns present; yields (label context dict, group)."""
+    ctx = [c for c in CONTEXT if c in df.columns and df[c].nunique() > 1]
+    for key, g in df.groupby(keys + ctx, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        yield dict(zip(keys + ctx, key)), g
 
 
 def _figures(curves: pd.DataFrame, util: pd.DataFrame, metric_of_task: dict[str, str]) -> list[tuple[str, object]]:
@@ -113,9 +222,9 @@ def _figures(curves: pd.DataFrame, util: pd.DataFrame, metric_of_task: dict[str,
     figs = []
     for task, metric in metric_of_task.items():
         fig = go.Figure()
-        for (method, protocol), g in curves[curves.task == task].groupby(["method", "protocol"]):
-            name = method if protocol == "finetune" else f"{method} ({protocol})"
-            fig.add_trace(go.Scatter(x=g.label_budget, y=g["mean"], name=name, mode="lines+markers",
+        for k, g in _groups(curves[curves.task == task], ["method", "protocol"]):
+            fig.add_trace(go.Scatter(x=g.label_budget, y=g["mean"], name=_label(k["method"], k["protocol"], k),
+                                     mode="lines+markers",
                                      error_y=dict(type="data", array=g["std"].fillna(0), visible=True)))
         fig.update_layout(title=f"{task}: test {metric} vs labels (mean ± s.d. over seeds)",
                           xaxis=dict(type="log", title="labelled training images"), yaxis_title=metric,
@@ -125,8 +234,8 @@ def _figures(curves: pd.DataFrame, util: pd.DataFrame, metric_of_task: dict[str,
         if u.empty:
             continue
         fig = go.Figure()
-        for (method, protocol), g in u.groupby(["method", "protocol"]):
-            name = method if protocol == "finetune" else f"{method} ({protocol})"
+        for k, g in _groups(u, ["method", "protocol"]):
+            name = _label(k["method"], k["protocol"], k)
             ok, lb = g[g.status == OK], g[g.status == LOWER_BOUND]
             fig.add_trace(go.Scatter(x=ok.label_budget, y=ok.utility, name=name, mode="lines+markers",
                                      error_y=dict(type="data", symmetric=False, array=(ok.ci_high - ok.utility).fillna(0),
@@ -143,42 +252,176 @@ def _figures(curves: pd.DataFrame, util: pd.DataFrame, metric_of_task: dict[str,
     return figs
 
 
-def _write_html(out: Path, results, curves, util, metric_of_task, interpolation: str, metrics: dict) -> None:
+def _analysis_figures(tables: dict[str, pd.DataFrame]) -> list[tuple[str, object]]:
+    import plotly.graph_objects as go
+
+    figs = []
+    agree = tables["protocol_agreement"]
+    if not agree.empty:
+        fig = go.Figure()
+        for (a, b), g in agree.groupby(["protocol_a", "protocol_b"]):
+            for task, h in g.groupby("task"):
+                fig.add_trace(go.Scatter(x=h.label_budget, y=h.kendall_tau, mode="lines+markers",
+                                         name=f"{task}: {a} vs {b}"))
+        fig.update_layout(title="Protocol study: Kendall τ between the method rankings of two protocols",
+                          xaxis=dict(type="log", title="labelled training images"), yaxis=dict(range=[-1.05, 1.05]),
+                          yaxis_title="Kendall τ", template="plotly_white")
+        figs.append(("protocol-agreement", fig))
+    frozen = tables["frozen_blocks"]
+    if not frozen.empty:
+        fig = go.Figure()
+        for (method, task, budget), g in frozen.groupby(["method", "task", "label_budget"]):
+            fig.add_trace(go.Scatter(x=g.frozen_blocks, y=g.value, mode="lines+markers", name=f"{method}/{task} n={budget}"))
+        fig.update_layout(title="Frozen stages k (0 = finetune everything)", xaxis_title="frozen stages",
+                          yaxis_title="test metric", template="plotly_white")
+        figs.append(("frozen-blocks", fig))
+    effects = tables["factor_effects"]
+    if not effects.empty:
+        mean = effects.groupby(["method", "factor"]).delta_utility.mean().reset_index()
+        fig = go.Figure([go.Bar(x=g.factor, y=g.delta_utility, name=m) for m, g in mean.groupby("method")])
+        fig.update_layout(title="Change in mean utility when one factor is switched on", barmode="group",
+                          xaxis_title="factor", yaxis_title="Δ utility", template="plotly_white")
+        figs.append(("factor-effects", fig))
+    transfer = tables["transfer"]
+    if not transfer.empty:
+        for (method, task, protocol), g in transfer.groupby(["method", "task", "protocol"]):
+            m = g.pivot_table(index="pretrain_variant", columns="finetune_variant", values="value")
+            fig = go.Figure(go.Heatmap(z=m.values, x=list(m.columns), y=list(m.index), colorscale="Viridis",
+                                       text=m.round(3).values, texttemplate="%{text}"))
+            fig.update_layout(title=f"Transfer: {_label(method, protocol)} on {task} (rows: pretrained on, "
+                                    "columns: finetuned on)", template="plotly_white")
+            figs.append((f"transfer-{method}-{task}-{protocol}", fig))
+    saved = tables["labels_saved"]
+    if not saved.empty and saved.max_labels_saved.max() > 0:
+        fig = go.Figure([go.Bar(x=g.task + " " + g.protocol, y=g.max_labels_saved, name=m)
+                         for m, g in saved.groupby("method")])
+        fig.update_layout(title="Most labels saved at any budget (n̂ − n)", barmode="group",
+                          yaxis_title="labels", template="plotly_white")
+        figs.append(("labels-saved", fig))
+    return figs
+
+
+def _findings(util: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[str]:
+    """Headline findings in numbers, one sentence each."""
+    lines = []
+    for k, g in _groups(util, ["task", "protocol"]):
+        n0 = int(g.label_budget.min())
+        first = g[g.label_budget == n0].sort_values("utility", ascending=False, na_position="last")
+        parts = []
+        for r in first.itertuples():
+            if r.status == OK:
+                ci = "" if pd.isna(r.ci_low) else f" [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+                parts.append(f"{r.method} U = {r.utility:.2f}{ci}")
+            elif r.status == LOWER_BOUND:
+                parts.append(f"{r.method} U ≥ {r.utility:.2f} (beats every scratch run)")
+            else:
+                parts.append(f"{r.method}: worse than scratch")
+        where = _label(k["task"], k["protocol"], k).replace(f" ({k['protocol']})", f", {k['protocol']}")
+        lines.append(f"{where}, {n0} labels: " + "; ".join(parts) + ".")
+    saved = tables["labels_saved"]
+    for r in saved.itertuples():
+        if r.stops_paying_at is not None and not pd.isna(r.stops_paying_at):
+            lines.append(f"{r.method} on {r.task} ({r.protocol}) stops paying at {int(r.stops_paying_at)} labels.")
+    agree = tables["protocol_agreement"]
+    if not agree.empty:
+        lines.append(f"Method rankings by different protocols: mean Kendall τ {agree.kendall_tau.mean():+.2f} over "
+                     f"{len(agree)} (task, budget, protocol pair) comparisons"
+                     f"{' (2 methods only: τ is ±1)' if agree.methods.max() < 3 else ''}.")
+    return lines
+
+
+def _table_html(df: pd.DataFrame, empty_note: str) -> str:
+    if df.empty:
+        return f"<p class='note'>{html.escape(empty_note)}</p>"
+    return df.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="–", border=0, classes="data")
+
+
+def _write_html(out: Path, results, curves, util, metric_of_task, interpolation: str, metrics: dict,
+                tables: dict[str, pd.DataFrame], figures) -> None:
     import plotly.offline
 
     (out / "plotly.min.js").write_text(plotly.offline.get_plotlyjs())  # once, beside the page: opens offline
     parts = [fig.to_html(full_html=False, include_plotlyjs=False, div_id=name, config={"displaylogo": False})
-             for name, fig in _figures(curves, util, metric_of_task)]
+             for name, fig in figures]
     methods = sorted(results.method.unique())
     seeds = sorted(results.seed.unique())
     budgets = sorted(results.label_budget.unique())
+    protocols = sorted(results.protocol.unique())
     rows = []
     for key, v in metrics["utility"].items():
         mu = "n/a" if v["mean_utility"] is None else f"{v['mean_utility']:+.2f}"
         rows.append(f"<tr><td>{html.escape(key)}</td><td>{mu}</td><td>{v['budgets_ok']}</td>"
                     f"<td>{v['budgets_lower_bound']}</td></tr>")
-    datasets = sorted(set(results.get("dataset_hash", pd.Series(dtype=str)).dropna().astype(str)))
+    data_cols = [c for c in ("finetune_variant", "dataset_hash") if c in results.columns]
+    datasets = (results.groupby(["task", *data_cols]).size().reset_index()[["task", *data_cols]]
+                if data_cols else pd.DataFrame())
+    findings = "".join(f"<li>{html.escape(line)}</li>" for line in _findings(util, tables))
+    notes = {
+        "protocol_agreement": "Needs at least two pretrained methods run under at least two protocols.",
+        "linear_probe_table": "No linear-probe results (selfsup probe --protocol linear).",
+        "factor_effects": "Needs results on dataset variants that differ in one factor.",
+        "frozen_blocks": "Needs finetune and frozen-k results of the same method.",
+        "backbones": "Needs results of at least two backbones.",
+        "transfer": "Needs backbones pretrained on another variant than the one finetuned on.",
+        "compute": "No stage runs in the MLflow experiment.",
+        "labels_saved": "No utility to account.",
+        "tuning": "No Optuna studies in the MLflow experiment (selfsup tune).",
+    }
+    titles = {
+        "linear_probe_table": "Linear probe per dataset variant and method (the paper's Table 1)",
+        "protocol_agreement": "Protocol study: rank agreement between protocols (Kendall τ, Spearman ρ, p-values)",
+        "factor_effects": "Change of utility when one factor is switched on (the paper's Fig. 6)",
+        "frozen_blocks": "Frozen stages (the paper's Fig. 8)",
+        "backbones": "Backbones",
+        "transfer": "Cross-dataset transfer (the paper's Fig. 9)",
+        "labels_saved": "Labels saved per hour of pretraining, and where pretraining stops paying",
+        "compute": "Compute: wall time and device of every stage (from MLflow)",
+        "tuning": "Hyperparameter search: trials per study (the same for scratch and every method)",
+    }
+    sections = "".join(f"<h3>{html.escape(titles[k])}</h3>{_table_html(tables[k], notes[k])}"
+                       f"<p class='note'>CSV: <a href='{k}.csv'>{k}.csv</a></p>" for k in titles)
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>selfsup report</title>
 <script src="plotly.min.js"></script>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px}}</style></head><body>
+table{{border-collapse:collapse;margin:0.5em 0}}td,th{{border:1px solid #ccc;padding:4px 8px}}
+.note{{color:#666}}</style></head><body>
 <h1>How many labels does self-supervised pretraining save?</h1>
-<p>Methods: {html.escape(', '.join(methods))}. Tasks: {html.escape(', '.join(metric_of_task))}.
+<h2>What was run</h2>
+<p>Methods: {html.escape(', '.join(methods))} (scratch is the baseline). Tasks and headline metrics:
+{html.escape(', '.join(f'{t} ({m})' for t, m in metric_of_task.items()))}. Protocols: {html.escape(', '.join(protocols))}.
 Label budgets: {', '.join(map(str, budgets))}. Seeds: {', '.join(map(str, seeds))}.
-Dataset hashes: {html.escape(', '.join(datasets) or 'not recorded')}. Results from
-{len(results.source.unique())} file(s), {len(results)} rows.</p>
+Results: {len(results)} rows from {results.source.nunique() if 'source' in results else 1} source(s).</p>
+{_table_html(datasets, 'Datasets not recorded in the results.')}
 <p>Utility U(n) = n̂/n − 1, where n̂ is the number of labels training from scratch needs to match the pretrained
 model trained on n labels; n̂ is read off the scratch curve (made monotone) by interpolation in
 {'log n' if interpolation == 'log' else 'linear n'}. U = 0: pretraining saves nothing; U = 4: scratch needs 5× the labels.
 Intervals are 95 % bootstrap intervals over seeds. Where the pretrained model beats every scratch run, U is only a
-lower bound (grey).</p>
+lower bound (grey). Metrics are on the test split; each budget's subset is nested in the next, and every budget
+trains for the same number of steps.</p>
+<h2>Findings</h2>
+<ul>{findings}</ul>
 <h2>Headline</h2>
 <table><tr><th>method / task / protocol</th><th>mean utility where defined</th><th>budgets with U</th>
 <th>budgets with a lower bound</th></tr>{''.join(rows)}</table>
 <h2>Figures</h2>
 {''.join(f'<div class="figure">{p}</div>' for p in parts)}
+<h2>Tables</h2>
+{sections}
 </body></html>
 """
     atomic_write_text(out / "index.html", page)
 
+
+def _export(out: Path, figures, formats: tuple[str, ...]) -> None:
+    """Every figure as PNG / SVG in ``OUT/figures`` with kaleido (it drives a headless Chromium:
+    set ``BROWSER_PATH`` to Debian's ``/usr/bin/chromium`` if kaleido does not find one)."""
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        raise UserError("figure export needs kaleido: pip install 'selfsup[export]'") from None
+    import plotly.io as pio
+
+    (out / "figures").mkdir(exist_ok=True)
+    jobs = [(fig, out / "figures" / f"{name}.{fmt}") for name, fig in figures for fmt in formats]
+    pio.write_images([f for f, _ in jobs], [p for _, p in jobs], width=900, height=500)  # one browser for all

@@ -14,6 +14,8 @@ import os
 import platform
 from typing import Iterator
 
+import pandas as pd
+
 from .provenance import git_commit
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -30,14 +32,19 @@ def _mlflow():
 
 @contextlib.contextmanager
 def run(stage: str, params: dict, dataset_hash: str | None = None, tags: dict | None = None,
-        nested: bool = False, run_name: str | None = None) -> Iterator[object]:
-    """An MLflow run for one stage (or a nested child run) with params and provenance tags."""
+        nested: bool = False, run_name: str | None = None, parent_run_id: str | None = None) -> Iterator[object]:
+    """An MLflow run for one stage (or a nested child run) with params and provenance tags.
+    ``parent_run_id`` nests the run under a run of another process (a shared Optuna study's run)."""
     mlflow = _mlflow()
+    active = mlflow.active_run()
+    if parent_run_id and active is not None and active.info.run_id == parent_run_id:
+        nested, parent_run_id = True, None  # the parent is this process's own active run
     if not nested and mlflow.active_run() is None and "MLFLOW_RUN_ID" not in os.environ:
         # resolve the experiment by name against the current tracking URI every time: mlflow caches the
         # last experiment id (also in MLFLOW_EXPERIMENT_ID), which is wrong once the tracking URI changes
         mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT))
-    with mlflow.start_run(run_name=run_name, nested=nested) as active:
+    with mlflow.start_run(run_name=run_name, nested=nested,
+                          tags={"mlflow.parentRunId": parent_run_id} if parent_run_id else None) as active:
         commit = git_commit()
         all_tags = {"stage": stage, "host": platform.node(), **(tags or {})}
         if commit:
@@ -65,3 +72,28 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
 
 def log_artifact(path, artifact_path: str | None = None) -> None:
     _mlflow().log_artifact(str(path), artifact_path)
+
+
+def experiment_runs(experiment: str | None = None) -> pd.DataFrame:
+    """Every ended run (finished, failed or killed: ``status``) of ``experiment`` (default: ``MLFLOW_EXPERIMENT_NAME`` or ``selfsup``) in the
+    current tracking store, one row per run: ``run_id``, ``parent_id``, ``stage``, ``run_name``,
+    ``start``, ``wall_s``, tags as ``tag.*``, params as ``param.*``, metrics as ``metric.*``. Empty
+    when the experiment does not exist."""
+    mlflow = _mlflow()
+    name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
+    exp = mlflow.MlflowClient().get_experiment_by_name(name)
+    if exp is None:
+        return pd.DataFrame(columns=["run_id", "status", "parent_id", "stage", "run_name", "start", "wall_s"])
+    rows = []
+    for r in mlflow.MlflowClient().search_runs([exp.experiment_id], max_results=50000):
+        if r.info.status == "RUNNING":
+            continue
+        tags = r.data.tags
+        rows.append({"run_id": r.info.run_id, "status": r.info.status, "parent_id": tags.get("mlflow.parentRunId"),
+                     "stage": tags.get("stage"), "run_name": r.info.run_name,
+                     "start": pd.Timestamp(r.info.start_time, unit="ms"),
+                     "wall_s": (r.info.end_time - r.info.start_time) / 1000 if r.info.end_time else float("nan"),
+                     **{f"tag.{k}": v for k, v in tags.items() if not k.startswith("mlflow.")},
+                     **{f"param.{k}": v for k, v in r.data.params.items()},
+                     **{f"metric.{k}": v for k, v in r.data.metrics.items()}})
+    return pd.DataFrame(rows)

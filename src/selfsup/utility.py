@@ -66,32 +66,46 @@ def _seed_means(df: pd.DataFrame, rng: np.random.Generator | None) -> pd.Series:
     return df.groupby("label_budget")["value"].apply(lambda s: agg(s.to_numpy())).sort_index()
 
 
+CONTEXT = ("finetune_variant", "backbone", "width")  # scratch is matched within these, when present
+
+
 def utility_table(results: pd.DataFrame, metric_of_task: dict[str, str], interpolation: str = "log",
-                  n_boot: int = 1000, seed: int = 0, baseline: str = "scratch") -> pd.DataFrame:
+                  n_boot: int = 1000, seed: int = 0, baseline: str = "scratch",
+                  context: tuple[str, ...] = CONTEXT) -> pd.DataFrame:
     """Utility per (method, task, protocol, label_budget) of a long results table, with bootstrap
-    95 % intervals over seeds (scratch and pretrained seeds resampled independently)."""
+    95 % intervals over seeds (scratch and pretrained seeds resampled independently).
+
+    A pretrained curve is compared with the scratch curve of the same task and the same ``context``
+    (the finetuning dataset variant, the backbone and its width, for the columns the table has):
+    a ResNet50 is never measured against a ResNet9 baseline, nor one variant against another."""
+    ctx = [c for c in context if c in results.columns]
     rows = []
     rng = np.random.default_rng(seed)
     for task, metric in metric_of_task.items():
-        scratch = results[(results.method == baseline) & (results.task == task) & (results.metric == metric)]
-        if scratch.empty:
-            continue
-        s_mean = _seed_means(scratch, None)
-        others = results[(results.method != baseline) & (results.task == task) & (results.metric == metric)]
-        for (method, protocol), grp in others.groupby(["method", "protocol"], sort=True):
-            p_mean = _seed_means(grp, None)
-            point = utility_curve(s_mean.index, s_mean.values, p_mean.index, p_mean.values, interpolation)
-            boots = np.full((n_boot, len(p_mean)), np.nan)
-            enough_seeds = scratch.seed.nunique() > 1 or grp.seed.nunique() > 1
-            for b in range(n_boot if enough_seeds else 0):
-                sb, pb = _seed_means(scratch, rng), _seed_means(grp, rng)
-                boots[b] = [u for u, _ in utility_curve(sb.index, sb.values, pb.index, pb.values, interpolation)]
-            for j, (n, m) in enumerate(p_mean.items()):
-                u, status = point[j]
-                finite = boots[:, j][np.isfinite(boots[:, j])]
-                lo, hi = (np.percentile(finite, [2.5, 97.5]) if len(finite) else (math.nan, math.nan))
-                rows.append({"method": method, "task": task, "protocol": protocol, "label_budget": int(n),
-                             "utility": u, "ci_low": float(lo), "ci_high": float(hi), "status": status,
-                             "metric": metric, "value": m})
-    cols = ["method", "task", "protocol", "label_budget", "utility", "ci_low", "ci_high", "status", "metric", "value"]
+        sel = results[(results.task == task) & (results.metric == metric)]
+        groups = sel.groupby(ctx, dropna=False, sort=True) if ctx else [((), sel)]
+        for key, part in groups:
+            key = key if isinstance(key, tuple) else (key,)
+            scratch = part[part.method == baseline]
+            if scratch.empty:
+                continue
+            s_mean = _seed_means(scratch, None)
+            others = part[part.method != baseline]
+            for (method, protocol), grp in others.groupby(["method", "protocol"], sort=True):
+                p_mean = _seed_means(grp, None)
+                point = utility_curve(s_mean.index, s_mean.values, p_mean.index, p_mean.values, interpolation)
+                boots = np.full((n_boot, len(p_mean)), np.nan)
+                enough_seeds = scratch.seed.nunique() > 1 or grp.seed.nunique() > 1
+                for b in range(n_boot if enough_seeds else 0):
+                    sb, pb = _seed_means(scratch, rng), _seed_means(grp, rng)
+                    boots[b] = [u for u, _ in utility_curve(sb.index, sb.values, pb.index, pb.values, interpolation)]
+                for j, (n, m) in enumerate(p_mean.items()):
+                    u, status = point[j]
+                    finite = boots[:, j][np.isfinite(boots[:, j])]
+                    lo, hi = (np.percentile(finite, [2.5, 97.5]) if len(finite) else (math.nan, math.nan))
+                    rows.append({"method": method, "task": task, "protocol": protocol, "label_budget": int(n),
+                                 "utility": u, "ci_low": float(lo), "ci_high": float(hi), "status": status,
+                                 "metric": metric, "value": m, **dict(zip(ctx, key))})
+    cols = ["method", "task", "protocol", "label_budget", "utility", "ci_low", "ci_high", "status", "metric", "value",
+            *ctx]
     return pd.DataFrame(rows, columns=cols)

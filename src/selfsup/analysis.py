@@ -1,0 +1,158 @@
+"""The report's tables beyond the utility curves, as pure functions of long results tables.
+
+Each takes the long results (``method, task, protocol, label_budget, seed, metric, value`` plus the
+extra columns finetune and probe write) or the utility table, and returns a DataFrame that the
+report writes as CSV and draws. A table whose inputs are missing (one variant only, one backbone
+only) comes back empty, with its columns.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from scipy import stats
+
+from .utility import OK
+
+FACTORS = "TCVL"
+
+
+def headline_rows(results: pd.DataFrame, metric_of_task: dict[str, str]) -> pd.DataFrame:
+    """Only each task's headline metric."""
+    keep = [metric_of_task.get(t) == m for t, m in zip(results.task, results.metric)]
+    return results[keep]
+
+
+def _mean_over_seeds(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    keys = [k for k in keys if k in df.columns]
+    return df.groupby(keys, dropna=False)["value"].mean().reset_index()
+
+
+def protocol_agreement(results: pd.DataFrame, metric_of_task: dict[str, str]) -> pd.DataFrame:
+    """The protocol study: at each task and budget, do two protocols rank the pretrained methods
+    alike? Kendall τ and Spearman ρ (with two-sided p-values) between the methods' mean metrics
+    under each pair of protocols (finetune, frozen-k, linear, knn-*)."""
+    cols = ["task", "label_budget", "protocol_a", "protocol_b", "methods", "kendall_tau", "kendall_p",
+            "spearman_rho", "spearman_p"]
+    df = headline_rows(results, metric_of_task)
+    df = _mean_over_seeds(df[df.method != "scratch"], ["task", "label_budget", "protocol", "method"])
+    rows = []
+    for (task, budget), g in df.groupby(["task", "label_budget"]):
+        table = g.pivot_table(index="method", columns="protocol", values="value")
+        protos = sorted(table.columns)
+        for i, a in enumerate(protos):
+            for b in protos[i + 1:]:
+                pair = table[[a, b]].dropna()
+                if len(pair) < 2:
+                    continue
+                tau, tp = stats.kendalltau(pair[a], pair[b])
+                rho, rp = stats.spearmanr(pair[a], pair[b])
+                rows.append({"task": task, "label_budget": int(budget), "protocol_a": a, "protocol_b": b,
+                             "methods": len(pair), "kendall_tau": float(tau), "kendall_p": float(tp),
+                             "spearman_rho": float(rho), "spearman_p": float(rp)})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def probe_table(results: pd.DataFrame, metric_of_task: dict[str, str]) -> pd.DataFrame:
+    """The paper's Table 1: the linear probe's headline metric at the largest budget probed, per
+    task, dataset variant and method (mean over seeds)."""
+    cols = ["task", "finetune_variant", "method", "label_budget", "value"]
+    df = headline_rows(results, metric_of_task)
+    df = df[df.protocol == "linear"]
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    if "finetune_variant" not in df.columns:
+        df = df.assign(finetune_variant="")
+    largest = df.groupby(["task", "finetune_variant"])["label_budget"].transform("max")
+    df = df[df.label_budget == largest]
+    return _mean_over_seeds(df, cols[:-1])[cols]
+
+
+def factor_effects(util: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Fig. 6: the change in mean utility (over budgets where it is defined) when one
+    factor is switched on, per method, task and protocol, for every pair of finetuning variants
+    that differ in exactly that factor ('-' → the letter)."""
+    cols = ["method", "task", "protocol", "factor", "variant_off", "variant_on", "utility_off", "utility_on",
+            "delta_utility"]
+    if "finetune_variant" not in util.columns or util.empty:
+        return pd.DataFrame(columns=cols)
+    ok = util[util.status == OK]
+    mean = ok.groupby(["method", "task", "protocol", "finetune_variant"])["utility"].mean()
+    rows = []
+    for (method, task, protocol), g in mean.groupby(level=[0, 1, 2]):
+        by_variant = {k[3]: v for k, v in g.items()}
+        for off, u_off in by_variant.items():
+            for pos, letter in enumerate(FACTORS):
+                if len(off) != 4 or off[pos] != "-":
+                    continue
+                on = off[:pos] + letter + off[pos + 1:]
+                if on in by_variant:
+                    rows.append({"method": method, "task": task, "protocol": protocol, "factor": letter,
+                                 "variant_off": off, "variant_on": on, "utility_off": u_off,
+                                 "utility_on": by_variant[on], "delta_utility": by_variant[on] - u_off})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def frozen_table(results: pd.DataFrame, metric_of_task: dict[str, str]) -> pd.DataFrame:
+    """The paper's Fig. 8: the headline metric per number of frozen stages k = 0..3 (finetune = 0),
+    per method, task and budget (mean over seeds)."""
+    cols = ["method", "task", "label_budget", "frozen_blocks", "value"]
+    df = headline_rows(results, metric_of_task)
+    df = df[df.protocol.str.fullmatch(r"finetune|frozen-\d")]
+    df = df[df.method != "scratch"]
+    if df.empty or df.protocol.nunique() < 2:
+        return pd.DataFrame(columns=cols)
+    df = df.assign(frozen_blocks=[0 if p == "finetune" else int(p.split("-")[1]) for p in df.protocol])
+    return _mean_over_seeds(df, cols[:-1])[cols]
+
+
+def backbone_table(results: pd.DataFrame, metric_of_task: dict[str, str]) -> pd.DataFrame:
+    """ResNet9 vs ResNet50 (any backbones present): the headline metric per backbone, method, task,
+    protocol and budget; empty unless at least two backbones were run."""
+    cols = ["method", "task", "protocol", "label_budget", "backbone", "value"]
+    if "backbone" not in results.columns or results.backbone.nunique() < 2:
+        return pd.DataFrame(columns=cols)
+    return _mean_over_seeds(headline_rows(results, metric_of_task), cols[:-1])[cols]
+
+
+def transfer_matrix(results: pd.DataFrame, metric_of_task: dict[str, str]) -> pd.DataFrame:
+    """The paper's Fig. 9: the headline metric at the largest budget per (pretraining variant,
+    finetuning variant), method, task and protocol; empty unless some pretraining and finetuning
+    variants differ."""
+    cols = ["method", "task", "protocol", "pretrain_variant", "finetune_variant", "label_budget", "value"]
+    if not {"pretrain_variant", "finetune_variant"} <= set(results.columns):
+        return pd.DataFrame(columns=cols)
+    df = headline_rows(results, metric_of_task)
+    df = df[(df.method != "scratch") & df.pretrain_variant.notna() & (df.pretrain_variant.astype(str) != "")]
+    if df.empty or (df.pretrain_variant == df.finetune_variant).all():
+        return pd.DataFrame(columns=cols)
+    largest = df.groupby(["task"])["label_budget"].transform("max")
+    return _mean_over_seeds(df[df.label_budget == largest], cols[:-1])[cols]
+
+
+def labels_saved(util: pd.DataFrame, pretrain_hours: dict[str, float]) -> pd.DataFrame:
+    """Compute accounting per method, task and protocol: the most labels pretraining saves at any
+    budget (n̂ − n = U·n, where U is defined), those labels per hour of pretraining compute, and
+    the smallest budget from which pretraining stops paying (U ≤ 0 or worse than scratch
+    everywhere above; empty if it pays at every budget run)."""
+    cols = ["method", "task", "protocol", "pretrain_hours", "max_labels_saved", "at_budget",
+            "labels_saved_per_hour", "stops_paying_at"]
+    rows = []
+    for (method, task, protocol), g in util.groupby(["method", "task", "protocol"]):
+        g = g.sort_values("label_budget")
+        ok = g[g.status == OK]
+        saved = ok.utility * ok.label_budget
+        best = int(saved.idxmax()) if len(saved) and saved.max() > 0 else None
+        hours = pretrain_hours.get(method, math.nan)
+        paying = ((g.status == "lower_bound") | ((g.status == OK) & (g.utility > 0))).to_numpy()
+        budgets = g.label_budget.to_numpy()
+        stop = next((int(budgets[i]) for i in range(len(g)) if not paying[i:].any()), None)
+        rows.append({"method": method, "task": task, "protocol": protocol, "pretrain_hours": hours,
+                     "max_labels_saved": float(saved.max()) if best is not None else 0.0,
+                     "at_budget": int(g.label_budget[best]) if best is not None else None,
+                     "labels_saved_per_hour": (float(saved.max()) / hours if best is not None and hours > 0
+                                               else math.nan),
+                     "stops_paying_at": stop})
+    return pd.DataFrame(rows, columns=cols)
+

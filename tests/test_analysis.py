@@ -1,0 +1,70 @@
+"""The report's tables as pure functions, on hand-built results."""
+
+import math
+
+import pandas as pd
+import pytest
+from scipy import stats
+
+from selfsup.analysis import (backbone_table, factor_effects, frozen_table, labels_saved, probe_table,
+                              protocol_agreement, transfer_matrix)
+
+METRIC = {"classification": "accuracy"}
+
+
+def _row(method, protocol, budget, value, seed=0, **extra):
+    return {"method": method, "task": "classification", "protocol": protocol, "label_budget": budget, "seed": seed,
+            "metric": "accuracy", "value": value, **extra}
+
+
+def test_protocol_agreement_matches_scipy_on_method_means():
+    lin = {"a": 0.5, "b": 0.6, "c": 0.7, "d": 0.65}
+    ft = {"a": 0.8, "b": 0.85, "c": 0.9, "d": 0.7}
+    rows = [_row(m, "linear", 100, v + d, seed=s) for m, v in lin.items() for s, d in ((0, -0.01), (1, 0.01))]
+    rows += [_row(m, "finetune", 100, v) for m, v in ft.items()] + [_row("scratch", "finetune", 100, 0.1)]
+    table = protocol_agreement(pd.DataFrame(rows), METRIC)
+    assert len(table) == 1 and table.methods.iloc[0] == 4  # scratch is not a ranked method
+    tau, p = stats.kendalltau(list(ft.values()), list(lin.values()))
+    assert table.kendall_tau.iloc[0] == pytest.approx(tau) and table.kendall_p.iloc[0] == pytest.approx(p)
+    assert table.spearman_rho.iloc[0] == pytest.approx(stats.spearmanr(list(ft.values()), list(lin.values()))[0])
+
+
+def test_probe_table_takes_the_largest_budget_per_variant():
+    rows = [_row("rot", "linear", b, v, finetune_variant=var) for var in ("-C--", "TCVL")
+            for b, v in ((100, 0.3), (1000, 0.6 if var == "-C--" else 0.4))]
+    t = probe_table(pd.DataFrame(rows), METRIC)
+    assert dict(zip(t.finetune_variant, t.value)) == {"-C--": 0.6, "TCVL": 0.4} and set(t.label_budget) == {1000}
+
+
+def test_factor_effects_pair_variants_that_differ_in_one_factor():
+    util = pd.DataFrame([
+        {"method": "rot", "task": "classification", "protocol": "finetune", "label_budget": 100, "utility": u,
+         "status": "ok", "finetune_variant": v} for v, u in (("----", 1.0), ("T---", 0.25), ("-C--", 2.0), ("TC--", 0.5))])
+    t = factor_effects(util)
+    got = {(r.factor, r.variant_off, r.variant_on): r.delta_utility for r in t.itertuples()}
+    assert got == {("T", "----", "T---"): -0.75, ("C", "----", "-C--"): 1.0, ("T", "-C--", "TC--"): -1.5,
+                   ("C", "T---", "TC--"): 0.25}
+
+
+def test_frozen_backbone_and_transfer_tables():
+    rows = [_row("rot", p, 100, v) for p, v in (("finetune", 0.9), ("frozen-1", 0.8), ("frozen-3", 0.5))]
+    t = frozen_table(pd.DataFrame(rows), METRIC)
+    assert dict(zip(t.frozen_blocks, t.value)) == {0: 0.9, 1: 0.8, 3: 0.5}
+    rows = [_row("rot", "finetune", 100, v, backbone=b) for b, v in (("resnet9", 0.7), ("resnet50", 0.75))]
+    assert set(backbone_table(pd.DataFrame(rows), METRIC).backbone) == {"resnet9", "resnet50"}
+    assert backbone_table(pd.DataFrame(rows[:1]), METRIC).empty  # one backbone: nothing to compare
+    rows = [_row("rot", "finetune", 100, v, pretrain_variant=a, finetune_variant=b)
+            for a, b, v in (("-C--", "-C--", 0.9), ("-C--", "TCVL", 0.6), ("TCVL", "TCVL", 0.7))]
+    t = transfer_matrix(pd.DataFrame(rows), METRIC)
+    assert len(t) == 3 and t[(t.pretrain_variant == "-C--") & (t.finetune_variant == "TCVL")].value.item() == 0.6
+
+
+def test_labels_saved_and_where_pretraining_stops_paying():
+    util = pd.DataFrame([
+        {"method": "rot", "task": "classification", "protocol": "finetune", "label_budget": b, "utility": u,
+         "status": s} for b, u, s in ((50, 1.0, "ok"), (100, 0.8, "ok"), (250, -0.1, "ok"), (1000, math.nan, "undefined"))])
+    t = labels_saved(util, {"rot": 0.5}).iloc[0]
+    assert t.max_labels_saved == pytest.approx(80) and t.at_budget == 100
+    assert t.labels_saved_per_hour == pytest.approx(160) and t.stops_paying_at == 250
+    util.loc[3, ["utility", "status"]] = [9.0, "lower_bound"]  # pays again at the top: it never stopped
+    assert pd.isna(labels_saved(util, {"rot": 0.5}).iloc[0].stops_paying_at)

@@ -1,0 +1,94 @@
+"""The report as a reader sees it: every table written, and the page opened in headless Chromium
+(Debian's, installed by scripts/setup.sh) with every figure drawn and no console errors."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from selfsup.report import make_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def open_in_chromium(page: Path) -> tuple[str, list[str]]:
+    """The DOM after the page's scripts ran, and the console messages that are errors."""
+    r = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+                        "--virtual-time-budget=15000", "--dump-dom", page.resolve().as_uri()],
+                       capture_output=True, text=True, timeout=180)
+    console = [line for line in r.stderr.splitlines() if "CONSOLE" in line]
+    errors = [line for line in console if re.search(r"Uncaught|Error|:ERROR:", line)]
+    return r.stdout, errors
+
+
+def _results(tmp_path: Path) -> Path:
+    """A study with two variants, three methods, four protocols and two seeds."""
+    rows = []
+    for variant, shift in (("-C--", 0.0), ("TC--", -0.15)):
+        for seed in (0, 1):
+            for n, base in ((50, 0.3), (100, 0.45), (250, 0.6), (1000, 0.8)):
+                noise = 0.01 * seed
+                for method, gain in (("scratch", 0.0), ("rotation", 0.12), ("simclr", 0.08), ("moco", 0.05)):
+                    protos = ["finetune"] if method == "scratch" else ["finetune", "frozen-2", "linear", "knn-cosine"]
+                    for p, lose in zip(protos, (0.0, 0.03, 0.1, 0.12)):
+                        rows.append({"method": method, "task": "classification", "protocol": p, "label_budget": n,
+                                     "seed": seed, "metric": "accuracy", "finetune_variant": variant,
+                                     "pretrain_variant": "-C--" if method != "scratch" else "",
+                                     "backbone": "resnet9", "width": 0.125,
+                                     "value": min(0.99, base + shift + gain * (1 - n / 2000) - lose * (method != "scratch")
+                                                  + noise * (1 if method == "moco" else -1))})
+    path = tmp_path / "results.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_every_analysis_table_is_written(tmp_path):
+    make_report([_results(tmp_path)], tmp_path / "rep", n_boot=20)
+    rep = tmp_path / "rep"
+    agree = pd.read_csv(rep / "protocol_agreement.csv")
+    assert set(agree.methods) == {3} and agree.kendall_tau.between(-1, 1).all()
+    effects = pd.read_csv(rep / "factor_effects.csv")
+    assert set(effects.factor) == {"T"} and (effects.variant_on == "TC--").all()
+    assert set(pd.read_csv(rep / "frozen_blocks.csv").frozen_blocks) == {0, 2}
+    table1 = pd.read_csv(rep / "linear_probe_table.csv")
+    assert len(table1) == 2 * 3 and set(table1.label_budget) == {1000}
+    assert set(pd.read_csv(rep / "transfer.csv").finetune_variant) == {"-C--", "TC--"}
+    util = pd.read_csv(rep / "utility.csv")
+    assert set(util.finetune_variant) == {"-C--", "TC--"}  # each variant against its own scratch curve
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: run scripts/setup.sh")
+def test_report_opens_in_headless_chromium_with_every_figure_drawn(tmp_path):
+    make_report([_results(tmp_path)], tmp_path / "rep", n_boot=20)
+    page = tmp_path / "rep" / "index.html"
+    source = page.read_text()
+    figure_ids = re.findall(r'<div id="([^"]+)" class="plotly-graph-div"', source)
+    assert len(figure_ids) >= 5 and "cdn" not in source.lower()
+    dom, errors = open_in_chromium(page)
+    assert errors == []
+    for fid in figure_ids:  # plotly replaced each empty div by a drawn plot with its SVG layers
+        drawn = re.search(rf'<div id="{re.escape(fid)}" class="plotly-graph-div js-plotly-plot"', dom)
+        assert drawn, f"figure {fid} was not drawn"
+    assert dom.count('class="main-svg"') >= len(figure_ids)
+    assert "Findings" in dom and "Kendall" in dom
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: run scripts/setup.sh")
+def test_the_browser_check_catches_a_broken_page(tmp_path):
+    make_report([_results(tmp_path)], tmp_path / "rep", n_boot=5)
+    (tmp_path / "rep" / "plotly.min.js").write_text("this is not javascript(")
+    dom, errors = open_in_chromium(tmp_path / "rep" / "index.html")
+    assert errors and "js-plotly-plot" not in dom
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: run scripts/setup.sh")
+def test_figures_export_to_png_and_svg(tmp_path):
+    make_report([_results(tmp_path)], tmp_path / "rep", n_boot=5, export=("png", "svg"))
+    figs = tmp_path / "rep" / "figures"
+    pngs, svgs = sorted(figs.glob("*.png")), sorted(figs.glob("*.svg"))
+    assert len(pngs) == len(svgs) >= 5 and {p.stem for p in pngs} == {p.stem for p in svgs}
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    assert all(b"<svg" in p.read_bytes()[:2000] for p in svgs)

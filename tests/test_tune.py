@@ -1,0 +1,87 @@
+"""Optuna tuning: workers sharing one study lose and duplicate no trial; best parameters feed finetune."""
+
+import json
+import os
+import subprocess
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import BIN, run_cli
+from selfsup.errors import UserError
+from selfsup.finetune import FinetuneConfig
+from selfsup.tune import read_best, tune
+
+TINY = ["--steps", "2", "--epochs", "2", "--batch-size", "4", "--budget", "10"]
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "journal"])
+def test_two_workers_share_a_study_without_lost_or_duplicated_trials(tiny_dataset, tmp_path, storage):
+    out = tmp_path / "tuned"
+    url = f"sqlite:///{tmp_path / 'study.db'}" if storage == "sqlite" else str(tmp_path / "study.log")
+    exp = f"tune-{storage}"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_EXPERIMENT_ID"}
+    env.update(MLFLOW_EXPERIMENT_NAME=exp, OMP_NUM_THREADS="1")
+    cmd = [str(BIN / "selfsup"), "tune", "--data", str(tiny_dataset), "--out", str(out), "--trials", "6",
+           "--storage", url, "--study-name", "shared", *TINY]
+    workers = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    for w in workers:
+        _, err = w.communicate(timeout=300)
+        assert w.returncode == 0, err[-2000:]
+
+    if storage == "journal":
+        from optuna.storages.journal import JournalFileBackend
+        store = optuna.storages.JournalStorage(JournalFileBackend(url))
+    else:
+        store = url
+    trials = optuna.load_study(study_name="shared", storage=store).get_trials(deepcopy=False)
+    counted = [t for t in trials if t.number < 6]
+    assert sorted(t.number for t in counted) == list(range(6))
+    assert all(t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for t in counted)
+    extra = [t for t in trials if t.number >= 6]
+    assert len(extra) <= 2 and all(t.user_attrs.get("over_budget") for t in extra)  # one per worker at most
+
+    client = MlflowClient()
+    runs = client.search_runs([client.get_experiment_by_name(exp).experiment_id])
+    study_runs = [r for r in runs if r.data.tags.get("stage") == "tune"]
+    trial_runs = [r for r in runs if r.data.tags.get("stage") == "trial"]
+    assert len(study_runs) == 1  # made by the worker that created the study
+    assert sorted(int(r.data.tags["trial"]) for r in trial_runs) == list(range(6))
+    assert {r.data.tags["mlflow.parentRunId"] for r in trial_runs} == {study_runs[0].info.run_id}
+
+    from selfsup.report import tuning_trials
+    from selfsup.tracking import experiment_runs
+
+    recorded = tuning_trials(experiment_runs(exp))
+    assert recorded[["trials", "trial_runs"]].values.tolist() == [[6, 6]]  # what the report shows
+
+    best = json.loads((out / "best_params.json").read_text())
+    assert best["trials"] == 6 and set(best["params"]) == {"lr", "weight_decay", "schedule"}
+    assert best["best_value"] == max(t.value for t in counted if t.value is not None)
+
+
+def test_best_params_feed_finetune(tiny_dataset, tmp_path):
+    best = tune("classification", tiny_dataset, tmp_path / "t", budget=10, trials=3,
+                config=FinetuneConfig(steps=2, epochs=1, batch_size=4))
+    cfg = read_best(tmp_path / "t" / "best_params.json", FinetuneConfig())
+    assert (cfg.lr, cfg.weight_decay, cfg.schedule) == (best["params"]["lr"], best["params"]["weight_decay"],
+                                                        best["params"]["schedule"])
+    r = run_cli("finetune", "--data", str(tiny_dataset), "--out", str(tmp_path / "ft"), "--budgets", "10",
+                "--seeds", "0", "--steps", "2", "--epochs", "1", "--batch-size", "4", "--width", "0.125",
+                "--params-file", str(tmp_path / "t" / "best_params.json"))
+    assert r.returncode == 0, r.stderr
+
+
+def test_zero_trials_write_the_given_values_and_bad_input_is_refused(tiny_dataset, tmp_path):
+    best = tune("classification", tiny_dataset, tmp_path / "z", budget=10, trials=0,
+                config=FinetuneConfig(lr=0.01, weight_decay=0.0, schedule="linear"))
+    assert best["params"] == {"lr": 0.01, "weight_decay": 0.0, "schedule": "linear"}
+    with pytest.raises(UserError, match="'ftp://x'|'nowhere.db'"):
+        tune("classification", tiny_dataset, tmp_path / "b", budget=10, trials=1, storage="nowhere.db")
+    with pytest.raises(UserError, match="label budget 100000"):
+        tune("classification", tiny_dataset, tmp_path / "b", budget=100000)
+    (tmp_path / "broken.json").write_text("{")
+    with pytest.raises(UserError, match="broken.json"):
+        read_best(tmp_path / "broken.json", FinetuneConfig())
