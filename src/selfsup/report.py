@@ -87,12 +87,17 @@ def results_from_mlflow(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=None if rows else REQUIRED)
 
 
-def stage_times(runs: pd.DataFrame) -> pd.DataFrame:
-    """Compute accounting: wall time and device of every top-level stage run in MLflow."""
+def stage_times(runs: pd.DataFrame, dataset_hashes: set[str] | None = None) -> pd.DataFrame:
+    """Compute accounting: wall time and device of every top-level stage run in MLflow (the latest
+    run of each name: a stage run again replaces its earlier runs), only those on the datasets
+    behind the reported results when ``dataset_hashes`` is given."""
     cols = ["stage", "run_name", "method", "start", "wall_s", "device"]
     if runs.empty:
         return pd.DataFrame(columns=cols)
+    if dataset_hashes and "tag.dataset_hash" in runs.columns:
+        runs = runs[runs["tag.dataset_hash"].isin(dataset_hashes) | (runs.stage == "report")]
     top = runs[runs.parent_id.isna() & (runs.status == "FINISHED") & runs.stage.isin(["render", "pretrain", "tune", "finetune", "probe", "report"])]
+    top = top.sort_values("start").drop_duplicates(["stage", "run_name"], keep="last")
     out = pd.DataFrame({"stage": top.stage, "run_name": top.run_name,
                         "method": top.get("tag.method", pd.Series(index=top.index, dtype=object)),
                         "start": top.start, "wall_s": top.wall_s.round(1),
@@ -145,7 +150,10 @@ def make_report(paths: list[str | Path], out: str | Path, interpolation: str = "
     with tracking.run("report", {"results": ",".join(map(str, paths)), "interpolation": interpolation,
                                  "n_boot": n_boot, "out": str(out), "mlflow_experiment": mlflow_experiment or ""},
                       run_name="report"):
-        metrics = _report(results, Path(out), interpolation, n_boot, stage_times(runs), export, tuning_trials(runs))
+        hashes = {str(h) for col in ("dataset_hash", "pretrain_dataset_hash") if col in results.columns
+                  for h in results[col].dropna() if str(h)}
+        metrics = _report(results, Path(out), interpolation, n_boot, stage_times(runs, hashes), export,
+                          tuning_trials(runs))
         for name in ("utility.csv", "curves.csv", "metrics.json", "index.html"):
             tracking.log_artifact(Path(out) / name)
     return metrics
