@@ -67,8 +67,11 @@ def test_render_killed_with_sigkill_resumes_to_the_same_dataset(tiny_dataset, tm
 
 
 def _assert_same_pixels_up_to_render_noise(a: np.ndarray, b: np.ndarray) -> None:
-    diff = np.abs(np.asarray(a, float) - np.asarray(b, float)).mean(axis=(1, 2, 3))
-    assert diff.max() < 8.0, diff
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    diff = np.abs(a - b).mean(axis=(1, 2, 3))
+    bad = np.flatnonzero(diff >= 8.0)
+    assert not len(bad), (f"images {bad.tolist()} differ by {diff[bad].round(1).tolist()} levels; mean brightness "
+                          f"{a[bad].mean((1, 2, 3)).round(1).tolist()} vs {b[bad].mean((1, 2, 3)).round(1).tolist()}")
 
 
 def test_bad_render_input_is_one_line_and_keeps_existing_files(tmp_path):

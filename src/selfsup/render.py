@@ -10,6 +10,7 @@ import contextlib
 import math
 import os
 import sys
+import uuid
 
 import numpy as np
 
@@ -211,8 +212,9 @@ class _Studio:
         im.file_format = "OPEN_EXR_MULTILAYER"
         im.color_depth = "32"
         im.exr_codec = "NONE"
+        # one file per renderer, never shared: the pid alone repeats across PID namespaces and reboots
         shm = "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp"
-        r.filepath = os.path.join(shm, f"selfsup_render_{os.getpid()}.exr")
+        r.filepath = os.path.join(shm, f"selfsup_render_{os.getpid()}_{uuid.uuid4().hex[:12]}.exr")
 
     def _new_object(self, name: str, pass_index: int):
         ob = bpy.data.objects.new(name, bpy.data.meshes.new(name))
@@ -278,15 +280,20 @@ class _Studio:
 
     def _render_passes(self) -> dict[str, np.ndarray]:
         path = self.sc.render.filepath
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)  # whatever is read below was written by this render
         with quiet():
             bpy.ops.render.render(write_still=True)
         f = oiio.ImageInput.open(path)
+        if f is None:
+            raise RuntimeError(f"Blender wrote no readable image to {path}: {oiio.geterror()}")
         out, i = {}, 0
         while f.seek_subimage(i, 0):
             spec = f.spec()
             out[spec.getattribute("name").split(".", 1)[1]] = f.read_image(i, 0, 0, spec.nchannels, oiio.FLOAT)
             i += 1
         f.close()
+        os.remove(path)
         return out
 
     def close(self) -> None:
