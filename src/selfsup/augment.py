@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 # per-channel statistics of uint8 RGB scaled to [0, 1]; a fixed normaliser keeps runs comparable
@@ -15,6 +16,13 @@ def to_input(images: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def map_batches(fn, images, device, batch: int = 512) -> torch.Tensor:
+    """``fn`` of every (N, H, W, 3) uint8 image as network input, ``batch`` at a time; float, on the CPU."""
+    return torch.cat([fn(to_input(torch.from_numpy(np.asarray(images[i:i + batch])).to(device))).float().cpu()
+                      for i in range(0, len(images), batch)])
 
 
 def flip_translate(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from . import tracking
-from .augment import flip_translate, to_input
+from .augment import flip_translate, map_batches, to_input
 from .budgets import label_subset
 from .colour import COLOURS
 from .dataset import Dataset, load_dataset
@@ -39,7 +39,7 @@ from .models import BACKBONES, create_backbone
 from .pretrain import SCRATCH, load_pretrained
 from .progress import step_bar
 from .provenance import atomic_write_json, atomic_write_text
-from .schedule import SCHEDULES
+from .schedule import check_schedule
 from .tasks import Task, get_task
 from .train import TrainConfig, default_device, fit
 
@@ -57,6 +57,12 @@ class FinetuneConfig:
     weight_decay: float = 5e-4
     pad: int = 4
     schedule: str = "cosine"  # learning-rate decay after the warm-up: cosine or linear
+
+
+def check_config(config: FinetuneConfig) -> None:
+    check_schedule(config.schedule)
+    if config.steps < 1 or config.epochs < 1 or config.batch_size < 1:
+        raise UserError(f"invalid training settings {asdict(config)}: steps, epochs and batch_size must be ≥ 1")
 
 
 def config_key(config: FinetuneConfig) -> dict:
@@ -120,8 +126,7 @@ def eval_batch(task: Task) -> int:
 def predict(model: nn.Module, images: np.ndarray, device, batch: int = 512) -> torch.Tensor:
     """Outputs of ``model`` (eval mode, no augmentation) for all ``images``, on the CPU."""
     model.eval()
-    return torch.cat([model(to_input(torch.from_numpy(np.asarray(images[i:i + batch])).to(device))).float().cpu()
-                      for i in range(0, len(images), batch)])
+    return map_batches(model, images, device, batch)
 
 
 def evaluate(model: nn.Module, task: Task, images: np.ndarray, targets: np.ndarray, device) -> dict:
@@ -226,10 +231,7 @@ def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | No
     bn = bn or ("frozen" if frozen else "train")
     if bn not in BN_MODES:
         raise UserError(f"unknown batch-norm mode {bn!r}: choose from {', '.join(BN_MODES)}")
-    if config.schedule not in SCHEDULES:
-        raise UserError(f"unknown schedule {config.schedule!r}: choose from {', '.join(SCHEDULES)}")
-    if config.steps < 1 or config.epochs < 1 or config.batch_size < 1:
-        raise UserError(f"invalid training settings {asdict(config)}: steps, epochs and batch_size must be ≥ 1")
+    check_config(config)
     sweep = prepare(task, data, init, budgets, seeds, backbone, width, colour)
     if frozen and sweep.pretrained is None:
         raise UserError(f"protocol {protocol!r} freezes pretrained stages: give --init")

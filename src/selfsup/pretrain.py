@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import distributed, tracking
-from .augment import to_input
+from .augment import map_batches, to_input
 from .colour import COLOURS
 from .dataset import load_dataset
 from .errors import UserError
@@ -27,7 +27,7 @@ from .methods import METHODS, create_method, default_backbone
 from .models import BACKBONES, create_backbone
 from .progress import step_bar
 from .provenance import atomic_write_json
-from .schedule import SCHEDULES
+from .schedule import check_schedule
 from .train import TrainConfig, fit
 
 BACKBONE_FILE = "backbone.safetensors"
@@ -59,13 +59,9 @@ class PretrainObjective:
 def probe_accuracy(method: nn.Module, images: np.ndarray, targets: np.ndarray, device, batch: int = 512) -> float:
     was = method.training
     method.eval()
-    hits = 0
-    for i in range(0, len(images), batch):
-        x = to_input(torch.from_numpy(np.asarray(images[i:i + batch])).to(device))
-        pred = method.online_probe(method.backbone(x).float()).argmax(1).cpu().numpy()
-        hits += int((pred == targets[i:i + batch]).sum())
+    logits = map_batches(lambda x: method.online_probe(method.backbone(x).float()), images, device, batch)
     method.train(was)
-    return hits / max(1, len(images))
+    return float((logits.argmax(1).numpy() == targets).sum()) / max(1, len(images))
 
 
 def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | None = None, width: float = 0.25,
@@ -90,8 +86,7 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
         raise UserError(f"invalid width {width}: must be positive")
     if colour not in COLOURS:
         raise UserError(f"unknown colour space {colour!r}: choose from {', '.join(COLOURS)}")
-    if schedule not in SCHEDULES:
-        raise UserError(f"unknown schedule {schedule!r}: choose from {', '.join(SCHEDULES)}")
+    check_schedule(schedule)
     ds = load_dataset(data)
     if probe and ds.set_name != "single":
         raise UserError(f"the online probe classifies single-object images; {str(data)!r} is a {ds.set_name}-object dataset")

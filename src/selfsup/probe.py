@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from .errors import UserError
 from .finetune import Sweep, eval_batch, prepare, run_cells
-from .augment import to_input
+from .augment import map_batches
 
 PROBES = ("linear", "knn")
 KNN_METRICS = ("cosine", "euclidean")
@@ -82,12 +82,8 @@ def knn_predict(train_x: torch.Tensor, train_y: torch.Tensor, query: torch.Tenso
 def features(backbone, images: np.ndarray, dense: bool, device, batch: int) -> torch.Tensor:
     """Frozen features on the CPU: (N, D) pooled, or (N, h, w, D) per location for dense tasks."""
     backbone.eval()
-    out = []
-    for i in range(0, len(images), batch):
-        x = to_input(torch.from_numpy(np.asarray(images[i:i + batch])).to(device))
-        f = backbone.feature_map(x).permute(0, 2, 3, 1) if dense else backbone(x)
-        out.append(f.float().cpu())
-    return torch.cat(out)
+    return map_batches((lambda x: backbone.feature_map(x).permute(0, 2, 3, 1)) if dense else backbone, images,
+                       device, batch)
 
 
 def _rows(f: torch.Tensor) -> torch.Tensor:

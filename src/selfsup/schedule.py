@@ -6,6 +6,8 @@ import math
 
 import torch
 
+from .errors import UserError
+
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
     """Multiplier of the base learning rate: linear warm-up, then cosine decay to 0."""
@@ -23,6 +25,12 @@ def warmup_linear(step: int, total_steps: int, warmup_steps: int) -> float:
 
 
 SCHEDULES = {"cosine": warmup_cosine, "linear": warmup_linear}
+
+
+def check_schedule(name: str) -> str:
+    if name not in SCHEDULES:
+        raise UserError(f"unknown schedule {name!r}: choose from {', '.join(SCHEDULES)}")
+    return name
 
 
 def epoch_batches(n_items: int, batch_size: int, steps: int, generator: torch.Generator) -> torch.Tensor:

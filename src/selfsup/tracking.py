@@ -39,7 +39,7 @@ def run(stage: str, params: dict, dataset_hash: str | None = None, tags: dict | 
     active = mlflow.active_run()
     if parent_run_id and active is not None and active.info.run_id == parent_run_id:
         nested, parent_run_id = True, None  # the parent is this process's own active run
-    if not nested and mlflow.active_run() is None and "MLFLOW_RUN_ID" not in os.environ:
+    if not nested and active is None and "MLFLOW_RUN_ID" not in os.environ:
         # resolve the experiment by name against the current tracking URI every time: mlflow caches the
         # last experiment id (also in MLFLOW_EXPERIMENT_ID), which is wrong once the tracking URI changes
         mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT))

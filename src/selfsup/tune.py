@@ -25,7 +25,7 @@ import optuna
 
 from . import tracking
 from .errors import UserError
-from .finetune import FinetuneConfig, parse_protocol, prepare, train_model
+from .finetune import FinetuneConfig, check_config, parse_protocol, prepare, train_model
 from .provenance import atomic_write_json
 from .schedule import SCHEDULES
 
@@ -59,10 +59,7 @@ def tune(task: str, data: str | Path, out: str | Path, init: str | Path | None =
     """Run (or join) the study; returns and writes the best parameters when the study is complete."""
     if trials < 0:
         raise UserError(f"invalid number of trials {trials}: must be ≥ 0")
-    if config.schedule not in SCHEDULES:
-        raise UserError(f"unknown schedule {config.schedule!r}: choose from {', '.join(SCHEDULES)}")
-    if config.steps < 1 or config.epochs < 1 or config.batch_size < 1:
-        raise UserError(f"invalid training settings {asdict(config)}: steps, epochs and batch_size must be ≥ 1")
+    check_config(config)
     frozen = parse_protocol(protocol)
     sweep = prepare(task, data, init, [budget], [seed], "resnet9", 0.25, "rgb")
     out = Path(out)
