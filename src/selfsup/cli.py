@@ -47,18 +47,27 @@ def render(
     replace: bool = typer.Option(False, "--replace", help="Replace a dataset with other parameters in OUT."),
     shapenet: Optional[Path] = typer.Option(None, help="ShapeNetCore v2 folder: its meshes replace the procedural ones."),
     textures: Optional[Path] = typer.Option(None, help="Image folder (e.g. DTD's images/) for textures when T is on."),
+    shard: Optional[str] = typer.Option(None, help="I/N: render only job I's part of the shard files (I counted from 0) "
+                                        "and do not assemble; then run once without --shard to assemble."),
 ) -> None:
     """Render a synthetic dataset with Blender (Cycles, CPU) into a dataset folder.
 
     Resumable: rerun the same command after an interruption and only missing shards are rendered.
+    As N independent jobs (a Slurm array, a Kubernetes indexed Job; docs/scaling.md): --shard I/N each.
 
     Example: selfsup render --set single --variant=-CV- --count 2000 --seed 0 --out data/single-CV
     """
     from .dataset import render_dataset
+    from .shards import parse_shard
 
     m = render_dataset(out, set, variant, count, seed, workers, resolution, samples, replace=replace,
-                       shapenet=shapenet, textures=textures)
-    typer.echo(f"rendered {m['counts']['images']} images to {out} (dataset hash {m['dataset_hash']})")
+                       shapenet=shapenet, textures=textures, shard=parse_shard(shard))
+    if "shard" in m:
+        typer.echo(f"shard {m['shard']}: rendered {m['rendered']} images into {out / '.shards'}; "
+                   f"{m['missing']} shard files still missing" + ("" if m["missing"] else
+                   " (none: run without --shard to assemble)"))
+    else:
+        typer.echo(f"rendered {m['counts']['images']} images to {out} (dataset hash {m['dataset_hash']})")
 
 
 @app.command()
@@ -111,6 +120,8 @@ def finetune(
     weight_decay: float = typer.Option(5e-4, help="AdamW weight decay."),
     schedule: str = typer.Option("cosine", help="Decay after the warm-up: cosine or linear."),
     params_file: Optional[Path] = typer.Option(None, help="best_params.json from `selfsup tune`: its lr, weight decay and schedule win."),
+    shard: Optional[str] = typer.Option(None, help="I/N: train only job I's share of the budget × seed cells (I counted from 0); "
+                                        "results.csv is written by the job (or rerun) that finds every cell done."),
 ) -> None:
     """Train a task at several label budgets and seeds, from scratch or from a pretrained backbone.
 
@@ -120,6 +131,7 @@ def finetune(
     """
     from .finetune import FinetuneConfig
     from .finetune import finetune as run
+    from .shards import parse_shard
 
     cfg = FinetuneConfig(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          schedule=schedule)
@@ -129,8 +141,12 @@ def finetune(
         cfg = read_best(params_file, cfg)
     init = _optional_path(init)
     res = run(task, data, out, init, _int_list(budgets, "label budget"), _int_list(seeds, "seed"), protocol,
-              backbone, width, cfg, colour=colour, bn=bn)
-    typer.echo(f"wrote {len(res)} rows to {out / 'results.csv'}")
+              backbone, width, cfg, colour=colour, bn=bn, shard=parse_shard(shard))
+    if res.attrs.get("missing"):
+        typer.echo(f"shard {shard}: cells done into {out / 'cells'}; {res.attrs['missing']} cells of other jobs still "
+                   "missing, so no results.csv yet (the last job, or a rerun without --shard, writes it)")
+    else:
+        typer.echo(f"wrote {len(res)} rows to {out / 'results.csv'}")
 
 
 @app.command()

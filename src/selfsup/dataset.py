@@ -17,6 +17,7 @@ import multiprocessing as mp
 import os
 import shutil
 import time
+import uuid
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from .errors import UserError
 from .provenance import atomic_write_json, code_version, sha256_file
 from .scene import SPLITS, Variant, sample_scenes
 from .shapes import CLASSES
+from .shards import label as shard_label
+from .shards import mine as shards_of
 
 SETS = ("single", "multi")
 DEFAULT_RESOLUTION = {"single": 64, "multi": 128}
@@ -120,7 +123,7 @@ def renderer_hash() -> str:
 def _check_writable(out: Path) -> None:
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write_test{os.getpid()}"
+        probe = out / f".write_test{os.getpid()}_{uuid.uuid4().hex[:8]}"  # jobs on other machines share OUT
         probe.write_text("")
         probe.unlink()
     except OSError as e:
@@ -130,8 +133,12 @@ def _check_writable(out: Path) -> None:
 def render_dataset(out: str | Path, set_name: str = "single", variant: str = "----", count: int = 1000,
                    seed: int = 0, workers: int = 1, resolution: int | None = None, samples: int = 16,
                    progress: bool = True, replace: bool = False, shapenet: str | Path | None = None,
-                   textures: str | Path | None = None) -> dict:
+                   textures: str | Path | None = None, shard: tuple[int, int] | None = None) -> dict:
     """Render a dataset folder (resuming a killed run with the same parameters); returns the manifest.
+
+    ``shard=(i, n)`` renders only shard files i, i+n, ... into ``DIR/.shards/`` and returns a summary
+    (``{"shard", "rendered", "missing"}``) instead of assembling: n such jobs can run at once on
+    machines sharing DIR, then a run without ``shard`` assembles the dataset (rendering what is missing).
 
     A folder holding a dataset (or an unfinished render) with other parameters is an error, unless
     ``replace``: then its dataset files are deleted first (the pipeline uses this, as DVC keeps the
@@ -144,6 +151,8 @@ def render_dataset(out: str | Path, set_name: str = "single", variant: str = "--
     for name, val, lo in (("count", count, 1), ("workers", workers, 1), ("resolution", resolution, 8), ("samples", samples, 1)):
         if val < lo:
             raise UserError(f"invalid {name} {val}: must be at least {lo}")
+    if shard is not None and replace:
+        raise UserError("--replace cannot be combined with --shard: one job would delete the others' shards")
     out = Path(out)
     assets = Assets(shapenet_index(shapenet) if shapenet else None, texture_index(textures) if textures else None)
     params = {"set": set_name, "variant": v.name, "count": count, "seed": seed, "resolution": resolution,
@@ -174,13 +183,20 @@ def render_dataset(out: str | Path, set_name: str = "single", variant: str = "--
     scenes = sample_scenes(set_name, count, v, seed, assets)
     shards = [(str(shard_dir / f"shard_{k:05d}.npz"), scenes[i:i + SHARD_SIZE])
               for k, i in enumerate(range(0, count, SHARD_SIZE))]
-    todo = [job for job in shards if not os.path.exists(job[0])]
-    with tracking.run("render", {**params, "workers": workers, "out": str(out)}, run_name=f"render-{set_name}-{v.name}"):
+    mine = shards_of(shards, shard)
+    todo = [job for job in mine if not os.path.exists(job[0])]
+    run_name = f"render-{set_name}-{v.name}" + (f"-shard{shard[0]}of{shard[1]}" if shard else "")
+    with tracking.run("render", {**params, "workers": workers, "out": str(out), "shard": shard_label(shard)},
+                      run_name=run_name):
         t0 = time.perf_counter()
-        _run_shards(todo, count, count - sum(len(j[1]) for j in todo), workers, set_name, resolution, samples,
-                    assets, progress)
+        _run_shards(todo, sum(len(j[1]) for j in mine), sum(len(j[1]) for j in mine) - sum(len(j[1]) for j in todo),
+                    workers, set_name, resolution, samples, assets, progress)
         rendered = sum(len(j[1]) for j in todo)
         seconds = time.perf_counter() - t0
+        if shard is not None:
+            tracking.log_metrics({"images_rendered": rendered, "render_time_s": seconds})
+            missing = sum(not os.path.exists(path) for path, _ in shards)
+            return {"shard": shard_label(shard), "rendered": rendered, "missing": missing}
         manifest = _assemble(out, shards, scenes, params)
         sheet = write_contact_sheet(out)
         shutil.rmtree(shard_dir)

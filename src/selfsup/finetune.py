@@ -40,6 +40,8 @@ from .pretrain import SCRATCH, load_pretrained
 from .progress import step_bar
 from .provenance import atomic_write_json, atomic_write_text
 from .schedule import check_schedule
+from .shards import label as shard_label
+from .shards import mine as shards_of
 from .tasks import Task, get_task
 from .train import TrainConfig, default_device, fit
 
@@ -188,45 +190,64 @@ def prepare(task: str, data, init, budgets, seeds, backbone: str, width: float, 
 
 def run_cells(sweep: Sweep, out: Path, protocol: str, budgets, seeds, settings: dict, params: dict,
               steps_per_cell: int, train_cell: Callable[[int, int, Callable], dict], progress: bool,
-              extra: dict) -> pd.DataFrame:
+              extra: dict, shard: tuple[int, int] | None = None) -> pd.DataFrame:
     """Run (or take from ``OUT/cells/``) every (budget, seed) cell inside one parent MLflow run;
-    write ``OUT/results.csv`` atomically."""
+    write ``OUT/results.csv`` atomically.
+
+    With ``shard=(i, n)`` only cells i, i+n, ... are trained (others are taken from ``OUT/cells/`` when
+    another job has finished them); ``results.csv`` is written once every cell is there. The returned
+    frame's ``attrs["missing"]`` counts the cells still missing."""
     (out / "cells").mkdir(parents=True, exist_ok=True)
     settings_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     cells = [(b, s) for b in budgets for s in seeds]
-    rows: list[dict] = []
+    mine = set(shards_of(cells, shard))
     method, task = sweep.method, sweep.task.name
-    with tracking.run(params.get("stage", "finetune"), {**settings, **params}, sweep.ds.dataset_hash,
+    stage = params.get("stage", "finetune")
+
+    def cached(budget: int, seed: int) -> dict | None:
+        cell_file = out / "cells" / f"b{budget}_s{seed}.json"
+        done = json.loads(cell_file.read_text()) if cell_file.exists() else None
+        return done["test"] if done and done.get("settings_hash") == settings_hash else None
+
+    done: dict[tuple[int, int], dict] = {}
+    with tracking.run(stage, {**settings, **params, "shard": shard_label(shard)}, sweep.ds.dataset_hash,
                       tags={"method": method, "task": task, "protocol": protocol},
-                      run_name=f"{params.get('stage', 'finetune')}-{method}-{task}-{protocol}"), \
+                      run_name=f"{stage}-{method}-{task}-{protocol}" + (f"-shard{shard[0]}of{shard[1]}" if shard else "")), \
             step_bar(f"{protocol} {method}/{task}", progress) as bar:
         for k, (budget, seed) in enumerate(cells):
-            cell_file = out / "cells" / f"b{budget}_s{seed}.json"
-            cached = json.loads(cell_file.read_text()) if cell_file.exists() else None
-            if cached and cached.get("settings_hash") == settings_hash:
-                metrics = cached["test"]
-            else:
+            metrics = cached(budget, seed)
+            if metrics is None and (budget, seed) in mine:
                 tags = {"method": method, "task": task, "protocol": protocol, "label_budget": budget, "seed": seed}
                 with tracking.run("cell", {"label_budget": budget, "seed": seed}, sweep.ds.dataset_hash, tags=tags,
                                   nested=True, run_name=f"{method}-{task}-{protocol}-n{budget}-s{seed}"):
                     metrics = train_cell(budget, seed, lambda i, n: bar(k * n + i, len(cells) * n))
                     tracking.log_metrics({f"test_{m}": v for m, v in metrics.items()})
-                atomic_write_json(cell_file, {"settings_hash": settings_hash, "test": metrics,
-                                              "label_budget": budget, "seed": seed})
+                atomic_write_json(out / "cells" / f"b{budget}_s{seed}.json",
+                                  {"settings_hash": settings_hash, "test": metrics, "label_budget": budget, "seed": seed})
+            if metrics is not None:
+                done[budget, seed] = metrics
             bar((k + 1) * steps_per_cell, len(cells) * steps_per_cell)
-            rows += [{"method": method, "task": task, "protocol": protocol, "label_budget": budget, "seed": seed,
-                      "metric": name, "value": value, **extra} for name, value in metrics.items()]
+        for cell in cells:  # other jobs' cells may have finished meanwhile
+            if cell not in done and (metrics := cached(*cell)) is not None:
+                done[cell] = metrics
+        rows = [{"method": method, "task": task, "protocol": protocol, "label_budget": budget, "seed": seed,
+                 "metric": name, "value": value, **extra}
+                for budget, seed in cells if (budget, seed) in done for name, value in done[budget, seed].items()]
         results = pd.DataFrame(rows)
-        atomic_write_text(out / "results.csv", results.to_csv(index=False))
-        tracking.log_artifact(out / "results.csv")
+        results.attrs["missing"] = len(cells) - len(done)
+        if not results.attrs["missing"]:
+            atomic_write_text(out / "results.csv", results.to_csv(index=False))
+            tracking.log_artifact(out / "results.csv")
     return results
 
 
 def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | None = None,
              budgets: list[int] = (100, 250, 500, 1000), seeds: list[int] = (0, 1), protocol: str = "finetune",
              backbone: str = "resnet9", width: float = 0.25, config: FinetuneConfig = FinetuneConfig(),
-             progress: bool = True, colour: str = "rgb", bn: str | None = None) -> pd.DataFrame:
-    """Train ``task`` at every label budget × seed; writes and returns ``OUT/results.csv``."""
+             progress: bool = True, colour: str = "rgb", bn: str | None = None,
+             shard: tuple[int, int] | None = None) -> pd.DataFrame:
+    """Train ``task`` at every label budget × seed; writes and returns ``OUT/results.csv``
+    (``shard``: only this job's cells, see ``run_cells``)."""
     frozen = parse_protocol(protocol)
     bn = bn or ("frozen" if frozen else "train")
     if bn not in BN_MODES:
@@ -245,7 +266,8 @@ def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | No
     def train_cell(budget: int, seed: int, progress_cb) -> dict:
         return _train_cell(sweep, budget, seed, frozen, bn, config, progress_cb)
 
-    return run_cells(sweep, out, protocol, budgets, seeds, settings, params, config.steps, train_cell, progress, extra)
+    return run_cells(sweep, out, protocol, budgets, seeds, settings, params, config.steps, train_cell, progress, extra,
+                     shard)
 
 
 def _train_cell(sweep: Sweep, budget: int, seed: int, frozen: int, bn: str, config: FinetuneConfig,
