@@ -25,7 +25,7 @@ def test_unknown_method(tiny_dataset, tmp_path):
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["--method", "cmc", "--backbone", "resnet9"], "resnet9_split"),
+    (["--method", "cmc", "--backbone", "resnet9_split", "--width", "0"], "width"),
     (["--method", "simclr", "--backbone", "vit"], "'vit'"),
     (["--method", "simclr", "--colour", "hsv"], "'hsv'"),
     (["--method", "simclr", "--schedule", "step"], "'step'"),

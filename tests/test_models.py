@@ -27,7 +27,8 @@ def test_lab_input_is_roughly_unit_scale():
     assert torch.equal(to_colour(to_input(images), "rgb"), to_input(images))
 
 
-@pytest.mark.parametrize("name,dim", [("resnet9", 64), ("resnet9_split", 64), ("resnet50", 256)])
+@pytest.mark.parametrize("name,dim", [("resnet9", 64), ("resnet9_split", 64), ("resnet50", 256),
+                                      ("resnet50_split", 256)])
 @pytest.mark.parametrize("side", [64, 128])
 def test_backbones_give_a_map_at_one_eighth_of_the_input(name, dim, side):
     net = create_backbone(name, width=0.125)
@@ -38,7 +39,12 @@ def test_backbones_give_a_map_at_one_eighth_of_the_input(name, dim, side):
 
 
 def test_registry_lists_backbones_and_rejects_bad_names():
-    assert {"resnet9", "resnet9_split", "resnet50"} <= set(list_backbones())
+    assert {"resnet9", "resnet9_split", "resnet50", "resnet50_split"} <= set(list_backbones())
+    from selfsup.methods import default_backbone
+
+    # the pipeline names a family; CMC trains that family's split version
+    assert [default_backbone(m, f) for m in ("cmc", "simclr") for f in ("resnet9", "resnet50")] == [
+        "resnet9_split", "resnet50_split", "resnet9", "resnet50"]
     with pytest.raises(UserError, match="'resnet1000'"):
         create_backbone("resnet1000")
     with pytest.raises(UserError, match="'hsv'"):

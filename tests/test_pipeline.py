@@ -1,4 +1,4 @@
-"""The pipeline shells: `dvc repro` → push → pull in a fresh git repo, and `mlflow run -e finetune`."""
+"""The pipeline shells: `dvc repro` → push (local folder and S3) → pull from S3 in a fresh git repo; `mlflow run`."""
 
 import os
 import shutil
@@ -30,7 +30,7 @@ def _sh(*args, cwd, timeout=900):
     return r.stdout
 
 
-def test_dvc_repro_push_pull_round_trip(tmp_path):
+def test_dvc_repro_push_pull_round_trip(tmp_path, s3_endpoint):
     proj, remote = tmp_path / "proj", tmp_path / "remote"
     proj.mkdir()
     shutil.copytree(REPO / "src", proj / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
@@ -46,6 +46,11 @@ def test_dvc_repro_push_pull_round_trip(tmp_path):
     _sh(dvc, "init", "-q", cwd=proj)
     shutil.copy(REPO / ".dvc" / "config", proj / ".dvc" / "config")  # the project's own config: analytics off, remote
     _sh(dvc, "remote", "modify", "local", "url", str(remote), cwd=proj)
+    # object storage as docs/scaling.md configures it: an S3-compatible endpoint, credentials kept out of git
+    _sh(dvc, "remote", "add", "s3", "s3://selfsup/cache", cwd=proj)
+    _sh(dvc, "remote", "modify", "s3", "endpointurl", s3_endpoint, cwd=proj)
+    for key, value in (("access_key_id", "test"), ("secret_access_key", "test"), ("region", "us-east-1")):
+        _sh(dvc, "remote", "modify", "--local", "s3", key, value, cwd=proj)
 
     _sh(dvc, "repro", cwd=proj)
     tuned = __import__("json").loads((proj / "tuned" / "rotation-classification" / "best_params.json").read_text())
@@ -57,6 +62,14 @@ def test_dvc_repro_push_pull_round_trip(tmp_path):
     assert "Data and pipelines are up to date" in _sh(dvc, "status", cwd=proj)
     assert "metrics.json" in _sh(dvc, "metrics", "show", cwd=proj)
     _sh(dvc, "push", cwd=proj)
+    _sh(dvc, "push", "-r", "s3", cwd=proj)
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="test", aws_secret_access_key="test",
+                      region_name="us-east-1")
+    objects = s3.list_objects_v2(Bucket="selfsup", Prefix="cache/")
+    local_files = [p for p in remote.rglob("*") if p.is_file()]
+    assert objects["KeyCount"] == len(local_files) > 0  # the same content-addressed files in both remotes
     # what git tracks (dvc.lock, params, the uncached metrics file) is committed, as a user would
     _sh("git", "add", "-A", cwd=proj)
     _sh("git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "study", cwd=proj)
@@ -67,7 +80,8 @@ def test_dvc_repro_push_pull_round_trip(tmp_path):
         shutil.rmtree(proj / out)
     _sh("git", "checkout", "--", ".", cwd=proj)  # a fresh clone: git files back, DVC outputs still missing
     assert not (proj / "data" / "single").exists()
-    _sh(dvc, "pull", cwd=proj)
+    shutil.rmtree(remote)  # only the S3 copy is left
+    _sh(dvc, "pull", "-r", "s3", cwd=proj)
     assert (proj / "reports" / "index.html").read_bytes() == before
     assert (proj / "data" / "single" / "images.npy").is_file()
     assert "Data and pipelines are up to date" in _sh(dvc, "status", cwd=proj)

@@ -79,3 +79,13 @@ def test_scratch_is_matched_within_the_same_variant_and_backbone():
     table = utility_table(pd.DataFrame(rows), {"classification": "accuracy"}, n_boot=10)
     by_variant = dict(zip(table.finetune_variant, table.utility))
     assert by_variant == pytest.approx({"-C--": 4.0, "TCVL": 4.0})  # each against its own scratch curve
+
+
+def test_a_split_backbone_is_matched_with_its_familys_scratch_curve():
+    budgets = [100, 500, 1000]
+    rows = []
+    for backbone, scratch_vals in (("resnet9", [0.5, 0.7, 0.8]), ("resnet50", [0.2, 0.3, 0.7])):
+        rows += [{**r, "backbone": backbone, "width": 0.5} for r in _long("scratch", budgets, [[v] for v in scratch_vals])]
+    rows += [{**r, "backbone": "resnet9_split", "width": 0.5} for r in _long("cmc", [100], [[0.7]])]
+    table = utility_table(pd.DataFrame(rows), {"classification": "accuracy"}, n_boot=10)
+    assert table.backbone.tolist() == ["resnet9"] and table.utility.tolist() == pytest.approx([4.0])

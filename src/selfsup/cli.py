@@ -75,7 +75,7 @@ def pretrain(
     method: str = typer.Option(..., help="amdim, barlow, byol, cmc, moco, rotation, simclr or vae; scratch writes only the backbone's description."),
     data: Path = typer.Option(..., help="Dataset folder (its train split is used, without labels)."),
     out: Path = typer.Option(..., help="Folder for backbone.safetensors, meta.json and checkpoint.pt."),
-    backbone: Optional[str] = typer.Option(None, help="resnet9, resnet50 or resnet9_split (default: resnet9; resnet9_split for cmc)."),
+    backbone: Optional[str] = typer.Option(None, help="resnet9 or resnet50 (default resnet9); cmc trains its split version (resnet9_split, resnet50_split)."),
     colour: str = typer.Option("rgb", help="Network input colour space: rgb or lab (the paper used lab)."),
     width: float = typer.Option(0.25, help="Width multiplier of the backbone (1.0 = 64-128-256-512)."),
     epochs: int = typer.Option(10, help="Passes over the train split."),

@@ -77,7 +77,7 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
     if method == SCRATCH:
         return _scratch_meta(data, out, backbone or "resnet9", width, colour)
     METHODS.get(method)  # fail fast on unknown names
-    backbone = backbone or default_backbone(method)
+    backbone = default_backbone(method, backbone or "resnet9")
     BACKBONES.get(backbone)
     for name, val in (("epochs", epochs), ("batch_size", batch_size)):
         if val < 1:

@@ -77,8 +77,11 @@ def utility_table(results: pd.DataFrame, metric_of_task: dict[str, str], interpo
 
     A pretrained curve is compared with the scratch curve of the same task and the same ``context``
     (the finetuning dataset variant, the backbone and its width, for the columns the table has):
-    a ResNet50 is never measured against a ResNet9 baseline, nor one variant against another."""
+    a ResNet50 is never measured against a ResNet9 baseline, nor one variant against another. A split
+    backbone (CMC's ``resnet9_split``) counts as its family (``resnet9``): same width, same baseline."""
     ctx = [c for c in context if c in results.columns]
+    if "backbone" in ctx:
+        results = results.assign(backbone=results["backbone"].astype(str).str.removesuffix("_split"))
     rows = []
     rng = np.random.default_rng(seed)
     for task, metric in metric_of_task.items():

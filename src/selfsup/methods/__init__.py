@@ -69,9 +69,12 @@ def create_method(name: str, backbone: nn.Module, **kwargs) -> Method:
     return METHODS.create(name, backbone=backbone, **kwargs)
 
 
-def default_backbone(method: str) -> str:
-    """The backbone a method trains unless told otherwise (CMC needs its split backbone)."""
-    return "resnet9_split" if method == "cmc" else "resnet9"
+def default_backbone(method: str, family: str = "resnet9") -> str:
+    """The backbone ``method`` trains for a backbone family: CMC trains the split version (two
+    half-width copies on L and ab), every other method the family itself."""
+    from ..models.split import split_name
+
+    return split_name(family) if method == "cmc" else family
 
 
 def list_methods() -> list[str]:

@@ -20,7 +20,7 @@ class CMC(Method):
     def __init__(self, backbone: nn.Module, proj_dim: int = 128, queue_size: int = 1024, temperature: float = 0.07,
                  pad: int = 8):
         if not hasattr(backbone, "halves"):
-            raise UserError("method 'cmc' needs the split backbone: use --backbone resnet9_split")
+            raise UserError("method 'cmc' needs a split backbone such as resnet9_split or resnet50_split")
         super().__init__(backbone)
         d = backbone.out_dim // 2
         self.head_l, self.head_ab = nn.Linear(d, proj_dim), nn.Linear(d, proj_dim)

@@ -56,4 +56,4 @@ def list_backbones() -> list[str]:
     return BACKBONES.names()
 
 
-from . import resnet9, resnet50  # noqa: E402,F401  (registers)
+from . import resnet9, resnet50, split  # noqa: E402,F401  (registers)

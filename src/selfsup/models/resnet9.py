@@ -1,6 +1,6 @@
 """ResNet9 in the Page / Myrtle style (3×3 stem at stride 1, widths 64-128-256-512, residual
-blocks after the first and third stages, max-pool downsampling) with a width multiplier, and
-CMC's split version: one half on L, one on ab."""
+blocks after the first and third stages, max-pool downsampling) with a width multiplier
+(CMC's split version: ``models/split.py``)."""
 
 from __future__ import annotations
 
@@ -56,32 +56,6 @@ class ResNet9(Backbone):
         return [[b] for b in self.blocks]
 
 
-class SplitResNet9(Backbone):
-    """CMC's backbone: two ResNet9s of half the width, one on L and one on ab (always Lab input);
-    features and maps are the two halves concatenated. ``halves(x)`` gives the two pooled features."""
-
-    def __init__(self, width: float = 1.0, colour: str = "lab"):
-        super().__init__("lab")
-        self.l_blocks, d = resnet9_blocks(width / 2, 1)
-        self.ab_blocks, _ = resnet9_blocks(width / 2, 2)
-        self.out_dim = 2 * d
-
-    def body(self, x):
-        return [torch.cat(pair, 1) for pair in zip(_run(self.l_blocks, x[:, :1]), _run(self.ab_blocks, x[:, 1:]))]
-
-    def groups(self):
-        return [[a, b] for a, b in zip(self.l_blocks, self.ab_blocks)]
-
-    def halves(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        f = self(x)
-        return f[:, : self.out_dim // 2], f[:, self.out_dim // 2:]
-
-
 @BACKBONES.register("resnet9")
 def resnet9(width: float = 1.0, in_channels: int = 3, colour: str = "rgb") -> ResNet9:
     return ResNet9(width, in_channels, colour)
-
-
-@BACKBONES.register("resnet9_split")
-def resnet9_split(width: float = 1.0, colour: str = "lab") -> SplitResNet9:
-    return SplitResNet9(width, colour)
