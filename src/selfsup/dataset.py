@@ -108,6 +108,18 @@ def _render_shard(job: tuple[str, list]) -> int:
     return len(scenes)
 
 
+def measure_render_worker(set_name: str, resolution: int, samples: int, n: int = 3) -> float:
+    """Seconds per image of one render process with every core (run it in a spawned process): the
+    hardest variant (TCVL), after one warm-up image. ``selfsup study`` estimates render time from it."""
+    _init_worker(set_name, resolution, samples, os.cpu_count() or 1, Assets())
+    scenes = sample_scenes(set_name, n + 1, Variant.parse("TCVL"), seed=1)
+    _renderer.render(scenes[0])
+    t0 = time.perf_counter()
+    for s in scenes[1:]:
+        _renderer.render(s)
+    return (time.perf_counter() - t0) / n
+
+
 RENDERER_SOURCES = ("scene.py", "shapes.py", "render.py", "assets.py")
 
 

@@ -1,0 +1,289 @@
+"""The whole study as ``params.yaml`` describes it: what ``dvc repro`` will run (``plan``), what that
+costs on this machine from a short measurement (``measure``, ``estimate``), and switching the params
+file between the profiles in ``profiles/`` (``use_profile``).
+
+The plan mirrors ``dvc.yaml`` stage for stage (same names), so the estimate can be limited to the
+stages ``dvc status`` reports as changed. Costs are linear in images: seconds per image measured on a
+few batches (at the configured batch size, capped at 64 on a CPU) times the images each stage pushes
+through the network or renders. It is an estimate: evaluation passes are counted as forward passes,
+Optuna's pruning and DVC's skipping of finished cells are not counted.
+"""
+
+from __future__ import annotations
+
+import filecmp
+import json
+import multiprocessing as mp
+import shutil
+import subprocess
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from .errors import UserError
+from .scene import SPLIT_FRACTIONS
+
+PROFILES = "profiles"
+TRAIN, VAL, TEST = SPLIT_FRACTIONS
+
+
+@dataclass(frozen=True)
+class Job:
+    """One dvc stage and the work in it, in images through the network (or rendered)."""
+    stage: str                 # the dvc stage name, e.g. pretrain_single@single-resnet9-rotation
+    kind: str                  # render | pretrain | tune | finetune | probe
+    key: tuple                 # what its per-image cost depends on (see ``measure``)
+    train_images: float = 0.0  # images through forward + backward (or rendered, for render)
+    eval_images: float = 0.0   # images through a forward pass only
+
+
+@dataclass
+class Estimate:
+    jobs: list[Job]
+    seconds_per_image: dict = field(default_factory=dict)  # key → (train s/img, forward s/img)
+    device: str = "cpu"
+
+    def seconds(self, job: Job) -> float:
+        train, fwd = self.seconds_per_image[job.key]
+        return job.train_images * train + job.eval_images * fwd
+
+    def by_kind(self) -> list[dict]:
+        rows = {}
+        for job in self.jobs:
+            row = rows.setdefault(job.kind, {"stage": job.kind, "jobs": 0, "images": 0.0, "hours": 0.0})
+            row["jobs"] += 1
+            row["images"] += job.train_images + job.eval_images
+            row["hours"] += self.seconds(job) / 3600
+        return list(rows.values())
+
+    @property
+    def hours(self) -> float:
+        return sum(self.seconds(j) for j in self.jobs) / 3600
+
+    def to_json(self) -> dict:
+        return {"device": self.device, "hours": self.hours, "by_stage": self.by_kind(),
+                "seconds_per_image": {"|".join(map(str, k)): v for k, v in self.seconds_per_image.items()},
+                "stages": [j.stage for j in self.jobs]}
+
+
+def load_params(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"params file {str(path)!r} does not exist")
+    try:
+        params = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"params file {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
+    needed = ("datasets", "render", "study", "pretrain_single", "pretrain_multi", "finetune_single",
+              "finetune_multi", "probe")
+    missing = [k for k in needed if not isinstance(params, dict) or k not in params]
+    if missing:
+        raise UserError(f"params file {str(path)!r} lacks section(s) {', '.join(missing)}")
+    return params
+
+
+def _ints(text) -> list[int]:
+    return [int(t) for t in str(text).split(",") if str(t).strip()]
+
+
+def plan(params: dict) -> list[Job]:
+    """Every stage of ``dvc.yaml`` for these params, with its work; checks the names it refers to."""
+    from .methods import METHODS, default_backbone
+    from .models import BACKBONES
+
+    datasets, study = params["datasets"], params["study"]
+    jobs: list[Job] = []
+    for name, d in datasets.items():
+        jobs.append(Job(f"render@{name}", "render", ("render", d["set"], d["resolution"], params["render"]["samples"]),
+                        train_images=d["count"]))
+    for backbone in study["backbones"]:
+        BACKBONES.get(backbone)
+    for init in study["inits"]:
+        if init != "scratch":
+            METHODS.get(init)
+    for set_name in ("single", "multi"):
+        pre, ft = params[f"pretrain_{set_name}"], params[f"finetune_{set_name}"]
+        for data in study[set_name]:
+            if data not in datasets:
+                raise UserError(f"study.{set_name} names dataset {data!r}, which is not under datasets")
+            d = datasets[data]
+            if d["set"] != set_name:
+                raise UserError(f"dataset {data!r} is a {d['set']}-object set but is listed in study.{set_name}")
+            n = d["count"]
+            too_big = [b for b in _ints(ft["budgets"]) + [ft["tune_budget"]] if b > TRAIN * n]
+            if too_big:
+                raise UserError(f"label budget {max(too_big)} is larger than the train split of dataset {data!r} "
+                                f"(about {TRAIN * n:.0f} of {n} images)")
+            res = d["resolution"]
+            for backbone in study["backbones"]:
+                for init in study["inits"]:
+                    tag = f"{data}-{backbone}-{init}"
+                    if init == "scratch":
+                        jobs.append(Job(f"pretrain_{set_name}@{tag}", "pretrain", ("none",)))
+                    else:
+                        steps = max(1, int(TRAIN * n) // pre["batch_size"])
+                        jobs.append(Job(f"pretrain_{set_name}@{tag}", "pretrain",
+                                        ("pretrain", init, default_backbone(init, backbone), pre["width"], res,
+                                         min(pre["batch_size"], 512)),
+                                        train_images=pre["epochs"] * steps * pre["batch_size"]))
+                    sup = ("supervised", backbone, pre["width"], res, set_name == "multi", min(ft["batch_size"], 512))
+                    cells = len(_ints(ft["budgets"])) * len(_ints(ft["seeds"]))
+                    per_run = ft["steps"] * ft["batch_size"], ft["epochs"] * VAL * n + TEST * n
+                    for task in ft["tasks"]:
+                        trials = ft["tune_trials"]
+                        jobs.append(Job(f"tune_{set_name}@{tag}-{task}", "tune", sup, trials * per_run[0],
+                                        trials * ft["epochs"] * VAL * n))
+                        jobs.append(Job(f"finetune_{set_name}@{tag}-{task}", "finetune", sup, cells * per_run[0],
+                                        cells * per_run[1]))
+    probe = params["probe"]
+    for data in study["single"]:
+        for backbone in study["backbones"]:
+            width, res = params["pretrain_single"]["width"], datasets[data]["resolution"]
+            key = ("supervised", backbone, width, res, False, min(params["finetune_single"]["batch_size"], 512))
+            for method in probe["methods"]:
+                for protocol in probe["protocols"]:  # features of every image once; the fits are cheap
+                    jobs.append(Job(f"probe@{data}-{backbone}-{method}-{protocol}", "probe", key, 0.0,
+                                    datasets[data]["count"]))
+    jobs.append(Job("report", "report", ("none",)))
+    return jobs
+
+
+def pending(jobs: list[Job], cwd: str | Path = ".") -> tuple[list[Job], str]:
+    """The jobs ``dvc status`` reports as changed (what ``dvc repro`` would run), and a note on how
+    that was decided."""
+    try:
+        r = subprocess.run(["dvc", "status", "--json"], cwd=cwd, capture_output=True, text=True, timeout=600)
+        changed = json.loads(r.stdout) if r.returncode == 0 else None
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
+        changed = None
+    if changed is None:
+        return jobs, "every stage (dvc status did not answer)"
+    todo = [j for j in jobs if j.stage in changed]
+    return todo, f"{len(todo)} of {len(jobs)} stages that dvc status reports as changed"
+
+
+# ---------------------------------------------------------------- measurement
+
+def _time_steps(objective, n_items: int, batch: int, steps: int, device) -> float:
+    """Seconds per image of training steps, after one warm-up step."""
+    from .train import TrainConfig, fit
+
+    marks: list[float] = []
+
+    def tick(step: int, total: int) -> None:
+        if device.type == "cuda":
+            import torch
+            torch.cuda.synchronize()
+        marks.append(time.perf_counter())
+
+    fit(objective, n_items, TrainConfig(epochs=1, steps_per_epoch=steps + 1, batch_size=batch), progress=tick)
+    return (marks[-1] - marks[0]) / (steps * batch)
+
+
+def _time_forward(model, res: int, batch: int, device, reps: int = 2) -> float:
+    import torch
+
+    from .augment import map_batches
+
+    images = torch.randint(0, 256, (batch * reps, res, res, 3), dtype=torch.uint8).numpy()
+    model.eval()
+    map_batches(model, images[:batch], device, batch)  # warm-up
+    t0 = time.perf_counter()
+    map_batches(model, images, device, batch)
+    return (time.perf_counter() - t0) / len(images)
+
+
+def _measure_training(key: tuple, device, steps: int) -> tuple[float, float]:
+    import torch
+
+    from .finetune import SupervisedModel, SupervisedObjective
+    from .methods import create_method
+    from .models import create_backbone
+    from .pretrain import PretrainObjective
+    from .tasks import get_task
+
+    torch.manual_seed(0)
+    if key[0] == "pretrain":
+        _, method, backbone, width, res, batch = key
+        batch = batch if device.type == "cuda" else min(batch, 64)
+        net = create_method(method, create_backbone(backbone, width=width)).to(device).to(
+            memory_format=torch.channels_last)
+        images = torch.randint(0, 256, (batch * 2, res, res, 3), dtype=torch.uint8, device=device)
+        return _time_steps(PretrainObjective(net, images), len(images), batch, steps, device), 0.0
+    _, backbone, width, res, dense, batch = key
+    batch = batch if device.type == "cuda" else min(batch, 64)
+    task = get_task("segmentation" if dense else "classification")
+    bb = create_backbone(backbone, width=width)
+    model = SupervisedModel(bb, task.head(bb.out_dim), dense).to(device).to(memory_format=torch.channels_last)
+    images = torch.randint(0, 256, (batch * 2, res, res, 3), dtype=torch.uint8, device=device)
+    shape = (len(images), res // 8, res // 8) if dense else (len(images),)
+    targets = torch.zeros(shape, dtype=torch.long, device=device)
+    train = _time_steps(SupervisedObjective(model, task, images, targets, pad=res // 8), len(images), batch, steps,
+                        device)
+    return train, _time_forward(model, res, batch, device)
+
+
+def _measure_render(set_name: str, resolution: int, samples: int, n: int = 3) -> float:
+    """Seconds per image of a Blender worker (every core as Cycles threads), after one warm-up image."""
+    from .dataset import measure_render_worker
+
+    ctx = mp.get_context("spawn")  # bpy lives only in the worker
+    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+        return pool.submit(measure_render_worker, set_name, resolution, samples, n).result()
+
+
+def measure(jobs: list[Job], progress: Callable[[str], None] = lambda msg: None, steps: int = 2) -> Estimate:
+    """Seconds per image for every distinct cost key of ``jobs`` on this machine's device."""
+    from .train import default_device
+
+    device = default_device()
+    est = Estimate(jobs, device=str(device))
+    for key in dict.fromkeys(j.key for j in jobs):
+        progress(" ".join(map(str, key)))
+        if key[0] == "none":
+            est.seconds_per_image[key] = (0.0, 0.0)
+        elif key[0] == "render":
+            est.seconds_per_image[key] = (_measure_render(*key[1:]), 0.0)
+        else:
+            est.seconds_per_image[key] = _measure_training(key, device, steps)
+    return est
+
+
+# ---------------------------------------------------------------- profiles
+
+def profiles(root: str | Path = ".") -> dict[str, Path]:
+    folder = Path(root) / PROFILES
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
+
+
+def current_profile(root: str | Path = ".") -> str | None:
+    """The profile ``params.yaml`` is a copy of, if any."""
+    params = Path(root) / "params.yaml"
+    if not params.is_file():
+        return None
+    return next((name for name, p in profiles(root).items() if filecmp.cmp(p, params, shallow=False)), None)
+
+
+def use_profile(name: str, root: str | Path = ".", force: bool = False) -> Path | None:
+    """Copy ``profiles/NAME.yaml`` over ``params.yaml``. Edits in params.yaml that are in no profile
+    are kept: without ``force`` that is an error; with it they go to ``params.yaml.bak`` (returned)."""
+    found = profiles(root)
+    if name not in found:
+        raise UserError(f"unknown profile {name!r}: choose from {', '.join(found) or '(no profiles/ folder here)'}")
+    params = Path(root) / "params.yaml"
+    backup = None
+    if params.is_file() and current_profile(root) is None:
+        if not force:
+            raise UserError("params.yaml has edits that are in no profile: save them as profiles/NAME.yaml, "
+                            "or pass --force to move them to params.yaml.bak")
+        backup = params.with_name("params.yaml.bak")
+        shutil.copyfile(params, backup)
+    load_params(found[name])
+    tmp = params.with_name("params.yaml.tmp")
+    shutil.copyfile(found[name], tmp)
+    tmp.replace(params)
+    return backup
