@@ -68,3 +68,17 @@ def test_labels_saved_and_where_pretraining_stops_paying():
     assert t.labels_saved_per_hour == pytest.approx(160) and t.stops_paying_at == 250
     util.loc[3, ["utility", "status"]] = [9.0, "lower_bound"]  # pays again at the top: it never stopped
     assert pd.isna(labels_saved(util, {"rot": 0.5}).iloc[0].stops_paying_at)
+
+
+def test_labels_saved_per_variant_and_backbone_uses_that_datasets_pretraining_hours():
+    rows = []
+    for variant, backbone, u in (("-C--", "resnet9", 1.0), ("TCVL", "resnet9", 0.5), ("TCVL", "resnet50", 2.0)):
+        rows += [{"method": "cmc", "task": "classification", "protocol": "finetune", "label_budget": 100,
+                  "utility": u, "status": "ok", "finetune_variant": variant, "backbone": backbone}]
+    hours = {"cmc": 9.0, ("cmc", "single", "-C--", "resnet9"): 0.5, ("cmc", "single", "TCVL", "resnet9"): 1.0,
+             ("cmc", "multi", "TCVL", "resnet50"): 7.0}  # a multi-set pretraining: not the one behind classification
+    t = labels_saved(pd.DataFrame(rows), hours).set_index(["finetune_variant", "backbone"])
+    assert len(t) == 3  # one row per variant × backbone, never a mix of their curves
+    assert t.loc[("-C--", "resnet9"), "labels_saved_per_hour"] == pytest.approx(200)
+    assert t.loc[("TCVL", "resnet9"), "labels_saved_per_hour"] == pytest.approx(50)
+    assert t.loc[("TCVL", "resnet50"), "pretrain_hours"] == 9.0  # no run of its own: the method's latest

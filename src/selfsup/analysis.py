@@ -131,24 +131,33 @@ def transfer_matrix(results: pd.DataFrame, metric_of_task: dict[str, str]) -> pd
     return _mean_over_seeds(df[df.label_budget == largest], cols[:-1])[cols]
 
 
-def labels_saved(util: pd.DataFrame, pretrain_hours: dict[str, float]) -> pd.DataFrame:
-    """Compute accounting per method, task and protocol: the most labels pretraining saves at any
-    budget (n̂ − n = U·n, where U is defined), those labels per hour of pretraining compute, and
-    the smallest budget from which pretraining stops paying (U ≤ 0 or worse than scratch
-    everywhere above; empty if it pays at every budget run)."""
-    cols = ["method", "task", "protocol", "pretrain_hours", "max_labels_saved", "at_budget",
+def labels_saved(util: pd.DataFrame, pretrain_hours: dict) -> pd.DataFrame:
+    """Compute accounting per method, task and protocol (and finetuning variant and backbone, when
+    the table has them): the most labels pretraining saves at any budget (n̂ − n = U·n, where U is
+    defined), those labels per hour of pretraining compute, and the smallest budget from which
+    pretraining stops paying (U ≤ 0 or worse than scratch everywhere above; empty if it pays at
+    every budget run). ``pretrain_hours`` maps (method, set, variant, backbone) — the pretraining on
+    the finetuning dataset itself — or else the method alone to hours."""
+    from .tasks import TASKS
+
+    ctx = [c for c in ("finetune_variant", "backbone") if c in util.columns]
+    cols = ["method", "task", "protocol", *ctx, "pretrain_hours", "max_labels_saved", "at_budget",
             "labels_saved_per_hour", "stops_paying_at"]
     rows = []
-    for (method, task, protocol), g in util.groupby(["method", "task", "protocol"]):
+    for key, g in util.groupby(["method", "task", "protocol", *ctx], dropna=False):
+        method, task, protocol = key[:3]
+        where = dict(zip(ctx, key[3:]))
         g = g.sort_values("label_budget")
         ok = g[g.status == OK]
         saved = ok.utility * ok.label_budget
         best = int(saved.idxmax()) if len(saved) and saved.max() > 0 else None
-        hours = pretrain_hours.get(method, math.nan)
+        dataset_set = TASKS.create(task).dataset_set if task in TASKS.names() else None
+        own = (method, dataset_set, where.get("finetune_variant"), str(where.get("backbone")).removesuffix("_split"))
+        hours = pretrain_hours.get(own, pretrain_hours.get(method, math.nan))
         paying = ((g.status == "lower_bound") | ((g.status == OK) & (g.utility > 0))).to_numpy()
         budgets = g.label_budget.to_numpy()
         stop = next((int(budgets[i]) for i in range(len(g)) if not paying[i:].any()), None)
-        rows.append({"method": method, "task": task, "protocol": protocol, "pretrain_hours": hours,
+        rows.append({"method": method, "task": task, "protocol": protocol, **where, "pretrain_hours": hours,
                      "max_labels_saved": float(saved.max()) if best is not None else 0.0,
                      "at_budget": int(g.label_budget[best]) if best is not None else None,
                      "labels_saved_per_hour": (float(saved.max()) / hours if best is not None and hours > 0

@@ -308,7 +308,7 @@ def study(
             raise UserError(f"the estimate is {est.hours:,.1f} hours: rerun with --yes to start it without a terminal")
         if not typer.confirm(f"Start dvc repro (about {est.hours:,.1f} hours)?", default=False):
             raise typer.Exit(1)
-    sys.exit(subprocess.call(["dvc", "repro"]))
+    sys.exit(subprocess.call([sys.executable, "-m", "dvc", "repro"]))  # the dvc of this environment
 
 
 def _usage_message(e, argv: list[str]) -> str:

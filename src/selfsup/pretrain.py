@@ -126,7 +126,8 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
             tracking.log_metrics({**logs, **more}, step=epoch)
         return more
 
-    run = (tracking.run("pretrain", params, ds.dataset_hash, tags={"method": method, "device": str(device)},
+    run = (tracking.run("pretrain", params, ds.dataset_hash, tags={"method": method, "device": str(device), "set": ds.set_name,
+                                                                  "variant": ds.variant},
                         run_name=f"pretrain-{method}") if main else contextlib.nullcontext())
     with run, step_bar(f"pretrain {method}", progress and main) as bar:
         history = fit(PretrainObjective(net, images, probe_targets), len(images), cfg, on_epoch=on_epoch,

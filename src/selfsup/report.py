@@ -91,17 +91,22 @@ def stage_times(runs: pd.DataFrame, dataset_hashes: set[str] | None = None) -> p
     """Compute accounting: wall time and device of every top-level stage run in MLflow (the latest
     run of each name: a stage run again replaces its earlier runs), only those on the datasets
     behind the reported results when ``dataset_hashes`` is given."""
-    cols = ["stage", "run_name", "method", "start", "wall_s", "device"]
+    cols = ["stage", "run_name", "method", "set", "variant", "backbone", "dataset_hash", "start", "wall_s", "device"]
     if runs.empty:
         return pd.DataFrame(columns=cols)
     if dataset_hashes and "tag.dataset_hash" in runs.columns:
         runs = runs[runs["tag.dataset_hash"].isin(dataset_hashes) | (runs.stage == "report")]
     top = runs[runs.parent_id.isna() & (runs.status == "FINISHED") & runs.stage.isin(["render", "pretrain", "tune", "finetune", "probe", "report"])]
-    top = top.sort_values("start").drop_duplicates(["stage", "run_name"], keep="last")
-    out = pd.DataFrame({"stage": top.stage, "run_name": top.run_name,
-                        "method": top.get("tag.method", pd.Series(index=top.index, dtype=object)),
-                        "start": top.start, "wall_s": top.wall_s.round(1),
-                        "device": top.get("param.device", pd.Series(index=top.index, dtype=object))})
+
+    def col(name: str) -> pd.Series:
+        return top[name] if name in top.columns else pd.Series(index=top.index, dtype=object)
+
+    out = pd.DataFrame({"stage": top.stage, "run_name": top.run_name, "method": col("tag.method"),
+                        "set": col("tag.set"), "variant": col("tag.variant"), "backbone": col("param.backbone"),
+                        "dataset_hash": col("tag.dataset_hash"), "start": top.start, "wall_s": top.wall_s.round(1),
+                        "device": col("param.device")})
+    # a stage run again replaces its earlier runs: the same name on the same data and backbone
+    out = out.sort_values("start").drop_duplicates(["stage", "run_name", "dataset_hash", "backbone"], keep="last")
     return out.sort_values("start")[cols].reset_index(drop=True)
 
 
@@ -118,10 +123,14 @@ def tuning_trials(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=cols)
 
 
-def pretrain_hours(times: pd.DataFrame) -> dict[str, float]:
-    """Hours of the latest pretraining run of each method."""
-    pre = times[times.stage == "pretrain"].dropna(subset=["method"])
-    return {m: float(g.sort_values("start").wall_s.iloc[-1]) / 3600 for m, g in pre.groupby("method")}
+def pretrain_hours(times: pd.DataFrame) -> dict:
+    """Hours of the latest pretraining run per (method, set, variant, backbone family), and per method
+    alone (the latest of any, for runs logged before set and variant were tagged)."""
+    pre = times[times.stage == "pretrain"].dropna(subset=["method"]).sort_values("start")
+    hours: dict = {m: float(g.wall_s.iloc[-1]) / 3600 for m, g in pre.groupby("method")}
+    for r in pre.dropna(subset=["set", "variant", "backbone"]).to_dict("records"):
+        hours[r["method"], r["set"], r["variant"], str(r["backbone"]).removesuffix("_split")] = r["wall_s"] / 3600
+    return hours
 
 
 def make_report(paths: list[str | Path], out: str | Path, interpolation: str = "log", n_boot: int = 1000,

@@ -16,8 +16,10 @@ import json
 import multiprocessing as mp
 import shutil
 import subprocess
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -156,7 +158,8 @@ def pending(jobs: list[Job], cwd: str | Path = ".") -> tuple[list[Job], str]:
     """The jobs ``dvc status`` reports as changed (what ``dvc repro`` would run), and a note on how
     that was decided."""
     try:
-        r = subprocess.run(["dvc", "status", "--json"], cwd=cwd, capture_output=True, text=True, timeout=600)
+        r = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=cwd, capture_output=True, text=True,
+                           timeout=600)
         changed = json.loads(r.stdout) if r.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
         changed = None
@@ -232,8 +235,12 @@ def _measure_render(set_name: str, resolution: int, samples: int, n: int = 3) ->
     from .dataset import measure_render_worker
 
     ctx = mp.get_context("spawn")  # bpy lives only in the worker
-    with ProcessPoolExecutor(1, mp_context=ctx) as pool:
-        return pool.submit(measure_render_worker, set_name, resolution, samples, n).result()
+    try:
+        with ProcessPoolExecutor(1, mp_context=ctx) as pool:
+            return pool.submit(measure_render_worker, set_name, resolution, samples, n).result()
+    except BrokenProcessPool:
+        raise UserError("the render measurement's Blender worker died (is bpy installed with its system "
+                        "libraries? run scripts/setup.sh)") from None
 
 
 def measure(jobs: list[Job], progress: Callable[[str], None] = lambda msg: None, steps: int = 2) -> Estimate:
