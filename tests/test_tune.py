@@ -85,3 +85,43 @@ def test_zero_trials_write_the_given_values_and_bad_input_is_refused(tiny_datase
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(UserError, match="broken.json"):
         read_best(tmp_path / "broken.json", FinetuneConfig())
+
+
+def test_every_method_knob_is_a_constructor_argument_with_a_valid_range():
+    import inspect
+
+    from selfsup.methods import METHODS, list_methods, method_knobs
+
+    for name in list_methods():
+        args = inspect.signature(METHODS.get(name)).parameters
+        for knob, (low, high, scale) in method_knobs(name).items():
+            assert knob in args and low < high and scale in ("log", "linear", "int"), (name, knob)
+            assert low <= args[knob].default <= high, (name, knob)  # the default is inside what is searched
+
+
+def test_tune_pretrain_searches_the_methods_knobs_scored_by_the_online_probe(tiny_dataset, tmp_path):
+    out = tmp_path / "tuned"
+    env = {"MLFLOW_EXPERIMENT_NAME": "tune-pretrain"}
+    res = run_cli("tune", "--pretrain", "simclr", "--data", str(tiny_dataset), "--out", str(out), "--trials", "3",
+                  "--epochs", "2", "--batch-size", "16", "--width", "0.125", env=env)
+    assert res.returncode == 0, res.stderr
+    best = json.loads((out / "best_params.json").read_text())
+    assert best["trials"] == 3 and best["metric"] == "val_probe_acc" and 0 <= best["best_value"] <= 1
+    assert set(best["params"]) == {"lr", "weight_decay", "schedule", "temperature"}
+    assert not any((out / "trials").iterdir())  # trial backbones are not kept
+    client = MlflowClient()
+    exp = client.get_experiment_by_name("tune-pretrain")
+    runs = client.search_runs([exp.experiment_id])
+    study = [r for r in runs if r.data.tags.get("stage") == "tune"]
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == study[0].info.run_id]
+    assert len(study) == 1 and len(trials) == 3
+    assert all(r.data.tags["stage"] == "pretrain" and "method.temperature" in r.data.params for r in trials)
+    # the best values feed pretraining
+    res = run_cli("pretrain", "--method", "simclr", "--data", str(tiny_dataset), "--out", str(tmp_path / "m"),
+                  "--epochs", "1", "--batch-size", "16", "--width", "0.125", "--params-file", str(out / "best_params.json"))
+    assert res.returncode == 0, res.stderr
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    assert meta["method.temperature"] == pytest.approx(best["params"]["temperature"])
+    assert meta["lr"] == pytest.approx(best["params"]["lr"]) and meta["schedule"] == best["params"]["schedule"]
+    res = run_cli("tune", "--pretrain", "scratch", "--data", str(tiny_dataset), "--out", str(tmp_path / "x"))
+    assert res.returncode == 2 and "scratch" in res.stderr

@@ -86,6 +86,7 @@ def pretrain(
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt if present."),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the backbone (needs a C++ compiler on the CPU)."),
     probe: bool = typer.Option(False, "--probe", help="Train an online linear probe on detached features; log its val accuracy."),
+    params_file: Optional[Path] = typer.Option(None, help="best_params.json from `selfsup tune --pretrain`: its lr, weight decay, schedule and method knobs win."),
 ) -> None:
     """Pretrain a backbone with a self-supervised method; saves it as safetensors.
 
@@ -95,8 +96,13 @@ def pretrain(
     """
     from .pretrain import pretrain as run
 
-    meta = run(method, data, out, backbone or None, width, epochs, batch_size, lr, seed=seed, resume=resume, colour=colour,
-               compile=compile, probe=probe, schedule=schedule)
+    tuned = {"lr": lr, "schedule": schedule}
+    if params_file is not None:
+        from .tune import read_pretrain_best
+
+        tuned = read_pretrain_best(params_file)
+    meta = run(method, data, out, backbone or None, width, epochs, batch_size, seed=seed, resume=resume, colour=colour,
+               compile=compile, probe=probe, **tuned)
     typer.echo(f"pretrained {method} in {meta['train_time_s']:.0f} s, final loss {meta['final_loss']:.4f} → {out}")
 
 
@@ -192,8 +198,15 @@ def tune(
     lr: float = typer.Option(2e-3, help="Learning rate written when --trials 0."),
     weight_decay: float = typer.Option(5e-4, help="Weight decay written when --trials 0."),
     schedule: str = typer.Option("cosine", help="Schedule written when --trials 0."),
+    pretrain: Optional[str] = typer.Option(None, "--pretrain", help="Tune pretraining of this method instead: lr, weight decay, schedule and the "
+                                           "method's knobs, scored by an online linear probe's val accuracy per epoch "
+                                           "(--epochs and --batch-size are then pretraining's; --init, --budget, --task unused)."),
+    backbone: Optional[str] = typer.Option(None, help="With --pretrain: resnet9 (default) or resnet50."),
+    width: float = typer.Option(0.25, help="With --pretrain: the backbone's width multiplier."),
+    colour: str = typer.Option("rgb", help="With --pretrain: rgb or lab input."),
 ) -> None:
-    """Tune finetuning's learning rate, weight decay and schedule with Optuna (TPE, median pruning).
+    """Tune finetuning's learning rate, weight decay and schedule with Optuna (TPE, median pruning),
+    or with --pretrain METHOD a pretraining's (plus the method's own knobs, e.g. SimCLR's temperature).
 
     Start the same command in several shells (or machines, with a shared --storage) to add workers.
 
@@ -202,10 +215,17 @@ def tune(
     from .finetune import FinetuneConfig
     from .tune import tune as run
 
-    cfg = FinetuneConfig(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         schedule=schedule)
-    init = _optional_path(init)
-    best = run(task, data, out, init, budget, trials, seed, storage or None, study_name, protocol, cfg)
+    if pretrain is not None:
+        from .tune import tune_pretrain
+
+        best = tune_pretrain(pretrain, data, out, trials, seed, storage or None, study_name, backbone, width, epochs,
+                             batch_size, lr, weight_decay, schedule, colour)
+    else:
+        cfg = FinetuneConfig(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                             schedule=schedule)
+        best = run(task, data, out, _optional_path(init), budget, trials, seed, storage or None, study_name, protocol,
+                   cfg)
+
     value = "—" if best["best_value"] is None else f"{best['best_value']:.4f}"
     typer.echo(f"best {best['metric'] or 'params'} {value}: {best['params']} → {out / 'best_params.json'}")
 

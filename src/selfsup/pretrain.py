@@ -9,8 +9,10 @@ view of representation quality during pretraining that never changes the backbon
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -67,13 +69,19 @@ def probe_accuracy(method: nn.Module, images: np.ndarray, targets: np.ndarray, d
 def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | None = None, width: float = 0.25,
              epochs: int = 10, batch_size: int = 128, lr: float = 2e-3, weight_decay: float = 5e-4,
              seed: int = 0, resume: bool = False, progress: bool = True, colour: str = "rgb",
-             compile: bool = False, probe: bool = False, schedule: str = "cosine") -> dict:
+             compile: bool = False, probe: bool = False, schedule: str = "cosine",
+             method_kwargs: dict | None = None, on_epoch_cb: Callable[[int, dict], None] | None = None,
+             parent_run_id: str | None = None, run_name: str | None = None) -> dict:
     """Pretrain ``method`` on the train split of ``data``; writes ``backbone.safetensors`` and
     ``meta.json`` to ``out`` (and ``checkpoint.pt`` after every epoch, for ``resume``).
 
     ``method="scratch"`` trains nothing and writes only ``meta.json`` (the backbone's name, width and
     colour space): finetuning from it is training from scratch, so a pipeline can treat the
-    baseline like any other initialisation."""
+    baseline like any other initialisation.
+
+    ``method_kwargs`` sets the method's own knobs (e.g. SimCLR's temperature); ``on_epoch_cb(epoch,
+    logs)`` sees every epoch's logs (with ``probe_val_acc`` when ``probe``) and may stop training by
+    raising (Optuna's pruning); ``parent_run_id`` nests the MLflow run under another run."""
     if method == SCRATCH:
         return _scratch_meta(data, out, backbone or "resnet9", width, colour)
     METHODS.get(method)  # fail fast on unknown names
@@ -102,7 +110,12 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
     torch.manual_seed(seed)
     bb = create_backbone(backbone, width=width, colour=colour)
     colour = bb.colour  # the split backbone is Lab whatever was asked
-    net = create_method(method, bb)
+    method_kwargs = dict(method_kwargs or {})
+    known = set(inspect.signature(METHODS.get(method)).parameters) - {"backbone"}
+    unknown = sorted(set(method_kwargs) - known)
+    if unknown:
+        raise UserError(f"unknown setting {unknown[0]!r} for method {method!r}: choose from {', '.join(sorted(known))}")
+    net = create_method(method, bb, **method_kwargs)
     if probe:
         net.online_probe = nn.Linear(bb.out_dim, len(ds.manifest["classes"]))
     net = net.to(device).to(memory_format=torch.channels_last)
@@ -116,7 +129,7 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
     params = {"method": method, "backbone": backbone, "width": width, "colour": colour, "epochs": epochs,
               "batch_size": batch_size, "lr": lr, "schedule": schedule, "weight_decay": weight_decay, "seed": seed, "data": str(data),
               "n_images": len(images), "device": str(device), "world_size": world, "compile": compile,
-              "online_probe": probe}
+              "online_probe": probe, **{f"method.{k}": v for k, v in method_kwargs.items()}}
     val_idx = ds.split_indices("val")
     val_images, val_targets = ds.images[val_idx], ds.labels["class_id"].to_numpy()[val_idx]
 
@@ -124,11 +137,14 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
         more = {"probe_val_acc": probe_accuracy(net, val_images, val_targets, device)} if probe else {}
         if main:
             tracking.log_metrics({**logs, **more}, step=epoch)
+            if on_epoch_cb is not None:
+                on_epoch_cb(epoch, {**logs, **more})
         return more
 
     run = (tracking.run("pretrain", params, ds.dataset_hash, tags={"method": method, "device": str(device), "set": ds.set_name,
                                                                   "variant": ds.variant},
-                        run_name=f"pretrain-{method}") if main else contextlib.nullcontext())
+                        run_name=run_name or f"pretrain-{method}", parent_run_id=parent_run_id)
+           if main else contextlib.nullcontext())
     with run, step_bar(f"pretrain {method}", progress and main) as bar:
         history = fit(PretrainObjective(net, images, probe_targets), len(images), cfg, on_epoch=on_epoch,
                       checkpoint=out / CHECKPOINT_FILE, resume=resume, progress=bar)

@@ -68,11 +68,103 @@ def tune(task: str, data: str | Path, out: str | Path, init: str | Path | None =
     if trials == 0:  # nothing to search: the configured values are the answer
         return _write_best(out, name, trials, None, {"lr": config.lr, "weight_decay": config.weight_decay,
                                                     "schedule": config.schedule}, {})
+    params = {"task": task, "method": sweep.method, "protocol": protocol, "budget": budget, "trials": trials,
+              "study": name, "storage": str(storage or "sqlite (OUT/optuna.db)"), **asdict(config)}
+    metric = sweep.task.metric
+    tags = {"method": sweep.method, "task": task}
+
+    def run_trial(trial: optuna.Trial, parent_id: str) -> float:
+        cfg = suggest(trial, config)
+        with tracking.run("trial", {**trial.params, "trial": trial.number}, sweep.ds.dataset_hash,
+                          tags={**tags, "trial": trial.number}, run_name=f"trial-{trial.number}",
+                          parent_run_id=parent_id):
+            last = [math.nan]
+
+            def report(epoch: int, val: dict) -> None:
+                last[0] = val[metric]
+                _report(trial, val[metric], epoch)
+
+            train_model(sweep, budget, seed, frozen, "frozen" if frozen else "train", cfg, None, on_val=report)
+            tracking.log_metrics({f"val_{metric}": last[0]})
+            return last[0]
+
+    return _run_study(out, name, storage, seed, trials, params, sweep.ds.dataset_hash, tags, run_trial, metric)
+
+
+def tune_pretrain(method: str, data: str | Path, out: str | Path, trials: int = 20, seed: int = 0,
+                  storage: str | None = None, study_name: str | None = None, backbone: str | None = None,
+                  width: float = 0.25, epochs: int = 10, batch_size: int = 128, lr: float = 2e-3,
+                  weight_decay: float = 5e-4, schedule: str = "cosine", colour: str = "rgb") -> dict:
+    """Tune pretraining: learning rate, weight decay, schedule and the method's own knobs
+    (``Method.knobs``), scored by an online linear probe's accuracy on the val split after every
+    epoch (pruned by the median rule). Trials pretrain into ``OUT/trials/N`` (deleted when done); each is
+    an MLflow pretrain run nested under the study's run. ``best_params.json`` feeds
+    ``selfsup pretrain --params-file``."""
+    import shutil
+
+    from .dataset import load_dataset
+    from .methods import METHODS, method_knobs
+    from .pretrain import SCRATCH, pretrain
+
+    if trials < 0:
+        raise UserError(f"invalid number of trials {trials}: must be ≥ 0")
+    if method == SCRATCH:
+        raise UserError("scratch has nothing to pretrain: tune its finetuning (selfsup tune without --pretrain)")
+    METHODS.get(method)
+    ds = load_dataset(data)
+    if ds.set_name != "single":
+        raise UserError(f"pretraining is scored by a linear probe of the class: {str(data)!r} is a "
+                        f"{ds.set_name}-object dataset")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = study_name or f"pretrain-{method}-{backbone or 'resnet9'}"
+    knobs = method_knobs(method)
+    if trials == 0:
+        return _write_best(out, name, trials, None, {"lr": lr, "weight_decay": weight_decay,
+                                                    "schedule": schedule}, {})
+    params = {"method": method, "trials": trials, "study": name, "epochs": epochs, "batch_size": batch_size,
+              "width": width, "backbone": backbone or "resnet9", "storage": str(storage or "sqlite (OUT/optuna.db)")}
+    tags = {"method": method, "task": "pretrain"}
+
+    def run_trial(trial: optuna.Trial, parent_id: str) -> float:
+        cfg = suggest(trial, FinetuneConfig(lr=lr, weight_decay=weight_decay, schedule=schedule))
+        kwargs = {}
+        for knob, (low, high, scale) in knobs.items():
+            kwargs[knob] = (trial.suggest_int(knob, int(low), int(high)) if scale == "int"
+                            else trial.suggest_float(knob, low, high, log=scale == "log"))
+        folder = out / "trials" / str(trial.number)
+        last = [math.nan]
+
+        def report(epoch: int, logs: dict) -> None:
+            last[0] = logs["probe_val_acc"]
+            _report(trial, last[0], epoch)
+
+        try:
+            pretrain(method, data, folder, backbone, width, epochs, batch_size, cfg.lr, cfg.weight_decay, seed,
+                     progress=False, colour=colour, probe=True, schedule=cfg.schedule, method_kwargs=kwargs,
+                     on_epoch_cb=report, parent_run_id=parent_id, run_name=f"trial-{trial.number}")
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return last[0]
+
+    return _run_study(out, name, storage, seed, trials, params, ds.dataset_hash, tags, run_trial, "probe_acc")
+
+
+def _report(trial: optuna.Trial, value: float, epoch: int) -> None:
+    """Give the pruner this epoch's validation value; stop the trial if it falls behind."""
+    trial.report(value, epoch)
+    if trial.should_prune():
+        tracking.set_tags({"optuna_state": "pruned"})
+        raise optuna.TrialPruned()
+
+
+def _run_study(out: Path, name: str, storage: str | None, seed: int, trials: int, params: dict,
+               dataset_hash: str, tags: dict, run_trial, metric: str) -> dict:
+    """Create or join study ``name``, work on it until it has ``trials`` trials, write the best."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     store = storage_for(storage, out)
     sampler = optuna.samplers.TPESampler(seed=seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
-    metric = sweep.task.metric
     try:
         study = optuna.create_study(study_name=name, storage=store, direction="maximize", sampler=sampler,
                                     pruner=pruner)
@@ -80,16 +172,12 @@ def tune(task: str, data: str | Path, out: str | Path, init: str | Path | None =
     except optuna.exceptions.DuplicatedStudyError:
         study = optuna.load_study(study_name=name, storage=store, sampler=sampler, pruner=pruner)
         creator = False
-    params = {"task": task, "method": sweep.method, "protocol": protocol, "budget": budget, "trials": trials,
-              "study": name, "storage": str(storage or "sqlite (OUT/optuna.db)"), **asdict(config)}
     if creator:
-        with tracking.run("tune", params, sweep.ds.dataset_hash, tags={"method": sweep.method, "task": task},
-                          run_name=f"tune-{name}") as parent:
+        with tracking.run("tune", params, dataset_hash, tags=tags, run_name=f"tune-{name}") as parent:
             study.set_user_attr("mlflow_run_id", parent.info.run_id)
-            _work(study, sweep, frozen, budget, seed, trials, config, metric, parent.info.run_id)
+            _work(study, trials, parent.info.run_id, run_trial)
     else:
-        parent_id = _wait_for_attr(study, "mlflow_run_id")
-        _work(study, sweep, frozen, budget, seed, trials, config, metric, parent_id)
+        _work(study, trials, _wait_for_attr(study, "mlflow_run_id"), run_trial)
     done = [t for t in study.get_trials(deepcopy=False) if t.number < trials]
     states = {s.name.lower(): sum(t.state == s for t in done) for s in optuna.trial.TrialState}
     finished = [t for t in done if t.state == optuna.trial.TrialState.COMPLETE]
@@ -108,7 +196,7 @@ def _wait_for_attr(study: optuna.Study, key: str, timeout: float = 60.0) -> str:
     return study.user_attrs[key]
 
 
-def _work(study, sweep, frozen, budget, seed, trials, config, metric, parent_id) -> None:
+def _work(study: optuna.Study, trials: int, parent_id: str, run_trial) -> None:
     """Ask for trials until the study's trial numbers pass ``trials``."""
     while True:
         trial = study.ask()
@@ -116,23 +204,8 @@ def _work(study, sweep, frozen, budget, seed, trials, config, metric, parent_id)
             trial.set_user_attr("over_budget", True)
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             return
-        cfg = suggest(trial, config)
-        tags = {"trial": trial.number, "method": sweep.method, "task": sweep.task.name}
         try:
-            with tracking.run("trial", {**trial.params, "trial": trial.number}, sweep.ds.dataset_hash, tags=tags,
-                              run_name=f"trial-{trial.number}", parent_run_id=parent_id):
-                last = [math.nan]
-
-                def report(epoch: int, val: dict) -> None:
-                    last[0] = val[metric]
-                    trial.report(val[metric], epoch)
-                    if trial.should_prune():
-                        tracking.set_tags({"optuna_state": "pruned"})
-                        raise optuna.TrialPruned()
-
-                train_model(sweep, budget, seed, frozen, "frozen" if frozen else "train", cfg, None, on_val=report)
-                value = last[0]
-                tracking.log_metrics({f"val_{metric}": value})
+            value = run_trial(trial, parent_id)
         except optuna.TrialPruned:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             continue
@@ -160,3 +233,19 @@ def read_best(path: str | Path, base: FinetuneConfig) -> FinetuneConfig:
                        schedule=str(params["schedule"]))
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"cannot read tuned parameters from {str(path)!r}: {e!r}") from None
+
+
+def read_pretrain_best(path: str | Path) -> dict:
+    """The ``pretrain()`` keyword arguments in a ``best_params.json`` from ``tune_pretrain``: lr,
+    weight_decay, schedule and ``method_kwargs`` (the method's knobs)."""
+    import json
+
+    path = Path(path)
+    try:
+        params = dict(json.loads(path.read_text())["params"])
+        best = {"lr": float(params.pop("lr")), "weight_decay": float(params.pop("weight_decay")),
+                "schedule": str(params.pop("schedule"))}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise UserError(f"cannot read tuned parameters from {str(path)!r}: {e!r}") from None
+    return {**best, "method_kwargs": params}
+

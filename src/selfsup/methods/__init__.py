@@ -3,7 +3,7 @@
 A method owns its backbone and any heads; ``loss(x, generator)`` takes a normalised batch
 (B, 3, H, W), applies the method's own augmentations/views and returns (loss, scalars to log).
 ``after_step(step, total)`` runs after every optimiser step (momentum encoders use it).
-Adding a method is a new file with ``@METHODS.register("name")``; the training loop never changes.
+Adding a method is a new file with ``METHODS.register("name")(TheClass)``; the training loop never changes.
 """
 
 from __future__ import annotations
@@ -17,6 +17,10 @@ from ..registry import Registry
 
 
 class Method(nn.Module):
+    # constructor argument → (low, high, "log" | "linear" | "int"): the method's own knobs that
+    # `selfsup tune --pretrain` searches besides the optimiser's
+    knobs: dict[str, tuple] = {}
+
     def __init__(self, backbone: nn.Module):
         super().__init__()
         self.backbone = backbone
@@ -67,6 +71,11 @@ METHODS: Registry[Method] = Registry("method")
 
 def create_method(name: str, backbone: nn.Module, **kwargs) -> Method:
     return METHODS.create(name, backbone=backbone, **kwargs)
+
+
+def method_knobs(name: str) -> dict[str, tuple]:
+    """The search space of ``name``'s own knobs (constructor arguments)."""
+    return dict(METHODS.get(name).knobs)
 
 
 def default_backbone(method: str, family: str = "resnet9") -> str:

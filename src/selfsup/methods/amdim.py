@@ -21,6 +21,8 @@ def _locations(fmap: torch.Tensor, grid: int) -> torch.Tensor:
 
 
 class AMDIM(Method):
+    knobs = {"clip": (5.0, 30.0, "linear"), "reg": (0.005, 0.5, "log")}  # what `selfsup tune --pretrain` searches
+
     def __init__(self, backbone: nn.Module, dim: int = 128, clip: float = 20.0, reg: float = 0.05,
                  anchor_grid: int = 2, local_grid: int = 4):
         super().__init__(backbone)
@@ -48,6 +50,4 @@ class AMDIM(Method):
         return total / 4 + self.reg * reg / 4, {"score_sq": reg.detach() / 4}
 
 
-@METHODS.register("amdim")
-def amdim(backbone: nn.Module, **kwargs) -> AMDIM:
-    return AMDIM(backbone, **kwargs)
+METHODS.register("amdim")(AMDIM)

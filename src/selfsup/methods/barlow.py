@@ -11,6 +11,8 @@ from . import METHODS, Method, mlp
 
 
 class BarlowTwins(Method):
+    knobs = {"lambd": (1e-3, 2e-2, "log")}  # what `selfsup tune --pretrain` searches
+
     def __init__(self, backbone: nn.Module, proj_dim: int = 512, lambd: float = 5e-3):
         super().__init__(backbone)
         d = backbone.out_dim
@@ -23,6 +25,4 @@ class BarlowTwins(Method):
         return barlow_twins(z0, z1, self.lambd), {}
 
 
-@METHODS.register("barlow")
-def barlow(backbone: nn.Module, **kwargs) -> BarlowTwins:
-    return BarlowTwins(backbone, **kwargs)
+METHODS.register("barlow")(BarlowTwins)

@@ -15,6 +15,8 @@ from . import METHODS, Method, ema_, frozen_copy, mlp
 
 
 class BYOL(Method):
+    knobs = {"momentum": (0.9, 0.999, "linear")}  # what `selfsup tune --pretrain` searches
+
     def __init__(self, backbone: nn.Module, proj_dim: int = 128, hidden: int = 512, momentum: float = 0.99):
         super().__init__(backbone)
         d = backbone.out_dim
@@ -38,6 +40,4 @@ class BYOL(Method):
         ema_(self.target_projector, self.projector, m)
 
 
-@METHODS.register("byol")
-def byol(backbone: nn.Module, **kwargs) -> BYOL:
-    return BYOL(backbone, **kwargs)
+METHODS.register("byol")(BYOL)

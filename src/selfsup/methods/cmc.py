@@ -17,6 +17,8 @@ from . import METHODS, Method, enqueue_
 
 
 class CMC(Method):
+    knobs = {"temperature": (0.03, 0.3, "log")}  # what `selfsup tune --pretrain` searches
+
     def __init__(self, backbone: nn.Module, proj_dim: int = 128, queue_size: int = 1024, temperature: float = 0.07,
                  pad: int = 8):
         if not hasattr(backbone, "halves"):
@@ -43,6 +45,4 @@ class CMC(Method):
         return loss, {}
 
 
-@METHODS.register("cmc")
-def cmc(backbone: nn.Module, **kwargs) -> CMC:
-    return CMC(backbone, **kwargs)
+METHODS.register("cmc")(CMC)

@@ -17,6 +17,8 @@ from . import METHODS, Method, ema_, enqueue_, frozen_copy, mlp
 
 
 class MoCo(Method):
+    knobs = {"temperature": (0.05, 0.5, "log"), "momentum": (0.9, 0.999, "linear")}  # what `selfsup tune --pretrain` searches
+
     def __init__(self, backbone: nn.Module, proj_dim: int = 128, queue_size: int = 1024, momentum: float = 0.99,
                  temperature: float = 0.2):
         super().__init__(backbone)
@@ -40,6 +42,4 @@ class MoCo(Method):
         ema_(self.key_projector, self.projector, self.momentum)
 
 
-@METHODS.register("moco")
-def moco(backbone: nn.Module, **kwargs) -> MoCo:
-    return MoCo(backbone, **kwargs)
+METHODS.register("moco")(MoCo)

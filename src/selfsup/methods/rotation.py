@@ -26,6 +26,8 @@ def rotation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 class Rotation(Method):
+    knobs = {"pad": (0, 8, "int")}  # what `selfsup tune --pretrain` searches
+
     def __init__(self, backbone: nn.Module, pad: int = 4):
         super().__init__(backbone)
         self.head = nn.Linear(backbone.out_dim, 4)
@@ -38,6 +40,4 @@ class Rotation(Method):
         return rotation_loss(logits, labels), {"rotation_acc": acc.detach()}
 
 
-@METHODS.register("rotation")
-def rotation(backbone: nn.Module, **kwargs) -> Rotation:
-    return Rotation(backbone, **kwargs)
+METHODS.register("rotation")(Rotation)

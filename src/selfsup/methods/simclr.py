@@ -10,6 +10,8 @@ from . import METHODS, Method, mlp
 
 
 class SimCLR(Method):
+    knobs = {"temperature": (0.05, 0.5, "log")}  # what `selfsup tune --pretrain` searches
+
     def __init__(self, backbone: nn.Module, proj_dim: int = 128, temperature: float = 0.1):
         super().__init__(backbone)
         d = backbone.out_dim
@@ -22,6 +24,4 @@ class SimCLR(Method):
         return nt_xent(z0, z1, self.temperature), {}
 
 
-@METHODS.register("simclr")
-def simclr(backbone: nn.Module, **kwargs) -> SimCLR:
-    return SimCLR(backbone, **kwargs)
+METHODS.register("simclr")(SimCLR)

@@ -19,6 +19,8 @@ def _up(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class VAE(Method):
+    knobs = {"beta": (0.1, 10.0, "log")}  # what `selfsup tune --pretrain` searches
+
     def __init__(self, backbone: nn.Module, latent: int = 64, beta: float = 1.0, base: int = 4, pad: int = 4):
         super().__init__(backbone)
         d = backbone.out_dim
@@ -46,6 +48,4 @@ class VAE(Method):
         return (rec + self.beta * kl).mean() / n, {"recon": rec.detach().mean() / n, "kl": kl.detach().mean()}
 
 
-@METHODS.register("vae")
-def vae(backbone: nn.Module, **kwargs) -> VAE:
-    return VAE(backbone, **kwargs)
+METHODS.register("vae")(VAE)
