@@ -90,3 +90,18 @@ def test_report_reads_cells_from_an_mlflow_experiment(tiny_dataset, tmp_path, mo
     assert "finetune" in set(compute.stage) and (compute.wall_s > 0).all()
     with pytest.raises(UserError, match="'no-such-experiment'"):
         make_report([], tmp_path / "rep2", mlflow_experiment="no-such-experiment")
+
+
+def test_cells_finished_on_other_pretrained_weights_are_trained_again(tiny_dataset, tmp_path):
+    from selfsup.pretrain import pretrain
+
+    def cell_hash():
+        finetune("classification", tiny_dataset, tmp_path / "ft", init=tmp_path / "rot", budgets=[8], seeds=[0],
+                 config=TINY_FT, progress=False)
+        return json.loads((tmp_path / "ft" / "cells" / "b8_s0.json").read_text())["settings_hash"]
+
+    pretrain("rotation", tiny_dataset, tmp_path / "rot", width=0.125, epochs=1, batch_size=16, progress=False)
+    first = cell_hash()
+    assert cell_hash() == first  # same weights: the finished cell is reused
+    pretrain("rotation", tiny_dataset, tmp_path / "rot", width=0.125, epochs=1, batch_size=16, seed=1, progress=False)
+    assert cell_hash() != first  # same settings, new weights (a dvc repro after pretraining changed)

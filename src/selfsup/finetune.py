@@ -36,9 +36,9 @@ from .colour import COLOURS
 from .dataset import Dataset, load_dataset
 from .errors import UserError
 from .models import BACKBONES, create_backbone
-from .pretrain import SCRATCH, load_pretrained
+from .pretrain import BACKBONE_FILE, SCRATCH, load_pretrained
 from .progress import step_bar
-from .provenance import atomic_write_json, atomic_write_text
+from .provenance import atomic_write_json, atomic_write_text, sha256_file
 from .schedule import check_schedule
 from .shards import label as shard_label
 from .shards import mine as shards_of
@@ -153,6 +153,7 @@ class Sweep:
     width: float
     colour: str
     device: torch.device
+    init_weights: str = ""  # sha256 of the pretrained backbone file: finished cells are valid for these weights only
 
     def subset(self, budget: int, seed: int) -> np.ndarray:
         return label_subset(self.train_idx, self.task.strata(self.targets[self.train_idx]), budget, seed)
@@ -182,7 +183,8 @@ def prepare(task: str, data, init, budgets, seeds, backbone: str, width: float, 
         raise UserError(f"unknown colour space {colour!r}: choose from {', '.join(COLOURS)}")
     targets = t.targets(ds)
     sweep = Sweep(t, ds, targets, ds.split_indices("train"), ds.split_indices("val"), ds.split_indices("test"),
-                  pretrained, meta, method, backbone, width, colour, default_device())
+                  pretrained, meta, method, backbone, width, colour, default_device(),
+                  sha256_file(Path(init) / BACKBONE_FILE) if pretrained is not None else "")
     for b in budgets:  # check every budget before any training
         sweep.subset(b, 0)
     return sweep
@@ -198,6 +200,7 @@ def run_cells(sweep: Sweep, out: Path, protocol: str, budgets, seeds, settings: 
     another job has finished them); ``results.csv`` is written once every cell is there. The returned
     frame's ``attrs["missing"]`` counts the cells still missing."""
     (out / "cells").mkdir(parents=True, exist_ok=True)
+    settings = {**settings, "init_weights": sweep.init_weights}  # re-pretrained weights retrain every cell
     settings_hash = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     cells = [(b, s) for b in budgets for s in seeds]
     mine = set(shards_of(cells, shard))
