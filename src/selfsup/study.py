@@ -4,7 +4,7 @@ file between the profiles in ``profiles/`` (``use_profile``).
 
 The plan mirrors ``dvc.yaml`` stage for stage (same names), so the estimate can be limited to the
 stages ``dvc status`` reports as changed. Costs are linear in images: seconds per image measured on a
-few batches (at the configured batch size, capped at 64 on a CPU) times the images each stage pushes
+few batches (at the configured batch size; smaller on a CPU, see ``_measured_batch``) times the images each stage pushes
 through the network or renders. It is an estimate: evaluation passes are counted as forward passes,
 Optuna's pruning and DVC's skipping of finished cells are not counted.
 """
@@ -200,6 +200,16 @@ def _time_forward(model, res: int, batch: int, device, reps: int = 2) -> float:
     return (time.perf_counter() - t0) / len(images)
 
 
+def _measured_batch(batch: int, backbone: str, width: float, res: int, device) -> int:
+    """The batch timed: the configured one on a GPU; on a CPU at most 64 images of 64² for a narrow
+    network, fewer for larger images and a wide ResNet50 (a full-width ResNet50 at 128² with four
+    rotations of 64 images needs > 24 GB of activations)."""
+    if device.type == "cuda":
+        return batch
+    heavy = 4 if backbone.startswith("resnet50") and width >= 0.5 else 1
+    return max(2, min(batch, int(64 * (64 / res) ** 2 / heavy)))
+
+
 def _measure_training(key: tuple, device, steps: int) -> tuple[float, float]:
     import torch
 
@@ -212,13 +222,13 @@ def _measure_training(key: tuple, device, steps: int) -> tuple[float, float]:
     torch.manual_seed(0)
     if key[0] == "pretrain":
         _, method, backbone, width, res, batch = key
-        batch = batch if device.type == "cuda" else min(batch, 64)
+        batch = _measured_batch(batch, backbone, width, res, device)
         net = create_method(method, create_backbone(backbone, width=width)).to(device).to(
             memory_format=torch.channels_last)
         images = torch.randint(0, 256, (batch * 2, res, res, 3), dtype=torch.uint8, device=device)
         return _time_steps(PretrainObjective(net, images), len(images), batch, steps, device), 0.0
     _, backbone, width, res, dense, batch = key
-    batch = batch if device.type == "cuda" else min(batch, 64)
+    batch = _measured_batch(batch, backbone, width, res, device)
     task = get_task("segmentation" if dense else "classification")
     bb = create_backbone(backbone, width=width)
     model = SupervisedModel(bb, task.head(bb.out_dim), dense).to(device).to(memory_format=torch.channels_last)
@@ -256,7 +266,13 @@ def measure(jobs: list[Job], progress: Callable[[str], None] = lambda msg: None,
         elif key[0] == "render":
             est.seconds_per_image[key] = (_measure_render(*key[1:]), 0.0)
         else:
-            est.seconds_per_image[key] = _measure_training(key, device, steps)
+            import torch
+
+            try:
+                est.seconds_per_image[key] = _measure_training(key, device, steps)
+            except torch.OutOfMemoryError:
+                raise UserError(f"{' '.join(map(str, key))}: one training step does not fit in {device} memory; "
+                                "lower that stage's batch_size") from None
     return est
 
 
