@@ -255,7 +255,7 @@ def profile(
     name: Optional[str] = typer.Argument(None, help="Profile to switch to (a file profiles/NAME.yaml); omit to list them."),
     force: bool = typer.Option(False, "--force", help="Overwrite a params.yaml with edits in no profile (kept as params.yaml.bak)."),
 ) -> None:
-    """Switch params.yaml (what `dvc repro` runs) to a profile: default (a 2-core CPU, ~40 min) or paper (GPU, weeks).
+    """Switch params.yaml (what `dvc repro` runs) to a profile: default (a 2-core CPU, ~40 min) or paper (many GPUs).
 
     Run in the project folder. Then `selfsup study` estimates the cost and runs the pipeline.
 
