@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Iterator
 
 from . import __version__
 
@@ -47,3 +49,22 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def sqlite_init_lock(uri: str) -> Iterator[None]:
+    """Serialise the first touch of a local SQLite database (``sqlite:///PATH``) across processes:
+    independent jobs started together (``--shard``, tuning workers) would otherwise race the schema
+    migration of a fresh MLflow or Optuna store. Any other URI: no lock."""
+    if not str(uri).startswith("sqlite:///"):
+        yield
+        return
+    import fcntl
+
+    with open(str(uri)[len("sqlite:///"):] + ".lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import pandas as pd
 
-from .provenance import git_commit
+from .provenance import git_commit, sqlite_init_lock
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 DEFAULT_EXPERIMENT = "selfsup"
@@ -31,24 +31,6 @@ def _mlflow():
 
 
 @contextlib.contextmanager
-def _local_store_lock(uri: str) -> Iterator[None]:
-    """Serialise the first touch of a local SQLite store across processes: independent jobs started
-    together (``--shard``) would otherwise race MLflow's schema migration and experiment creation."""
-    if not uri.startswith("sqlite:///"):
-        yield
-        return
-    import fcntl
-
-    path = uri[len("sqlite:///"):] + ".lock"
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
 def run(stage: str, params: dict, dataset_hash: str | None = None, tags: dict | None = None,
         nested: bool = False, run_name: str | None = None, parent_run_id: str | None = None) -> Iterator[object]:
     """An MLflow run for one stage (or a nested child run) with params and provenance tags.
@@ -60,7 +42,7 @@ def run(stage: str, params: dict, dataset_hash: str | None = None, tags: dict | 
     if not nested and active is None and "MLFLOW_RUN_ID" not in os.environ:
         # resolve the experiment by name against the current tracking URI every time: mlflow caches the
         # last experiment id (also in MLFLOW_EXPERIMENT_ID), which is wrong once the tracking URI changes
-        with _local_store_lock(mlflow.get_tracking_uri()):
+        with sqlite_init_lock(mlflow.get_tracking_uri()):
             mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT))
     with mlflow.start_run(run_name=run_name, nested=nested,
                           tags={"mlflow.parentRunId": parent_run_id} if parent_run_id else None) as active:

@@ -26,7 +26,7 @@ import optuna
 from . import tracking
 from .errors import UserError
 from .finetune import FinetuneConfig, check_config, parse_protocol, prepare, train_model
-from .provenance import atomic_write_json
+from .provenance import atomic_write_json, sqlite_init_lock
 from .schedule import SCHEDULES
 
 BEST_FILE = "best_params.json"
@@ -165,13 +165,14 @@ def _run_study(out: Path, name: str, storage: str | None, seed: int, trials: int
     store = storage_for(storage, out)
     sampler = optuna.samplers.TPESampler(seed=seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
-    try:
-        study = optuna.create_study(study_name=name, storage=store, direction="maximize", sampler=sampler,
-                                    pruner=pruner)
-        creator = True
-    except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(study_name=name, storage=store, sampler=sampler, pruner=pruner)
-        creator = False
+    with sqlite_init_lock(store if isinstance(store, str) else ""):  # workers starting together on a new file
+        try:
+            study = optuna.create_study(study_name=name, storage=store, direction="maximize", sampler=sampler,
+                                        pruner=pruner)
+            creator = True
+        except optuna.exceptions.DuplicatedStudyError:
+            study = optuna.load_study(study_name=name, storage=store, sampler=sampler, pruner=pruner)
+            creator = False
     if creator:
         with tracking.run("tune", params, dataset_hash, tags=tags, run_name=f"tune-{name}") as parent:
             study.set_user_attr("mlflow_run_id", parent.info.run_id)
