@@ -103,5 +103,6 @@ def test_cells_finished_on_other_pretrained_weights_are_trained_again(tiny_datas
     pretrain("rotation", tiny_dataset, tmp_path / "rot", width=0.125, epochs=1, batch_size=16, progress=False)
     first = cell_hash()
     assert cell_hash() == first  # same weights: the finished cell is reused
-    pretrain("rotation", tiny_dataset, tmp_path / "rot", width=0.125, epochs=1, batch_size=16, seed=1, progress=False)
+    pretrain("rotation", tiny_dataset, tmp_path / "rot", width=0.125, epochs=1, batch_size=16, seed=1, progress=False,
+             replace=True)
     assert cell_hash() != first  # same settings, new weights (a dvc repro after pretraining changed)

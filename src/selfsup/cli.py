@@ -24,14 +24,12 @@ def _optional_path(path: Optional[Path]) -> Optional[Path]:
 
 
 def _int_list(value: str, what: str) -> list[int]:
-    out = []
-    for tok in value.split(","):
-        tok = tok.strip()
-        try:
-            out.append(int(tok))
-        except ValueError:
-            raise UserError(f"invalid {what} {tok!r} in {value!r}: give integers separated by commas") from None
-    return out
+    from .checks import parse_int_list
+
+    return parse_int_list(value, what)
+
+
+VERIFY_HELP = "Check the dataset's files against the manifest's sha256 checksums first (reads every byte)."
 
 
 @app.command()
@@ -83,7 +81,10 @@ def pretrain(
     lr: float = typer.Option(2e-3, help="Peak learning rate (AdamW, one epoch of warm-up, then the schedule)."),
     schedule: str = typer.Option("cosine", help="Decay after the warm-up: cosine or linear."),
     seed: int = typer.Option(0, help="Seed for initialisation, batches and augmentation."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt if present."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt if present (the default "
+                                "when its settings match; kept for scripts)."),
+    replace: bool = typer.Option(False, "--replace", help="Delete a backbone or checkpoint of other settings in OUT first."),
+    verify: bool = typer.Option(False, "--verify", help=VERIFY_HELP),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the backbone (needs a C++ compiler on the CPU)."),
     probe: bool = typer.Option(False, "--probe", help="Train an online linear probe on detached features; log its val accuracy."),
     params_file: Optional[Path] = typer.Option(None, help="best_params.json from `selfsup tune --pretrain`: its lr, weight decay, schedule and method knobs win."),
@@ -91,6 +92,7 @@ def pretrain(
     """Pretrain a backbone with a self-supervised method; saves it as safetensors.
 
     Data-parallel over several processes or GPUs: torchrun --nproc_per_node N -m selfsup pretrain ...
+    A rerun on the same OUT resumes its checkpoint when the settings match; other settings need --replace.
 
     Example: selfsup pretrain --method rotation --data data/single-CV --out models/rotation --epochs 10
     """
@@ -102,8 +104,11 @@ def pretrain(
 
         tuned = read_pretrain_best(params_file)
     meta = run(method, data, out, backbone or None, width, epochs, batch_size, seed=seed, resume=resume, colour=colour,
-               compile=compile, probe=probe, **tuned)
-    typer.echo(f"pretrained {method} in {meta['train_time_s']:.0f} s, final loss {meta['final_loss']:.4f} → {out}")
+               compile=compile, probe=probe, replace=replace, verify=verify, **tuned)
+    if meta.get("already_done"):
+        typer.echo(f"{out} already holds this {method} pretraining: nothing to do (--replace retrains it)")
+    else:
+        typer.echo(f"pretrained {method} in {meta['train_time_s']:.0f} s, final loss {meta['final_loss']:.4f} → {out}")
 
 
 @app.command()
@@ -128,6 +133,7 @@ def finetune(
     params_file: Optional[Path] = typer.Option(None, help="best_params.json from `selfsup tune`: its lr, weight decay and schedule win."),
     shard: Optional[str] = typer.Option(None, help="I/N: train only job I's share of the budget × seed cells (I counted from 0); "
                                         "results.csv is written by the job (or rerun) that finds every cell done."),
+    verify: bool = typer.Option(False, "--verify", help=VERIFY_HELP),
 ) -> None:
     """Train a task at several label budgets and seeds, from scratch or from a pretrained backbone.
 
@@ -147,7 +153,7 @@ def finetune(
         cfg = read_best(params_file, cfg)
     init = _optional_path(init)
     res = run(task, data, out, init, _int_list(budgets, "label budget"), _int_list(seeds, "seed"), protocol,
-              backbone, width, cfg, colour=colour, bn=bn, shard=parse_shard(shard))
+              backbone, width, cfg, colour=colour, bn=bn, shard=parse_shard(shard), verify=verify)
     if res.attrs.get("missing"):
         typer.echo(f"shard {shard}: cells done into {out / 'cells'}; {res.attrs['missing']} cells of other jobs still "
                    "missing, so no results.csv yet (the last job, or a rerun without --shard, writes it)")
@@ -166,6 +172,7 @@ def probe(
     seeds: str = typer.Option("0,1", help="Seeds, comma-separated (each picks its own nested subsets)."),
     knn_metric: str = typer.Option("cosine", help="kNN distance: cosine or euclidean."),
     k: int = typer.Option(20, help="Neighbours of the kNN probe (votes weighted by 1/distance)."),
+    verify: bool = typer.Option(False, "--verify", help=VERIFY_HELP),
 ) -> None:
     """Probe a frozen pretrained backbone (linear or kNN) at several label budgets and seeds.
 
@@ -176,8 +183,24 @@ def probe(
     from .probe import probe as run
 
     res = run(task, data, out, init, _int_list(budgets, "label budget"), _int_list(seeds, "seed"), protocol,
-              knn_metric, k)
+              knn_metric, k, verify=verify)
     typer.echo(f"wrote {len(res)} rows to {out / 'results.csv'}")
+
+
+@app.command()
+def verify(
+    data: Path = typer.Argument(..., help="Dataset folder."),
+) -> None:
+    """Check a dataset folder: its format (array dtypes and shapes, label columns, splits) and every
+    file against the manifest's sha256 checksums. Exit status 0 only when all match.
+
+    Example: selfsup verify data/single
+    """
+    from .dataset import load_dataset
+
+    ds = load_dataset(data, verify=True)
+    typer.echo(f"{data}: {len(ds.manifest['sha256'])} files match the manifest ({len(ds.labels)} images, "
+               f"dataset hash {ds.dataset_hash})")
 
 
 @app.command()
@@ -301,6 +324,9 @@ def study(
 
     from .study import load_params, measure, pending, plan
 
+    from .checks import numbers
+
+    numbers(confirm_above=confirm_above)
     if params.resolve() != Path("params.yaml").resolve() and not estimate_only:
         raise UserError(f"--params {str(params)!r} needs --estimate-only: dvc repro always reads params.yaml")
     jobs = plan(load_params(params))
@@ -336,12 +362,25 @@ def _usage_message(e, argv: list[str]) -> str:
     msg = " ".join(e.format_message().split())
     param = getattr(e, "param", None)
     for opt in getattr(param, "opts", []) or []:
-        for i, arg in enumerate(argv):
+        for i, arg in reversed(list(enumerate(argv))):  # a repeated option: the last one counts
             if arg == opt and i + 1 < len(argv):
                 return f"{msg} (got {argv[i + 1]!r})"
             if arg.startswith(opt + "="):
                 return f"{msg} (got {arg.split('=', 1)[1]!r})"
     return msg
+
+
+def _fail(message: str, code: int) -> None:
+    """Print the one-line error and leave at once. Every stage's files and MLflow runs are closed by
+    then (their ``with`` blocks have exited); skipping the interpreter's teardown avoids a race of
+    native thread pools at exit that once in a few runs aborted a finished error path with
+    "terminate called without an active exception" (exit 134 instead of 2)."""
+    import os
+
+    print(message, file=sys.stderr)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -352,16 +391,24 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=argv or ["--help"], standalone_mode=False, prog_name="selfsup")
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        _fail(f"error: {' '.join(str(e).split())}", 2)
     except TyperException as e:  # bad option, missing option, wrong type
-        print(f"error: {_usage_message(e, argv)}", file=sys.stderr)
-        sys.exit(2)
+        _fail(f"error: {_usage_message(e, argv)}", 2)
     except Exit as e:
         sys.exit(e.exit_code)
     except (Abort, KeyboardInterrupt):
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _fail("error: interrupted", 130)
+    except Exception as e:  # a bug, not bad input: still one line (SELFSUP_DEBUG=1 shows the traceback)
+        import os
+
+        if os.environ.get("SELFSUP_DEBUG"):
+            raise
+        first = str(e).splitlines()[0] if str(e) else ""
+        if type(e).__module__.startswith("mlflow"):  # the tracking server refused (login, network): not a bug
+            where = os.environ.get("MLFLOW_TRACKING_URI", "the local MLflow store")
+            _fail(f"error: MLflow tracking at {where}: {' '.join(str(e).split())}", 2)
+        _fail(f"error: internal error {type(e).__name__}: {first} (please report it; SELFSUP_DEBUG=1 shows the "
+              "traceback)", 1)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import tracking
+from . import checks, tracking
 from .assets import Assets, shapenet_index, texture_index
 from .errors import UserError
 from .provenance import atomic_write_json, code_version, sha256_file
@@ -66,9 +66,22 @@ class Dataset:
     def split_indices(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.labels["split"].to_numpy() == split)
 
+    def require_splits(self, *splits: str) -> None:
+        """Every split named must hold images (checked before any training starts)."""
+        for split in splits:
+            if not len(self.split_indices(split)):
+                raise UserError(f"dataset folder {str(self.path)!r} has no {split} images "
+                                f"({len(self.labels)} images in all): render more (--count)")
 
-def load_dataset(path: str | Path) -> Dataset:
-    """Open a rendered dataset folder; a clear error when it is missing or incomplete."""
+
+LABEL_COLUMNS = ("split", "class_id", "class_name", "model_id", "pose_bin")  # the contract (SPEC §9)
+ARRAY_DTYPES = {"images": np.uint8, "segmentation": np.uint8, "depth": np.float16, "instances": np.uint8}
+
+
+def load_dataset(path: str | Path, verify: bool = False) -> Dataset:
+    """Open a rendered dataset folder; a clear error when it is missing, incomplete or not in the
+    format (array dtypes and shapes, label columns, split names). ``verify`` also checks every file
+    against the manifest's sha256 (reads every byte: seconds per GB)."""
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"dataset folder {str(path)!r} does not exist (render it with `selfsup render`)")
@@ -80,10 +93,49 @@ def load_dataset(path: str | Path) -> Dataset:
         labels = pd.read_parquet(path / "labels.parquet")
         dense = {k: np.load(path / f"{k}.npy", mmap_mode="r") for k in DENSE_ARRAYS if (path / f"{k}.npy").is_file()}
     except (OSError, ValueError) as e:
-        raise UserError(f"dataset folder {str(path)!r} is unreadable: {e}") from None
+        raise UserError(f"dataset folder {str(path)!r} is unreadable: {str(e).splitlines()[0] if str(e) else e!r}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("params"), dict) or "dataset_hash" not in manifest:
+        raise UserError(f"dataset folder {str(path)!r} has a manifest.json without params and dataset_hash")
+    for name, arr in {"images": images, **dense}.items():
+        if arr.dtype != ARRAY_DTYPES[name]:
+            raise UserError(f"dataset folder {str(path)!r}: {name}.npy is {arr.dtype}, the format says "
+                            f"{np.dtype(ARRAY_DTYPES[name]).name}")
+    if images.ndim != 4 or images.shape[3] != 3:
+        raise UserError(f"dataset folder {str(path)!r}: images.npy has shape {images.shape}, the format says (N, H, W, 3)")
+    for name, arr in dense.items():
+        if arr.shape != images.shape[:3]:
+            raise UserError(f"dataset folder {str(path)!r}: {name}.npy has shape {arr.shape}, images {images.shape[:3]}")
+    missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
+    if missing:
+        raise UserError(f"dataset folder {str(path)!r}: labels.parquet lacks column(s) {', '.join(missing)}")
+    unknown = sorted(set(labels["split"].astype(str)) - set(SPLITS))
+    if unknown:
+        raise UserError(f"dataset folder {str(path)!r}: unknown split {unknown[0]!r} in labels.parquet "
+                        f"(the format has {', '.join(SPLITS)})")
     if any(len(a) != len(labels) for a in (images, *dense.values())):
         raise UserError(f"dataset folder {str(path)!r} is corrupt: {len(images)} images but {len(labels)} labels")
+    if verify:
+        verify_dataset(path, manifest)
     return Dataset(path, images, labels, manifest, dense)
+
+
+def verify_dataset(path: str | Path, manifest: dict | None = None) -> dict[str, str]:
+    """Check every file the manifest lists against its sha256; returns them. A mismatch, or a
+    manifest without checksums, is an error naming the file."""
+    path = Path(path)
+    manifest = manifest if manifest is not None else json.loads((path / "manifest.json").read_text())
+    sha = manifest.get("sha256")
+    if not isinstance(sha, dict) or not sha:
+        raise UserError(f"dataset folder {str(path)!r}: the manifest lists no sha256 checksums")
+    for name, want in sorted(sha.items()):
+        f = path / name
+        if not f.is_file():
+            raise UserError(f"dataset folder {str(path)!r}: {name} is listed in the manifest but missing")
+        got = sha256_file(f)
+        if got != want:
+            raise UserError(f"dataset folder {str(path)!r}: {name} has sha256 {got[:16]}…, the manifest says "
+                            f"{want[:16]}… (changed since it was rendered)")
+    return sha
 
 
 # ---------------------------------------------------------------- rendering (bpy lives in workers)
@@ -160,12 +212,13 @@ def render_dataset(out: str | Path, set_name: str = "single", variant: str = "--
         raise UserError(f"unknown set {set_name!r}: choose from {', '.join(SETS)}")
     v = Variant.parse(variant)
     resolution = DEFAULT_RESOLUTION[set_name] if resolution is None else resolution
-    for name, val, lo in (("count", count, 1), ("workers", workers, 1), ("resolution", resolution, 8), ("samples", samples, 1)):
-        if val < lo:
-            raise UserError(f"invalid {name} {val}: must be at least {lo}")
+    checks.numbers(count=count, workers=workers, resolution=resolution, samples=samples, seed=seed)
+    if set_name == "multi" and resolution % 8:
+        raise UserError(f"invalid resolution {resolution} for the multi set: must be a multiple of 8 "
+                        "(dense labels are read on the backbone's 1/8 grid)")
     if shard is not None and replace:
         raise UserError("--replace cannot be combined with --shard: one job would delete the others' shards")
-    out = Path(out)
+    out = checks.output_folder(out, "dataset folder")
     assets = Assets(shapenet_index(shapenet) if shapenet else None, texture_index(textures) if textures else None)
     params = {"set": set_name, "variant": v.name, "count": count, "seed": seed, "resolution": resolution,
               "samples": samples, "renderer": renderer_hash()}

@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import tracking
+from . import checks, tracking
 from .augment import flip_translate, map_batches, to_input
 from .budgets import label_subset
 from .colour import COLOURS
@@ -63,8 +63,8 @@ class FinetuneConfig:
 
 def check_config(config: FinetuneConfig) -> None:
     check_schedule(config.schedule)
-    if config.steps < 1 or config.epochs < 1 or config.batch_size < 1:
-        raise UserError(f"invalid training settings {asdict(config)}: steps, epochs and batch_size must be ≥ 1")
+    checks.numbers(steps=config.steps, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                   weight_decay=config.weight_decay)
 
 
 def config_key(config: FinetuneConfig) -> dict:
@@ -164,13 +164,29 @@ class Sweep:
                 "pretrain_variant": self.meta.get("variant", ""), "finetune_variant": self.ds.variant}
 
 
-def prepare(task: str, data, init, budgets, seeds, backbone: str, width: float, colour: str) -> Sweep:
+def check_targets(task: Task, targets: np.ndarray, data) -> None:
+    """Class ids must lie in 0 … classes − 1 (they index the loss); regression targets must be finite."""
+    flat = np.asarray(targets).reshape(-1)
+    if task.kind == "classify":
+        if not np.issubdtype(flat.dtype, np.integer):
+            raise UserError(f"dataset folder {str(data)!r}: {task.name} labels are {flat.dtype}, not class ids")
+        bad = (flat < 0) | (flat >= task.outputs)
+        if bad.any():
+            raise UserError(f"dataset folder {str(data)!r}: {task.name} label {int(flat[bad][0])} is out of range "
+                            f"0…{task.outputs - 1} ({int(bad.sum())} such labels)")
+    elif not np.isfinite(flat.astype(np.float64)).all():
+        raise UserError(f"dataset folder {str(data)!r}: {task.name} targets hold NaN or infinite values")
+
+
+def prepare(task: str, data, init, budgets, seeds, backbone: str, width: float, colour: str,
+            verify: bool = False) -> Sweep:
     """Check everything a sweep needs before anything is trained or written."""
     t = get_task(task)
     BACKBONES.get(backbone)
-    if not budgets or not seeds:
-        raise UserError("give at least one label budget and one seed")
-    ds = load_dataset(data)
+    budgets = checks.int_list(budgets, "label budget")
+    seeds = checks.int_list(seeds, "seed")
+    checks.numbers(width=width)
+    ds = load_dataset(data, verify=verify)
     if ds.set_name != t.dataset_set:
         raise UserError(f"task {task!r} needs a {t.dataset_set}-object dataset, but {str(data)!r} is a "
                         f"{ds.set_name}-object dataset")
@@ -181,7 +197,9 @@ def prepare(task: str, data, init, budgets, seeds, backbone: str, width: float, 
         meta = meta if pretrained is not None else {}
     if colour not in COLOURS:
         raise UserError(f"unknown colour space {colour!r}: choose from {', '.join(COLOURS)}")
+    ds.require_splits("train", "val", "test")  # val is read after training: check it before
     targets = t.targets(ds)
+    check_targets(t, targets, data)
     sweep = Sweep(t, ds, targets, ds.split_indices("train"), ds.split_indices("val"), ds.split_indices("test"),
                   pretrained, meta, method, backbone, width, colour, default_device(),
                   sha256_file(Path(init) / BACKBONE_FILE) if pretrained is not None else "")
@@ -248,7 +266,7 @@ def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | No
              budgets: list[int] = (100, 250, 500, 1000), seeds: list[int] = (0, 1), protocol: str = "finetune",
              backbone: str = "resnet9", width: float = 0.25, config: FinetuneConfig = FinetuneConfig(),
              progress: bool = True, colour: str = "rgb", bn: str | None = None,
-             shard: tuple[int, int] | None = None) -> pd.DataFrame:
+             shard: tuple[int, int] | None = None, verify: bool = False) -> pd.DataFrame:
     """Train ``task`` at every label budget × seed; writes and returns ``OUT/results.csv``
     (``shard``: only this job's cells, see ``run_cells``)."""
     frozen = parse_protocol(protocol)
@@ -256,10 +274,10 @@ def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | No
     if bn not in BN_MODES:
         raise UserError(f"unknown batch-norm mode {bn!r}: choose from {', '.join(BN_MODES)}")
     check_config(config)
-    sweep = prepare(task, data, init, budgets, seeds, backbone, width, colour)
+    out = checks.output_folder(out)
+    sweep = prepare(task, data, init, budgets, seeds, backbone, width, colour, verify)
     if frozen and sweep.pretrained is None:
         raise UserError(f"protocol {protocol!r} freezes pretrained stages: give --init")
-    out = Path(out)
     settings = {"task": task, "method": sweep.method, "protocol": protocol, "bn": bn, **sweep.columns(),
                 **config_key(config)}
     params = {"budgets": ",".join(map(str, budgets)), "seeds": ",".join(map(str, seeds)), "init": str(init or ""),

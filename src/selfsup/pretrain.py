@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import distributed, tracking
+from . import checks, distributed, tracking
 from .augment import map_batches, to_input
 from .colour import COLOURS
 from .dataset import load_dataset
@@ -71,7 +72,8 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
              seed: int = 0, resume: bool = False, progress: bool = True, colour: str = "rgb",
              compile: bool = False, probe: bool = False, schedule: str = "cosine",
              method_kwargs: dict | None = None, on_epoch_cb: Callable[[int, dict], None] | None = None,
-             parent_run_id: str | None = None, run_name: str | None = None) -> dict:
+             parent_run_id: str | None = None, run_name: str | None = None, replace: bool = False,
+             verify: bool = False) -> dict:
     """Pretrain ``method`` on the train split of ``data``; writes ``backbone.safetensors`` and
     ``meta.json`` to ``out`` (and ``checkpoint.pt`` after every epoch, for ``resume``).
 
@@ -81,35 +83,45 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
 
     ``method_kwargs`` sets the method's own knobs (e.g. SimCLR's temperature); ``on_epoch_cb(epoch,
     logs)`` sees every epoch's logs (with ``probe_val_acc`` when ``probe``) and may stop training by
-    raising (Optuna's pruning); ``parent_run_id`` nests the MLflow run under another run."""
+    raising (Optuna's pruning); ``parent_run_id`` nests the MLflow run under another run.
+
+    What ``out`` already holds is never lost by accident: a finished backbone of the same settings is
+    returned as it is; a checkpoint of the same settings is resumed (with or without ``resume``);
+    a backbone or checkpoint of other settings is an error unless ``replace``, which deletes them
+    first. ``verify`` checks the dataset's sha256 checksums before training."""
+    checks.numbers(width=width, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed)
+    out = checks.output_folder(out)
+    if colour not in COLOURS:
+        raise UserError(f"unknown colour space {colour!r}: choose from {', '.join(COLOURS)}")
     if method == SCRATCH:
-        return _scratch_meta(data, out, backbone or "resnet9", width, colour)
+        return _scratch_meta(data, out, backbone or "resnet9", width, colour, replace, verify)
     METHODS.get(method)  # fail fast on unknown names
     backbone = default_backbone(method, backbone or "resnet9")
     BACKBONES.get(backbone)
-    for name, val in (("epochs", epochs), ("batch_size", batch_size)):
-        if val < 1:
-            raise UserError(f"invalid {name} {val}: must be at least 1")
-    if width <= 0:
-        raise UserError(f"invalid width {width}: must be positive")
-    if colour not in COLOURS:
-        raise UserError(f"unknown colour space {colour!r}: choose from {', '.join(COLOURS)}")
     check_schedule(schedule)
-    ds = load_dataset(data)
+    ds = load_dataset(data, verify=verify)
+    ds.require_splits("train", *(["val"] if probe else []))
     if probe and ds.set_name != "single":
         raise UserError(f"the online probe classifies single-object images; {str(data)!r} is a {ds.set_name}-object dataset")
     rank, world = distributed.setup()
     if batch_size % world:
         raise UserError(f"batch size {batch_size} does not split over {world} processes")
     main = rank == 0
-    out = Path(out)
+    colour = "lab" if backbone.endswith("_split") else colour  # the split backbone is Lab whatever was asked
+    settings = {"method": method, "backbone": backbone, "width": width, "colour": colour, "epochs": epochs,
+                "batch_size": batch_size, "lr": lr, "schedule": schedule, "weight_decay": weight_decay, "seed": seed,
+                "dataset_hash": ds.dataset_hash, "online_probe": probe,
+                **{f"method.{k}": v for k, v in (method_kwargs or {}).items()}}
+    finished = _claim_output(out, settings, replace)
+    if finished is not None:
+        return finished
     if main:
         out.mkdir(parents=True, exist_ok=True)
     train_idx = torch.from_numpy(ds.split_indices("train"))
     device = distributed.device()
     torch.manual_seed(seed)
     bb = create_backbone(backbone, width=width, colour=colour)
-    colour = bb.colour  # the split backbone is Lab whatever was asked
+    assert bb.colour == colour
     method_kwargs = dict(method_kwargs or {})
     known = set(inspect.signature(METHODS.get(method)).parameters) - {"backbone"}
     unknown = sorted(set(method_kwargs) - known)
@@ -147,7 +159,7 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
            if main else contextlib.nullcontext())
     with run, step_bar(f"pretrain {method}", progress and main) as bar:
         history = fit(PretrainObjective(net, images, probe_targets), len(images), cfg, on_epoch=on_epoch,
-                      checkpoint=out / CHECKPOINT_FILE, resume=resume, progress=bar)
+                      checkpoint=out / CHECKPOINT_FILE, resume=True, progress=bar, checkpoint_tag=settings)
         synced = distributed.in_sync(net)
         meta = {**params, "dataset_hash": ds.dataset_hash, "variant": ds.variant, "final_loss": history[-1]["loss"],
                 "train_time_s": sum(h["epoch_time_s"] for h in history),
@@ -156,7 +168,9 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
             meta["probe_val_acc"] = history[-1]["probe_val_acc"]
         if main:
             state = net.backbone.state_dict()
-            save_file({k: v.contiguous().cpu() for k, v in state.items()}, out / BACKBONE_FILE)
+            tmp = out / f"{BACKBONE_FILE}.tmp{os.getpid()}"
+            save_file({k: v.contiguous().cpu() for k, v in state.items()}, tmp)
+            os.replace(tmp, out / BACKBONE_FILE)  # never a half-written backbone
             atomic_write_json(out / META_FILE, meta)
             tracking.log_metrics({"final_loss": meta["final_loss"], "train_time_s": meta["train_time_s"]})
             tracking.log_artifact(out / BACKBONE_FILE)
@@ -168,27 +182,114 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
     return meta
 
 
-def _scratch_meta(data, out, backbone: str, width: float, colour: str) -> dict:
+def _describe(settings: dict, other: dict) -> str:
+    """The first setting where ``other`` differs from ``settings``, as 'NAME A (asked: B)'."""
+    for key, want in settings.items():
+        if other.get(key) != want:
+            return f"{key} {other.get(key)!r} (asked: {want!r})"
+    return "none"
+
+
+def _claim_output(out: Path, settings: dict, replace: bool) -> dict | None:
+    """Decide what happens to what ``out`` holds before anything is written there. Returns the
+    finished meta when ``out`` already holds this exact pretraining; raises when it holds another."""
+    meta_file, ckpt = out / META_FILE, out / CHECKPOINT_FILE
+    if replace:
+        for name in (META_FILE, BACKBONE_FILE, CHECKPOINT_FILE):  # meta first: never a meta without its backbone
+            (out / name).unlink(missing_ok=True)
+        return None
+    if meta_file.is_file():
+        try:
+            meta = json.loads(meta_file.read_text())
+        except (OSError, ValueError):
+            raise UserError(f"output folder {str(out)!r} holds an unreadable {META_FILE}: pass --replace to "
+                            "overwrite it, or choose another --out") from None
+        same = all(meta.get(k) == v for k, v in settings.items())
+        if same and (settings["method"] == SCRATCH or (out / BACKBONE_FILE).is_file()):
+            return {**meta, "train_time_s": meta.get("train_time_s", 0.0), "final_loss": meta.get("final_loss", float("nan")),
+                    "already_done": True}
+        what = "a scratch description" if meta.get("method") == SCRATCH else f"a pretrained {meta.get('method')} backbone"
+        raise UserError(f"output folder {str(out)!r} already holds {what} with other settings ({_describe(settings, meta)}): "
+                        "pass --replace to overwrite it, or choose another --out")
+    if (out / BACKBONE_FILE).is_file():
+        raise UserError(f"output folder {str(out)!r} holds a {BACKBONE_FILE} without {META_FILE}: "
+                        "pass --replace to overwrite it, or choose another --out")
+    if ckpt.is_file():
+        if settings["method"] == SCRATCH:
+            raise UserError(f"output folder {str(out)!r} holds a pretraining checkpoint: pass --replace to "
+                            "overwrite it with a scratch description, or choose another --out")
+        try:
+            tag = torch.load(ckpt, map_location="cpu", weights_only=True).get("tag")
+        except Exception as e:  # noqa: BLE001  (torch raises many kinds for a damaged file)
+            raise UserError(f"checkpoint {str(ckpt)!r} is unreadable ({type(e).__name__}): pass --replace to "
+                            "start over") from None
+        if tag != settings:
+            raise UserError(f"output folder {str(out)!r} holds a checkpoint of other settings "
+                            f"({_describe(settings, tag or {})}): --resume continues only a checkpoint of the same "
+                            "settings; pass --replace to start over, or choose another --out")
+    return None
+
+
+def _scratch_meta(data, out: Path, backbone: str, width: float, colour: str, replace: bool, verify: bool) -> dict:
     BACKBONES.get(backbone)
-    create_backbone(backbone, width=width, colour=colour)  # checks width and colour
+    load_dataset(data, verify=verify)  # a scratch folder is made for a dataset: it must be one
+    create_backbone(backbone, width=width, colour=colour)  # checks the backbone's own constraints
     meta = {"method": SCRATCH, "backbone": backbone, "width": width, "colour": colour}
-    out = Path(out)
+    finished = _claim_output(out, meta, replace)
+    if finished is not None:
+        return finished
     out.mkdir(parents=True, exist_ok=True)
-    (out / BACKBONE_FILE).unlink(missing_ok=True)
     atomic_write_json(out / META_FILE, meta)
     return {**meta, "train_time_s": 0.0, "final_loss": float("nan")}
 
 
+def _read_meta(init: Path) -> dict | None:
+    meta_file = init / META_FILE
+    if not meta_file.is_file():
+        return None
+    try:
+        meta = json.loads(meta_file.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UserError(f"checkpoint folder {str(init)!r}: {META_FILE} is not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or not {"method", "backbone", "width"} <= set(meta):
+        raise UserError(f"checkpoint folder {str(init)!r}: {META_FILE} lacks method, backbone and width")
+    return meta
+
+
+def is_scratch(init: str | Path) -> bool:
+    """Whether ``init`` is a ``--method scratch`` folder (random initialisation, no weights)."""
+    meta = _read_meta(Path(init)) if Path(init).is_dir() else None
+    return meta is not None and meta.get("method") == SCRATCH
+
+
 def load_pretrained(init: str | Path, device: torch.device | None = None) -> tuple[torch.nn.Module | None, dict]:
     """The backbone saved by :func:`pretrain` in folder ``init``, and its meta (``None`` and the meta
-    for a ``scratch`` folder)."""
+    for a ``scratch`` folder). A damaged folder (bad JSON, a file that is not safetensors, weights of
+    another shape) is a one-line error."""
+    from safetensors import SafetensorError
+
     init = Path(init)
-    meta_file = init / META_FILE
-    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else None
+    if not init.is_dir():
+        raise UserError(f"checkpoint folder {str(init)!r} does not exist" if not init.exists() else
+                        f"--init {str(init)!r} is a file: give the folder `selfsup pretrain --out` wrote")
+    meta = _read_meta(init)
     if meta is not None and meta.get("method") == SCRATCH:
         return None, meta
     if meta is None or not (init / BACKBONE_FILE).is_file():
         raise UserError(f"checkpoint folder {str(init)!r} has no {BACKBONE_FILE} and {META_FILE} (run `selfsup pretrain`)")
-    net = create_backbone(meta["backbone"], width=meta["width"], colour=meta.get("colour", "rgb"))
-    net.load_state_dict(load_file(init / BACKBONE_FILE))
+    try:
+        net = create_backbone(meta["backbone"], width=float(meta["width"]), colour=meta.get("colour", "rgb"))
+    except (TypeError, ValueError) as e:
+        raise UserError(f"checkpoint folder {str(init)!r}: {META_FILE} describes no backbone ({e})") from None
+    try:
+        state = load_file(init / BACKBONE_FILE)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"checkpoint folder {str(init)!r}: {BACKBONE_FILE} is not a readable safetensors file "
+                        f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as e:
+        first = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e))
+        raise UserError(f"checkpoint folder {str(init)!r}: the weights do not fit the {meta['backbone']} of width "
+                        f"{meta['width']} that {META_FILE} describes ({first.rstrip('.')})") from None
     return net.to(device or "cpu"), meta

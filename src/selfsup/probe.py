@@ -21,7 +21,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from . import checks
 from .errors import UserError
+from .pretrain import is_scratch
 from .finetune import Sweep, eval_batch, prepare, run_cells
 from .augment import map_batches
 
@@ -92,21 +94,21 @@ def _rows(f: torch.Tensor) -> torch.Tensor:
 
 def probe(task: str, data: str | Path, out: str | Path, init: str | Path, budgets: list[int] = (100, 250, 1000),
           seeds: list[int] = (0, 1), protocol: str = "linear", knn_metric: str = "cosine", k: int = 20,
-          progress: bool = True) -> pd.DataFrame:
+          progress: bool = True, verify: bool = False) -> pd.DataFrame:
     """Probe the frozen backbone in ``init`` on ``task`` at every label budget × seed; writes and returns
     ``OUT/results.csv`` (protocol ``linear`` or ``knn-cosine`` / ``knn-euclidean``)."""
     if protocol not in PROBES:
         raise UserError(f"unknown probe {protocol!r}: choose from {', '.join(PROBES)}")
     if knn_metric not in KNN_METRICS:
         raise UserError(f"unknown kNN distance {knn_metric!r}: choose from {', '.join(KNN_METRICS)}")
-    if k < 1:
-        raise UserError(f"invalid k {k}: must be at least 1")
+    checks.numbers(k=k)
     if not init:
         raise UserError("a probe needs a pretrained backbone: give --init")
-    sweep = prepare(task, data, init, budgets, seeds, "resnet9", 0.25, "rgb")
-    t = sweep.task
-    if sweep.pretrained is None:
+    if is_scratch(init):  # before any data is loaded
         raise UserError(f"{str(init)!r} is a scratch folder: a probe needs pretrained weights")
+    out = checks.output_folder(out)
+    sweep = prepare(task, data, init, budgets, seeds, "resnet9", 0.25, "rgb", verify)
+    t = sweep.task
     if protocol == "knn" and (t.dense or t.kind != "classify"):
         raise UserError(f"the kNN probe is for image-level classification tasks, not {task!r}")
     name = protocol if protocol == "linear" else f"knn-{knn_metric}"
@@ -115,7 +117,6 @@ def probe(task: str, data: str | Path, out: str | Path, init: str | Path, budget
     feats = {split: features(backbone, ds.images[idx], t.dense, sweep.device, eval_batch(t))
              for split, idx in (("train", sweep.train_idx), ("val", sweep.val_idx), ("test", sweep.test_idx))}
     position = {i: j for j, i in enumerate(sweep.train_idx)}
-    out = Path(out)
     settings = {"task": task, "method": sweep.method, "protocol": name, "k": k, **sweep.columns()}
     params = {"budgets": ",".join(map(str, budgets)), "seeds": ",".join(map(str, seeds)), "init": str(init),
               "data": str(data), "device": str(sweep.device), "stage": "probe"}

@@ -6,7 +6,9 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -49,6 +51,31 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def atomic_write_json(path: Path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def staged_folder(out: str | Path, last: tuple[str, ...] = ("index.html",)) -> Iterator[Path]:
+    """A folder of outputs written as one piece: the block writes into a hidden sibling of ``out``;
+    only when it finishes are its entries moved into ``out`` (each by one rename; names in ``last``
+    after the rest, so a page never points at files not yet there). If the block fails, ``out`` is
+    exactly as it was. Entries of ``out`` the block did not write are left alone."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    try:
+        yield stage
+        out.mkdir(exist_ok=True)
+        for entry in sorted(stage.iterdir(), key=lambda e: (e.name in last, e.name)):
+            target = out / entry.name
+            if entry.is_dir() and target.is_dir():  # a folder: the old one aside, the new one in, the old one gone
+                old = Path(tempfile.mkdtemp(prefix=f".{entry.name}.old-", dir=out))
+                os.replace(target, old / entry.name)
+                os.replace(entry, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(entry, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -9,11 +9,12 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from . import analysis, tracking
+from . import analysis, checks, tracking
 from .errors import UserError
-from .provenance import atomic_write_json, atomic_write_text
+from .provenance import atomic_write_json, atomic_write_text, staged_folder
 from .tasks import TASKS
 from .utility import CONTEXT, INTERPOLATIONS, LOWER_BOUND, OK, utility_table
 
@@ -49,12 +50,55 @@ def load_results(paths: list[str | Path]) -> pd.DataFrame:
             bad = pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()
             if bad.any():
                 raise UserError(f"results file {str(f)!r}: non-numeric {col} {df[col][bad].iloc[0]!r}")
+        if df.empty:
+            raise UserError(f"results file {str(f)!r} has no rows")
         df["source"] = str(f)
+        df["source_line"] = range(2, len(df) + 2)  # the line in the file (after the header)
         frames.append(df)
     res = pd.concat(frames, ignore_index=True)
     res["label_budget"] = res["label_budget"].astype(int)
     res["value"] = res["value"].astype(float)
     return res
+
+
+# what one result row is about: a second row with the same key is a duplicate
+ROW_KEY = ["method", "task", "protocol", "label_budget", "seed", "metric"]
+ROW_CONTEXT = ("backbone", "width", "colour", "bn", "finetune_variant", "pretrain_variant")
+
+
+def _where(row) -> str:
+    src = row.get("source", "")
+    line = row.get("source_line")
+    at = f"{src}:{int(line)}" if src and not str(src).startswith("mlflow:") and pd.notna(line) else src
+    return f"{at} ({row['method']}/{row['task']}/{row['protocol']}, n={row['label_budget']}, seed {row['seed']})"
+
+
+def check_results(results: pd.DataFrame) -> None:
+    """Refuse a results table the utility would silently get wrong: no rows, a value that is NaN or
+    infinite, a label budget below 1, the same row twice, or a task with no scratch curve."""
+    if results.empty:
+        raise UserError("no result rows to report")
+    bad = ~np.isfinite(results["value"].to_numpy(dtype=float))
+    if bad.any():
+        r = results[bad].iloc[0]
+        raise UserError(f"non-finite value {r['value']} ({r['metric']}) at {_where(r)}: "
+                        f"{int(bad.sum())} such row(s); fix or remove them (a diverged run?)")
+    small = results["label_budget"] < 1
+    if small.any():
+        r = results[small].iloc[0]
+        raise UserError(f"invalid label budget {r['label_budget']} at {_where(r)}: must be at least 1")
+    key = ROW_KEY + [c for c in ROW_CONTEXT if c in results.columns]
+    dup = results.duplicated(key, keep="first")
+    if dup.any():
+        group = results.groupby(key, dropna=False, sort=False).ngroup()
+        r = results[dup].iloc[0]
+        first = results[group == group[dup].iloc[0]].iloc[0]
+        raise UserError(f"duplicate result row {r['metric']} at {_where(r)}, already given at "
+                        f"{_where(first).split(' (')[0]}: {int(dup.sum())} duplicate(s)")
+    scratch_tasks = set(results.loc[results.method == "scratch", "task"])
+    for task in sorted(set(results.task) - scratch_tasks):
+        raise UserError(f"task {task!r} has no scratch results: utility needs the scratch curve "
+                        "(selfsup finetune without --init) among the results")
 
 
 def headline_metric(task: str, results: pd.DataFrame) -> str:
@@ -144,8 +188,12 @@ def make_report(paths: list[str | Path], out: str | Path, interpolation: str = "
     bad = [f for f in export if f not in EXPORT_FORMATS]
     if bad:
         raise UserError(f"unknown export format {bad[0]!r}: choose from {', '.join(EXPORT_FORMATS)}")
+    checks.numbers(bootstrap=n_boot)
+    out = checks.output_folder(out, "report folder")
+    frames = [load_results(paths)] if paths else []  # bad files fail before MLflow is opened
+    if frames and not mlflow_experiment:
+        check_results(frames[0])
     runs = tracking.experiment_runs(mlflow_experiment)
-    frames = [load_results(paths)] if paths else []
     if mlflow_experiment:
         from_mlflow = results_from_mlflow(runs)
         if from_mlflow.empty:
@@ -156,13 +204,15 @@ def make_report(paths: list[str | Path], out: str | Path, interpolation: str = "
     results = pd.concat(frames, ignore_index=True)
     results["label_budget"] = results["label_budget"].astype(int)
     results["value"] = results["value"].astype(float)
+    check_results(results)
     with tracking.run("report", {"results": ",".join(map(str, paths)), "interpolation": interpolation,
                                  "n_boot": n_boot, "out": str(out), "mlflow_experiment": mlflow_experiment or ""},
                       run_name="report"):
         hashes = {str(h) for col in ("dataset_hash", "pretrain_dataset_hash") if col in results.columns
                   for h in results[col].dropna() if str(h)}
-        metrics = _report(results, Path(out), interpolation, n_boot, stage_times(runs, hashes), export,
-                          tuning_trials(runs))
+        with staged_folder(out) as stage:  # a failure half-way leaves the previous report whole
+            metrics = _report(results, stage, interpolation, n_boot, stage_times(runs, hashes), export,
+                              tuning_trials(runs))
         for name in ("utility.csv", "curves.csv", "metrics.json", "index.html"):
             tracking.log_artifact(Path(out) / name)
     return metrics

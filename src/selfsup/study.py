@@ -92,10 +92,45 @@ def _ints(text) -> list[int]:
     return [int(t) for t in str(text).split(",") if str(t).strip()]
 
 
+def check_params(params: dict) -> None:
+    """The numbers of a params file, checked as the stages' own commands will check them (so a bad
+    value fails here, before hours of earlier stages), and every key ``plan`` reads present."""
+    from . import checks
+
+    def section(*path):
+        node = params
+        for key in path:
+            if not isinstance(node, dict) or key not in node:
+                raise UserError(f"params file lacks {'.'.join(path)}")
+            node = node[key]
+        return node
+
+    try:
+        for name, d in section("datasets").items():
+            checks.numbers(count=section("datasets", name, "count"), resolution=section("datasets", name, "resolution"))
+        checks.numbers(seed=section("render", "seed"), samples=section("render", "samples"),
+                       workers=section("render", "workers"))
+        for set_name in ("single", "multi"):
+            pre, ft = f"pretrain_{set_name}", f"finetune_{set_name}"
+            checks.numbers(**{k: section(pre, k) for k in ("width", "epochs", "batch_size", "lr", "seed")})
+            checks.numbers(**{k: section(ft, k) for k in ("steps", "epochs", "batch_size", "lr")},
+                           trials=section(ft, "tune_trials"), budget=section(ft, "tune_budget"))
+            checks.parse_int_list(section(ft, "budgets"), "label budget")
+            checks.parse_int_list(section(ft, "seeds"), "seed")
+            section(ft, "tasks")
+        for key in ("inits", "backbones", "single", "multi"):
+            section("study", key)
+        section("probe", "methods"), section("probe", "protocols")
+    except UserError as e:
+        raise UserError(f"params: {e}") from None
+
+
 def plan(params: dict) -> list[Job]:
     """Every stage of ``dvc.yaml`` for these params, with its work; checks the names it refers to."""
     from .methods import METHODS, default_backbone
     from .models import BACKBONES
+
+    check_params(params)
 
     datasets, study = params["datasets"], params["study"]
     jobs: list[Job] = []

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from . import distributed
+from .errors import UserError
 from .schedule import SCHEDULES, epoch_batches
 
 
@@ -55,11 +56,12 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 def fit(objective: Objective, n_items: int, cfg: TrainConfig,
         on_epoch: Callable[[int, dict], dict] | None = None,
         checkpoint: Path | None = None, resume: bool = False,
-        progress: Callable[[int, int], None] | None = None) -> list[dict]:
+        progress: Callable[[int, int], None] | None = None, checkpoint_tag: dict | None = None) -> list[dict]:
     """Train ``objective`` for ``cfg.epochs`` × ``cfg.steps_per_epoch`` steps; returns per-epoch logs.
 
     ``on_epoch(epoch, logs)`` may evaluate and return more scalars to log; ``progress(step, total)``
-    is called after every step. Under ``torchrun`` (see :mod:`selfsup.distributed`) every rank
+    is called after every step. ``checkpoint_tag`` (the run's settings) is saved in the checkpoint, and a
+    checkpoint with another tag is never resumed (an error). Under ``torchrun`` (see :mod:`selfsup.distributed`) every rank
     trains on its slice of each batch and gradients are averaged; rank 0 writes the checkpoint.
     """
     module = objective.module
@@ -80,6 +82,8 @@ def fit(objective: Objective, n_items: int, cfg: TrainConfig,
     start, history = 0, []
     if resume and checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, weights_only=True)
+        if state.get("tag") != checkpoint_tag:
+            raise UserError(f"checkpoint {str(checkpoint)!r} was written by a run with other settings: not resumed")
         module.load_state_dict(state["module"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
@@ -122,5 +126,5 @@ def fit(objective: Objective, n_items: int, cfg: TrainConfig,
             _save_checkpoint(checkpoint, {
                 "module": module.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                 "generator": gen.get_state(), "aug_generators": aug_states, "torch_rng": torch.get_rng_state(),
-                "epoch": epoch + 1, "history": history})
+                "epoch": epoch + 1, "history": history, "tag": checkpoint_tag})
     return history

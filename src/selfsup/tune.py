@@ -23,11 +23,11 @@ from pathlib import Path
 
 import optuna
 
-from . import tracking
+from . import checks, tracking
 from .errors import UserError
 from .finetune import FinetuneConfig, check_config, parse_protocol, prepare, train_model
 from .provenance import atomic_write_json, sqlite_init_lock
-from .schedule import SCHEDULES
+from .schedule import SCHEDULES, check_schedule
 
 BEST_FILE = "best_params.json"
 SPACE = {"lr": (1e-4, 1e-2), "weight_decay": (1e-6, 1e-2), "schedule": tuple(SCHEDULES)}
@@ -38,13 +38,44 @@ def storage_for(storage: str | None, out: Path) -> optuna.storages.BaseStorage |
     if storage is None:
         return f"sqlite:///{(out / 'optuna.db').resolve()}"
     if "://" in storage:
-        return storage
+        return check_database_url(storage)
     if storage.endswith(".log"):
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(storage))
     raise UserError(f"unknown Optuna storage {storage!r}: give a database URL (sqlite:///..., postgresql://...) "
                     "or a journal file path ending in .log")
+
+
+DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg[binary]", "pymysql": "PyMySQL",
+                   "MySQLdb": "mysqlclient", "pg8000": "pg8000", "oracledb": "oracledb", "pyodbc": "pyodbc"}
+
+
+def check_database_url(url: str) -> str:
+    """A database URL SQLAlchemy can use here: a known scheme and an installed driver (else a one-line
+    error that names the package to install). Passwords never appear in messages."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UserError(f"invalid Optuna storage URL {url.split('@')[-1]!r}: give e.g. sqlite:///optuna.db or "
+                        "postgresql://user:password@host/db") from None
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        dialect = parsed.get_dialect()
+    except NoSuchModuleError:
+        raise UserError(f"unknown database scheme {parsed.drivername!r} in Optuna storage {shown!r}: use sqlite, "
+                        "postgresql or mysql (or a journal file ending in .log)") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        module = (getattr(e, "name", None) or str(e)).split(".")[0]
+        package = DRIVER_PACKAGES.get(module, module)
+        raise UserError(f"Optuna storage {shown!r} needs the database driver {module}, which is not installed: "
+                        f"pip install {package}") from None
+    return url
 
 
 def suggest(trial: optuna.Trial, base: FinetuneConfig) -> FinetuneConfig:
@@ -57,12 +88,12 @@ def tune(task: str, data: str | Path, out: str | Path, init: str | Path | None =
          trials: int = 20, seed: int = 0, storage: str | None = None, study_name: str | None = None,
          protocol: str = "finetune", config: FinetuneConfig = FinetuneConfig(), progress: bool = True) -> dict:
     """Run (or join) the study; returns and writes the best parameters when the study is complete."""
-    if trials < 0:
-        raise UserError(f"invalid number of trials {trials}: must be ≥ 0")
+    checks.numbers(trials=trials, budget=budget, seed=seed)
     check_config(config)
     frozen = parse_protocol(protocol)
+    out = checks.output_folder(out)
+    store = storage_for(storage, out)  # a bad URL fails before any data is read
     sweep = prepare(task, data, init, [budget], [seed], "resnet9", 0.25, "rgb")
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     name = study_name or f"{sweep.method}-{task}-{protocol}-n{budget}"
     if trials == 0:  # nothing to search: the configured values are the answer
@@ -88,7 +119,7 @@ def tune(task: str, data: str | Path, out: str | Path, init: str | Path | None =
             tracking.log_metrics({f"val_{metric}": last[0]})
             return last[0]
 
-    return _run_study(out, name, storage, seed, trials, params, sweep.ds.dataset_hash, tags, run_trial, metric)
+    return _run_study(out, name, store, seed, trials, params, sweep.ds.dataset_hash, tags, run_trial, metric)
 
 
 def tune_pretrain(method: str, data: str | Path, out: str | Path, trials: int = 20, seed: int = 0,
@@ -106,8 +137,9 @@ def tune_pretrain(method: str, data: str | Path, out: str | Path, trials: int = 
     from .methods import METHODS, method_knobs
     from .pretrain import SCRATCH, pretrain
 
-    if trials < 0:
-        raise UserError(f"invalid number of trials {trials}: must be ≥ 0")
+    checks.numbers(trials=trials, seed=seed, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
+                   weight_decay=weight_decay)
+    check_schedule(schedule)
     if method == SCRATCH:
         raise UserError("scratch has nothing to pretrain: tune its finetuning (selfsup tune without --pretrain)")
     METHODS.get(method)
@@ -115,7 +147,8 @@ def tune_pretrain(method: str, data: str | Path, out: str | Path, trials: int = 
     if ds.set_name != "single":
         raise UserError(f"pretraining is scored by a linear probe of the class: {str(data)!r} is a "
                         f"{ds.set_name}-object dataset")
-    out = Path(out)
+    out = checks.output_folder(out)
+    store = storage_for(storage, out)
     out.mkdir(parents=True, exist_ok=True)
     name = study_name or f"pretrain-{method}-{backbone or 'resnet9'}"
     knobs = method_knobs(method)
@@ -142,12 +175,12 @@ def tune_pretrain(method: str, data: str | Path, out: str | Path, trials: int = 
         try:
             pretrain(method, data, folder, backbone, width, epochs, batch_size, cfg.lr, cfg.weight_decay, seed,
                      progress=False, colour=colour, probe=True, schedule=cfg.schedule, method_kwargs=kwargs,
-                     on_epoch_cb=report, parent_run_id=parent_id, run_name=f"trial-{trial.number}")
+                     on_epoch_cb=report, parent_run_id=parent_id, run_name=f"trial-{trial.number}", replace=True)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return last[0]
 
-    return _run_study(out, name, storage, seed, trials, params, ds.dataset_hash, tags, run_trial, "probe_acc")
+    return _run_study(out, name, store, seed, trials, params, ds.dataset_hash, tags, run_trial, "probe_acc")
 
 
 def _report(trial: optuna.Trial, value: float, epoch: int) -> None:
@@ -158,21 +191,27 @@ def _report(trial: optuna.Trial, value: float, epoch: int) -> None:
         raise optuna.TrialPruned()
 
 
-def _run_study(out: Path, name: str, storage: str | None, seed: int, trials: int, params: dict,
+def _run_study(out: Path, name: str, store, seed: int, trials: int, params: dict,
                dataset_hash: str, tags: dict, run_trial, metric: str) -> dict:
-    """Create or join study ``name``, work on it until it has ``trials`` trials, write the best."""
+    """Create or join study ``name`` in storage ``store`` (from :func:`storage_for`), work on it until it
+    has ``trials`` trials, write the best."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    store = storage_for(storage, out)
     sampler = optuna.samplers.TPESampler(seed=seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)
     with sqlite_init_lock(store if isinstance(store, str) else ""):  # workers starting together on a new file
         try:
-            study = optuna.create_study(study_name=name, storage=store, direction="maximize", sampler=sampler,
-                                        pruner=pruner)
-            creator = True
-        except optuna.exceptions.DuplicatedStudyError:
-            study = optuna.load_study(study_name=name, storage=store, sampler=sampler, pruner=pruner)
-            creator = False
+            try:
+                study = optuna.create_study(study_name=name, storage=store, direction="maximize", sampler=sampler,
+                                            pruner=pruner)
+                creator = True
+            except optuna.exceptions.DuplicatedStudyError:
+                study = optuna.load_study(study_name=name, storage=store, sampler=sampler, pruner=pruner)
+                creator = False
+        except SQLAlchemyError as e:
+            shown = str(store).split("@")[-1] if isinstance(store, str) else "the journal file"
+            raise UserError(f"cannot open Optuna storage {shown!r}: {str(e.orig if getattr(e, 'orig', None) else e).splitlines()[0]}") from None
     if creator:
         with tracking.run("tune", params, dataset_hash, tags=tags, run_name=f"tune-{name}") as parent:
             study.set_user_attr("mlflow_run_id", parent.info.run_id)
