@@ -297,3 +297,50 @@ def test_killed_pretraining_resumes_by_default(world, tmp_path):
     again = run_cli(*args, "--out", str(killed))
     assert again.returncode == 0 and "nothing to do" in again.stdout
     assert _snapshot(killed) == before
+
+
+def test_staged_folder_moves_in_only_a_complete_set_and_keeps_other_files(tmp_path):
+    from selfsup.provenance import staged_folder
+
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "index.html").write_text("old page")
+    (out / "utility.csv").write_text("old table")
+    (out / "figures").mkdir()
+    (out / "figures" / "a.png").write_text("old figure")
+    (out / "notes.txt").write_text("the user's own file")
+    before = _snapshot(out)
+    with pytest.raises(RuntimeError):
+        with staged_folder(out) as stage:
+            (stage / "utility.csv").write_text("new table")
+            raise RuntimeError("crash half-way")
+    assert _snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]  # no staging folder left behind
+    with staged_folder(out) as stage:
+        (stage / "utility.csv").write_text("new table")
+        (stage / "index.html").write_text("new page")
+        (stage / "figures").mkdir()
+        (stage / "figures" / "b.png").write_text("new figure")
+    assert (out / "index.html").read_text() == "new page" and (out / "utility.csv").read_text() == "new table"
+    assert sorted(p.name for p in (out / "figures").iterdir()) == ["b.png"]  # the folder was swapped whole
+    assert (out / "notes.txt").read_text() == "the user's own file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_a_report_that_fails_while_writing_leaves_the_previous_one_whole(world, tmp_path, monkeypatch):
+    """Validation passes, then writing fails half-way (here: the HTML page): nothing of the old report changes."""
+    from selfsup import report
+
+    out = tmp_path / "report"
+    shutil.copytree(Path(world["w"]) / "report", out)
+    before = _snapshot(out)
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report, "_write_html", broken)
+    with pytest.raises(OSError):
+        report.make_report([Path(world["w"]) / "res_good" / "results.csv"], out, n_boot=10)
+    assert _snapshot(out) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["report"]

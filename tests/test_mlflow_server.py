@@ -1,5 +1,6 @@
 """A real MLflow tracking server on 127.0.0.1 receives a stage's run, which we read back."""
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -18,8 +19,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(root, *extra: str, env_extra: dict | None = None):
-    """``mlflow server`` on 127.0.0.1 (loopback only); yields its URL, kills it afterwards."""
+@contextlib.contextmanager
+def _server(root, *extra: str, env_extra: dict | None = None):
+    """``mlflow server`` on 127.0.0.1 (loopback only): yields its URL once it answers, kills it afterwards."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # the server uses only its flags
     env.update({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env_extra or {})})
@@ -28,29 +30,30 @@ def _start_server(root, *extra: str, env_extra: dict | None = None):
                              "--port", str(port), "--workers", "1", *extra],
                             stdout=open(root / "server.log", "w"), stderr=subprocess.STDOUT, env=env,
                             start_new_session=True)
-    return proc, f"http://127.0.0.1:{port}"
-
-
-@pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
-    root = tmp_path_factory.mktemp("server")
-    proc, url = _start_server(root)
+    url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
         while True:
             try:
-                if urllib.request.urlopen(url + "/health", timeout=2).status == 200:
-                    break
+                urllib.request.urlopen(url + "/health", timeout=2)
+                break
             except urllib.error.HTTPError:
-                break  # it answers (the auth app answers /health too, but may refuse)
+                break  # it answers (the auth app may refuse even /health)
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("mlflow server did not start") from None
+                    raise RuntimeError("mlflow server did not start: " + (root / "server.log").read_text()[-2000:]) from None
                 time.sleep(0.5)
         yield url
     finally:
-        os.killpg(proc.pid, 9)
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
         proc.wait()
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(tmp_path_factory):
+    with _server(tmp_path_factory.mktemp("server")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -62,25 +65,9 @@ def auth_server(tmp_path_factory):
         "[mlflow]\ndefault_permission = READ\n"
         f"database_uri = sqlite:///{root}/basic_auth.db\nadmin_username = admin\nadmin_password = {password}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-    proc, url = _start_server(root, "--app-name", "basic-auth", env_extra={
-        "MLFLOW_AUTH_CONFIG_PATH": str(root / "auth.ini"), "MLFLOW_FLASK_SERVER_SECRET_KEY": os.urandom(16).hex()})
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(url + "/health", timeout=2)
-                break
-            except urllib.error.HTTPError:
-                break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("mlflow server did not start: " + (root / "server.log").read_text()[-2000:]) from None
-                time.sleep(0.5)
+    with _server(root, "--app-name", "basic-auth", env_extra={
+            "MLFLOW_AUTH_CONFIG_PATH": str(root / "auth.ini"), "MLFLOW_FLASK_SERVER_SECRET_KEY": os.urandom(16).hex()}) as url:
         yield url, password
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-        proc.wait()
 
 
 def _status(url: str, auth: tuple[str, str] | None = None) -> int:

@@ -122,3 +122,31 @@ def test_second_run_is_a_quick_no_op():
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip().splitlines() == ["setup: up to date (.venv matches pyproject.toml)"]
     assert (REPO / ".venv" / ".selfsup-setup").read_text() == stamp
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to become another user")
+def test_a_real_non_root_user_goes_through_sudo(project):
+    """Not a stand-in id: the script runs as the user nobody (uid 65534), so only sudo can install."""
+    import tempfile
+
+    proj, stubs, _ = project
+    (stubs / "id").unlink()
+    shared = Path(tempfile.mkdtemp(prefix="selfsup-setup-", dir="/tmp"))
+    try:
+        shutil.copytree(proj, shared / "proj", symlinks=True)
+        shutil.copytree(stubs, shared / "stubs")
+        log = shared / "calls.log"
+        log.write_text("")
+        subprocess.run(["chmod", "-R", "a+rwX", str(shared)], check=True)
+        env = {"PATH": f"{shared / 'stubs'}:/usr/bin:/bin", "LOG": str(log), "FAKE_UID": "65534",
+               "INSTALLED": " ".join(LIBS[:-1]), "APT_FAIL": "", "HOME": str(shared), "TMPDIR": str(shared)}
+        res = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "bash",
+                              str(shared / "proj" / "scripts" / "setup.sh")], capture_output=True, text=True, env=env,
+                             timeout=60)
+        assert res.returncode == 0, res.stderr
+        calls = [c for c in log.read_text().splitlines() if not c.startswith(("dpkg ", "python "))]
+        assert calls[0] == "sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq"
+        assert calls[2] == "sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium"
+        assert len(calls) == 4
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

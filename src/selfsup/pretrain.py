@@ -69,7 +69,7 @@ def probe_accuracy(method: nn.Module, images: np.ndarray, targets: np.ndarray, d
 
 def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | None = None, width: float = 0.25,
              epochs: int = 10, batch_size: int = 128, lr: float = 2e-3, weight_decay: float = 5e-4,
-             seed: int = 0, resume: bool = False, progress: bool = True, colour: str = "rgb",
+             seed: int = 0, resume: bool = True, progress: bool = True, colour: str = "rgb",
              compile: bool = False, probe: bool = False, schedule: str = "cosine",
              method_kwargs: dict | None = None, on_epoch_cb: Callable[[int, dict], None] | None = None,
              parent_run_id: str | None = None, run_name: str | None = None, replace: bool = False,
@@ -86,7 +86,8 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
     raising (Optuna's pruning); ``parent_run_id`` nests the MLflow run under another run.
 
     What ``out`` already holds is never lost by accident: a finished backbone of the same settings is
-    returned as it is; a checkpoint of the same settings is resumed (with or without ``resume``);
+    returned as it is; a checkpoint of the same settings is resumed (``resume`` is kept for callers
+    that pass it: resuming is what a matching checkpoint always means);
     a backbone or checkpoint of other settings is an error unless ``replace``, which deletes them
     first. ``verify`` checks the dataset's sha256 checksums before training."""
     checks.numbers(width=width, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed)
@@ -208,6 +209,9 @@ def _claim_output(out: Path, settings: dict, replace: bool) -> dict | None:
         if same and (settings["method"] == SCRATCH or (out / BACKBONE_FILE).is_file()):
             return {**meta, "train_time_s": meta.get("train_time_s", 0.0), "final_loss": meta.get("final_loss", float("nan")),
                     "already_done": True}
+        if same:
+            raise UserError(f"output folder {str(out)!r} holds the {META_FILE} of this pretraining but no {BACKBONE_FILE}: "
+                            "pass --replace to train it again, or choose another --out")
         what = "a scratch description" if meta.get("method") == SCRATCH else f"a pretrained {meta.get('method')} backbone"
         raise UserError(f"output folder {str(out)!r} already holds {what} with other settings ({_describe(settings, meta)}): "
                         "pass --replace to overwrite it, or choose another --out")
