@@ -344,3 +344,15 @@ def test_a_report_that_fails_while_writing_leaves_the_previous_one_whole(world, 
         report.make_report([Path(world["w"]) / "res_good" / "results.csv"], out, n_boot=10)
     assert _snapshot(out) == before
     assert [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+def test_rows_of_two_datasets_or_pretraining_variants_are_not_duplicates():
+    from selfsup.errors import UserError
+    from selfsup.report import check_results
+
+    rows = pd.DataFrame(GOOD_ROWS).assign(dataset_hash="a", pretrain_variant="-CV-")
+    check_results(pd.concat([rows, rows.assign(dataset_hash="b")], ignore_index=True))  # two datasets
+    check_results(pd.concat([rows, rows[rows.method != "scratch"].assign(pretrain_variant="TCVL")],
+                            ignore_index=True))  # transfer: pretrained on another variant
+    with pytest.raises(UserError, match="duplicate result row"):
+        check_results(pd.concat([rows, rows.iloc[[3]]], ignore_index=True))

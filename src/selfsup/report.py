@@ -63,7 +63,8 @@ def load_results(paths: list[str | Path]) -> pd.DataFrame:
 
 # what one result row is about: a second row with the same key is a duplicate
 ROW_KEY = ["method", "task", "protocol", "label_budget", "seed", "metric"]
-ROW_CONTEXT = ("backbone", "width", "colour", "bn", "finetune_variant", "pretrain_variant")
+ROW_CONTEXT = ("backbone", "width", "colour", "bn", "finetune_variant", "pretrain_variant", "dataset_hash",
+               "pretrain_dataset_hash")
 
 
 def _where(row) -> str:
