@@ -23,12 +23,6 @@ def _optional_path(path: Optional[Path]) -> Optional[Path]:
     return path if path and str(path).strip() not in ("", ".") else None
 
 
-def _int_list(value: str, what: str) -> list[int]:
-    from .checks import parse_int_list
-
-    return parse_int_list(value, what)
-
-
 VERIFY_HELP = "Check the dataset's files against the manifest's sha256 checksums first (reads every byte)."
 
 
@@ -81,8 +75,8 @@ def pretrain(
     lr: float = typer.Option(2e-3, help="Peak learning rate (AdamW, one epoch of warm-up, then the schedule)."),
     schedule: str = typer.Option("cosine", help="Decay after the warm-up: cosine or linear."),
     seed: int = typer.Option(0, help="Seed for initialisation, batches and augmentation."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoint.pt if present (the default "
-                                "when its settings match; kept for scripts)."),
+    resume: bool = typer.Option(False, "--resume", help="Accepted for old scripts: a checkpoint of the same settings "
+                                "in OUT is always continued."),
     replace: bool = typer.Option(False, "--replace", help="Delete a backbone or checkpoint of other settings in OUT first."),
     verify: bool = typer.Option(False, "--verify", help=VERIFY_HELP),
     compile: bool = typer.Option(False, "--compile", help="torch.compile the backbone (needs a C++ compiler on the CPU)."),
@@ -103,7 +97,7 @@ def pretrain(
         from .tune import read_pretrain_best
 
         tuned = read_pretrain_best(params_file)
-    meta = run(method, data, out, backbone or None, width, epochs, batch_size, seed=seed, resume=resume, colour=colour,
+    meta = run(method, data, out, backbone or None, width, epochs, batch_size, seed=seed, colour=colour,
                compile=compile, probe=probe, replace=replace, verify=verify, **tuned)
     if meta.get("already_done"):
         typer.echo(f"{out} already holds this {method} pretraining: nothing to do (--replace retrains it)")
@@ -141,6 +135,7 @@ def finetune(
 
     Example: selfsup finetune --task classification --data data/single-CV --init models/rotation --out results/rotation
     """
+    from .checks import parse_int_list
     from .finetune import FinetuneConfig
     from .finetune import finetune as run
     from .shards import parse_shard
@@ -152,7 +147,7 @@ def finetune(
 
         cfg = read_best(params_file, cfg)
     init = _optional_path(init)
-    res = run(task, data, out, init, _int_list(budgets, "label budget"), _int_list(seeds, "seed"), protocol,
+    res = run(task, data, out, init, parse_int_list(budgets, "label budget"), parse_int_list(seeds, "seed"), protocol,
               backbone, width, cfg, colour=colour, bn=bn, shard=parse_shard(shard), verify=verify)
     if res.attrs.get("missing"):
         typer.echo(f"shard {shard}: cells done into {out / 'cells'}; {res.attrs['missing']} cells of other jobs still "
@@ -180,9 +175,10 @@ def probe(
 
     Example: selfsup probe --protocol knn --task classification --data data/single --init models/rotation --out results/probe/rotation-knn
     """
+    from .checks import parse_int_list
     from .probe import probe as run
 
-    res = run(task, data, out, init, _int_list(budgets, "label budget"), _int_list(seeds, "seed"), protocol,
+    res = run(task, data, out, init, parse_int_list(budgets, "label budget"), parse_int_list(seeds, "seed"), protocol,
               knn_metric, k, verify=verify)
     typer.echo(f"wrote {len(res)} rows to {out / 'results.csv'}")
 

@@ -69,13 +69,13 @@ def probe_accuracy(method: nn.Module, images: np.ndarray, targets: np.ndarray, d
 
 def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | None = None, width: float = 0.25,
              epochs: int = 10, batch_size: int = 128, lr: float = 2e-3, weight_decay: float = 5e-4,
-             seed: int = 0, resume: bool = True, progress: bool = True, colour: str = "rgb",
+             seed: int = 0, progress: bool = True, colour: str = "rgb",
              compile: bool = False, probe: bool = False, schedule: str = "cosine",
              method_kwargs: dict | None = None, on_epoch_cb: Callable[[int, dict], None] | None = None,
              parent_run_id: str | None = None, run_name: str | None = None, replace: bool = False,
              verify: bool = False) -> dict:
     """Pretrain ``method`` on the train split of ``data``; writes ``backbone.safetensors`` and
-    ``meta.json`` to ``out`` (and ``checkpoint.pt`` after every epoch, for ``resume``).
+    ``meta.json`` to ``out`` (and ``checkpoint.pt`` after every epoch, to resume from).
 
     ``method="scratch"`` trains nothing and writes only ``meta.json`` (the backbone's name, width and
     colour space): finetuning from it is training from scratch, so a pipeline can treat the
@@ -86,9 +86,7 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
     raising (Optuna's pruning); ``parent_run_id`` nests the MLflow run under another run.
 
     What ``out`` already holds is never lost by accident: a finished backbone of the same settings is
-    returned as it is; a checkpoint of the same settings is resumed (``resume`` is kept for callers
-    that pass it: resuming is what a matching checkpoint always means);
-    a backbone or checkpoint of other settings is an error unless ``replace``, which deletes them
+    returned as it is; a checkpoint of the same settings is resumed; a backbone or checkpoint of other settings is an error unless ``replace``, which deletes them
     first. ``verify`` checks the dataset's sha256 checksums before training."""
     checks.numbers(width=width, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed)
     out = checks.output_folder(out)
@@ -194,17 +192,13 @@ def _describe(settings: dict, other: dict) -> str:
 def _claim_output(out: Path, settings: dict, replace: bool) -> dict | None:
     """Decide what happens to what ``out`` holds before anything is written there. Returns the
     finished meta when ``out`` already holds this exact pretraining; raises when it holds another."""
-    meta_file, ckpt = out / META_FILE, out / CHECKPOINT_FILE
+    ckpt = out / CHECKPOINT_FILE
     if replace:
         for name in (META_FILE, BACKBONE_FILE, CHECKPOINT_FILE):  # meta first: never a meta without its backbone
             (out / name).unlink(missing_ok=True)
         return None
-    if meta_file.is_file():
-        try:
-            meta = json.loads(meta_file.read_text())
-        except (OSError, ValueError):
-            raise UserError(f"output folder {str(out)!r} holds an unreadable {META_FILE}: pass --replace to "
-                            "overwrite it, or choose another --out") from None
+    meta = _read_meta(out, "output folder", "pass --replace to overwrite it, or choose another --out")
+    if meta is not None:
         same = all(meta.get(k) == v for k, v in settings.items())
         if same and (settings["method"] == SCRATCH or (out / BACKBONE_FILE).is_file()):
             return {**meta, "train_time_s": meta.get("train_time_s", 0.0), "final_loss": meta.get("final_loss", float("nan")),
@@ -223,7 +217,8 @@ def _claim_output(out: Path, settings: dict, replace: bool) -> dict | None:
             raise UserError(f"output folder {str(out)!r} holds a pretraining checkpoint: pass --replace to "
                             "overwrite it with a scratch description, or choose another --out")
         try:
-            tag = torch.load(ckpt, map_location="cpu", weights_only=True).get("tag")
+            # mmap: only the small tag is read here; fit() loads the tensors when it resumes
+            tag = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True).get("tag")
         except Exception as e:  # noqa: BLE001  (torch raises many kinds for a damaged file)
             raise UserError(f"checkpoint {str(ckpt)!r} is unreadable ({type(e).__name__}): pass --replace to "
                             "start over") from None
@@ -247,16 +242,18 @@ def _scratch_meta(data, out: Path, backbone: str, width: float, colour: str, rep
     return {**meta, "train_time_s": 0.0, "final_loss": float("nan")}
 
 
-def _read_meta(init: Path) -> dict | None:
-    meta_file = init / META_FILE
+def _read_meta(folder: Path, role: str = "checkpoint folder", advice: str = "") -> dict | None:
+    """``folder``'s meta.json (None when there is none); a damaged one is a one-line error."""
+    meta_file = folder / META_FILE
     if not meta_file.is_file():
         return None
+    advice = f"; {advice}" if advice else ""
     try:
         meta = json.loads(meta_file.read_text())
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise UserError(f"checkpoint folder {str(init)!r}: {META_FILE} is not valid JSON ({e})") from None
+        raise UserError(f"{role} {str(folder)!r}: {META_FILE} is not valid JSON ({e}){advice}") from None
     if not isinstance(meta, dict) or not {"method", "backbone", "width"} <= set(meta):
-        raise UserError(f"checkpoint folder {str(init)!r}: {META_FILE} lacks method, backbone and width")
+        raise UserError(f"{role} {str(folder)!r}: {META_FILE} lacks method, backbone and width{advice}")
     return meta
 
 

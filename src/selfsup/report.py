@@ -205,7 +205,8 @@ def make_report(paths: list[str | Path], out: str | Path, interpolation: str = "
     results = pd.concat(frames, ignore_index=True)
     results["label_budget"] = results["label_budget"].astype(int)
     results["value"] = results["value"].astype(float)
-    check_results(results)
+    if mlflow_experiment:  # files alone were checked above, before MLflow was opened
+        check_results(results)
     with tracking.run("report", {"results": ",".join(map(str, paths)), "interpolation": interpolation,
                                  "n_boot": n_boot, "out": str(out), "mlflow_experiment": mlflow_experiment or ""},
                       run_name="report"):

@@ -26,6 +26,7 @@ from typing import Callable
 
 import yaml
 
+from . import checks
 from .errors import UserError
 from .scene import SPLIT_FRACTIONS
 
@@ -88,15 +89,9 @@ def load_params(path: str | Path) -> dict:
     return params
 
 
-def _ints(text) -> list[int]:
-    return [int(t) for t in str(text).split(",") if str(t).strip()]
-
-
 def check_params(params: dict) -> None:
     """The numbers of a params file, checked as the stages' own commands will check them (so a bad
     value fails here, before hours of earlier stages), and every key ``plan`` reads present."""
-    from . import checks
-
     def section(*path):
         node = params
         for key in path:
@@ -120,7 +115,8 @@ def check_params(params: dict) -> None:
             section(ft, "tasks")
         for key in ("inits", "backbones", "single", "multi"):
             section("study", key)
-        section("probe", "methods"), section("probe", "protocols")
+        section("probe", "methods")
+        section("probe", "protocols")
     except UserError as e:
         raise UserError(f"params: {e}") from None
 
@@ -151,7 +147,7 @@ def plan(params: dict) -> list[Job]:
             if d["set"] != set_name:
                 raise UserError(f"dataset {data!r} is a {d['set']}-object set but is listed in study.{set_name}")
             n = d["count"]
-            too_big = [b for b in _ints(ft["budgets"]) + [ft["tune_budget"]] if b > TRAIN * n]
+            too_big = [b for b in checks.parse_int_list(ft["budgets"], "label budget") + [ft["tune_budget"]] if b > TRAIN * n]
             if too_big:
                 raise UserError(f"label budget {max(too_big)} is larger than the train split of dataset {data!r} "
                                 f"(about {TRAIN * n:.0f} of {n} images)")
@@ -168,7 +164,8 @@ def plan(params: dict) -> list[Job]:
                                          min(pre["batch_size"], 512)),
                                         train_images=pre["epochs"] * steps * pre["batch_size"]))
                     sup = ("supervised", backbone, pre["width"], res, set_name == "multi", min(ft["batch_size"], 512))
-                    cells = len(_ints(ft["budgets"])) * len(_ints(ft["seeds"]))
+                    cells = (len(checks.parse_int_list(ft["budgets"], "label budget"))
+                             * len(checks.parse_int_list(ft["seeds"], "seed")))
                     per_run = ft["steps"] * ft["batch_size"], ft["epochs"] * VAL * n + TEST * n
                     for task in ft["tasks"]:
                         trials = ft["tune_trials"]
