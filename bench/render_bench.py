@@ -25,7 +25,7 @@ from selfsup.scene import Variant, sample_scenes
 
 
 def _renderer_class(set_name: str):
-    from selfsup import render  # imports bpy
+    from selfsup.render import blender as render  # imports bpy
 
     return {"single": render.SingleObjectRenderer, "multi": render.MultiObjectRenderer}[set_name]
 

@@ -28,7 +28,7 @@ def isolated_tracking(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """A real Cycles render: 64 images at 32×32, 4 samples per pixel."""
-    from selfsup.dataset import render_dataset
+    from selfsup.render import render_dataset
 
     out = tmp_path_factory.mktemp("data") / "tiny"
     render_dataset(out, progress=False, **TINY)
@@ -38,7 +38,7 @@ def tiny_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_multi(tmp_path_factory) -> Path:
     """A real multi-object render with dense labels: 48 images at 64×64 (8×8 feature maps), 4 spp."""
-    from selfsup.dataset import render_dataset
+    from selfsup.render import render_dataset
 
     out = tmp_path_factory.mktemp("data") / "tiny_multi"
     render_dataset(out, "multi", "-CV-", 48, seed=0, workers=1, resolution=64, samples=4, progress=False)
@@ -48,10 +48,10 @@ def tiny_multi(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_rotation(tiny_dataset, tmp_path_factory) -> Path:
     """A rotation backbone pretrained for one epoch on the tiny single-object set."""
-    from selfsup.pretrain import pretrain
+    from selfsup.pretrain import PretrainConfig, pretrain
 
     out = tmp_path_factory.mktemp("models") / "rotation"
-    pretrain("rotation", tiny_dataset, out, width=0.125, epochs=1, batch_size=16, progress=False)
+    pretrain(PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16), tiny_dataset, out, progress=False)
     return out
 
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from selfsup.assets import SHAPENET_SYNSETS, shapenet_index, texture_index
-from selfsup.dataset import load_dataset, render_dataset
+from selfsup.dataset import load_dataset
+from selfsup.render import render_dataset
 from selfsup.errors import UserError
 
 from conftest import run_cli

@@ -31,9 +31,9 @@ def test_finetune_writes_long_results_on_the_test_split_and_resumes(tiny_dataset
 
 
 def test_finetune_from_a_pretrained_backbone(tiny_dataset, tmp_path):
-    from selfsup.pretrain import pretrain
+    from selfsup.pretrain import PretrainConfig, pretrain
 
-    pretrain("rotation", tiny_dataset, tmp_path / "rot", width=0.125, epochs=1, batch_size=16, progress=False)
+    pretrain(PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16), tiny_dataset, tmp_path / "rot", progress=False)
     res = finetune("pose", tiny_dataset, tmp_path / "ft", init=tmp_path / "rot", budgets=[8], seeds=[0],
                    config=TINY_FT, progress=False)
     assert set(res.method) == {"rotation"} and set(res.task) == {"pose"}
@@ -93,16 +93,15 @@ def test_report_reads_cells_from_an_mlflow_experiment(tiny_dataset, tmp_path, mo
 
 
 def test_cells_finished_on_other_pretrained_weights_are_trained_again(tiny_dataset, tmp_path):
-    from selfsup.pretrain import pretrain
+    from selfsup.pretrain import PretrainConfig, pretrain
 
     def cell_hash():
         finetune("classification", tiny_dataset, tmp_path / "ft", init=tmp_path / "rot", budgets=[8], seeds=[0],
                  config=TINY_FT, progress=False)
         return json.loads((tmp_path / "ft" / "cells" / "b8_s0.json").read_text())["settings_hash"]
 
-    pretrain("rotation", tiny_dataset, tmp_path / "rot", width=0.125, epochs=1, batch_size=16, progress=False)
+    pretrain(PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16), tiny_dataset, tmp_path / "rot", progress=False)
     first = cell_hash()
     assert cell_hash() == first  # same weights: the finished cell is reused
-    pretrain("rotation", tiny_dataset, tmp_path / "rot", width=0.125, epochs=1, batch_size=16, seed=1, progress=False,
-             replace=True)
+    pretrain(PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16, seed=1), tiny_dataset, tmp_path / "rot", progress=False, replace=True)
     assert cell_hash() != first  # same settings, new weights (a dvc repro after pretraining changed)

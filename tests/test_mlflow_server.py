@@ -111,12 +111,11 @@ def test_basic_auth_server_refuses_anonymous_and_wrong_logins(auth_server, tmp_p
 def test_a_pretrain_run_reaches_the_server_and_reads_back(mlflow_server, tiny_dataset, tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from selfsup.pretrain import pretrain
+    from selfsup.pretrain import PretrainConfig, pretrain
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "server-test")
-    meta = pretrain("rotation", tiny_dataset, tmp_path / "rot", width=0.125, epochs=2, batch_size=16,
-                    progress=False)
+    meta = pretrain(PretrainConfig("rotation", width=0.125, epochs=2, batch_size=16), tiny_dataset, tmp_path / "rot", progress=False)
     client = MlflowClient(mlflow_server)
     exp = client.get_experiment_by_name("server-test")
     (run,) = client.search_runs([exp.experiment_id])

@@ -6,7 +6,7 @@ import pytest
 import selfsup.finetune as ft
 from selfsup.errors import UserError
 from selfsup.finetune import FinetuneConfig, finetune
-from selfsup.pretrain import pretrain
+from selfsup.pretrain import PretrainConfig, pretrain
 from selfsup.probe import probe
 
 TINY = FinetuneConfig(steps=4, epochs=2, batch_size=8)
@@ -76,7 +76,7 @@ def test_every_budget_gets_the_same_number_of_steps(tiny_dataset, tmp_path, monk
 
 
 def test_scratch_folder_is_training_from_scratch(tiny_dataset, tmp_path):
-    pretrain("scratch", tiny_dataset, tmp_path / "scratch", width=0.125)
+    pretrain(PretrainConfig("scratch", width=0.125), tiny_dataset, tmp_path / "scratch")
     a = finetune("classification", tiny_dataset, tmp_path / "a", tmp_path / "scratch", budgets=[5], seeds=[0],
                  config=TINY, progress=False)
     b = finetune("classification", tiny_dataset, tmp_path / "b", None, budgets=[5], seeds=[0], width=0.125,

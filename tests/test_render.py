@@ -108,7 +108,7 @@ def test_unwritable_output_folder_is_a_one_line_error(tmp_path):
 
 
 def test_two_workers_render_the_same_dataset_as_one(tiny_dataset, tmp_path):
-    from selfsup.dataset import render_dataset
+    from selfsup.render import render_dataset
 
     render_dataset(tmp_path / "two", workers=2, progress=False, **TINY)
     two, one = load_dataset(tmp_path / "two"), load_dataset(tiny_dataset)
@@ -117,7 +117,7 @@ def test_two_workers_render_the_same_dataset_as_one(tiny_dataset, tmp_path):
 
 
 def test_hardest_variant_renders_textures_views_and_lights(tmp_path):
-    from selfsup.dataset import render_dataset
+    from selfsup.render import render_dataset
 
     m = render_dataset(tmp_path / "tcvl", set_name="single", variant="TCVL", count=12, seed=1, resolution=32,
                        samples=4, progress=False)
@@ -130,7 +130,7 @@ def test_hardest_variant_renders_textures_views_and_lights(tmp_path):
 def test_other_parameters_need_replace_and_nothing_is_lost_without_it(tiny_dataset, tmp_path):
     import shutil
 
-    from selfsup.dataset import render_dataset
+    from selfsup.render import render_dataset
 
     out = tmp_path / "ds"
     shutil.copytree(tiny_dataset, out)
@@ -146,7 +146,7 @@ def test_other_parameters_need_replace_and_nothing_is_lost_without_it(tiny_datas
 
 @pytest.fixture(scope="module")
 def tiny_multi(tmp_path_factory):
-    from selfsup.dataset import render_dataset
+    from selfsup.render import render_dataset
 
     out = tmp_path_factory.mktemp("multi") / "tiny"
     render_dataset(out, set_name="multi", variant="-CV-", count=6, seed=0, resolution=48, samples=4, progress=False)
@@ -197,7 +197,7 @@ def _colour_histogram_accuracy(ds) -> float:
 def test_colour_tells_the_class_only_when_the_colour_factor_is_off(tmp_path):
     """Rendered pixels, not just scene specs: with C off a colour-histogram classifier beats chance
     (0.1) clearly; with C on it does not (measured 0.83 vs 0.15 on these 150 test images)."""
-    from selfsup.dataset import render_dataset
+    from selfsup.render import render_dataset
 
     acc = {}
     for v in ("----", "-C--"):

@@ -7,7 +7,8 @@ from selfsup.errors import UserError
 from selfsup.methods import create_method, default_backbone, list_methods
 from selfsup.methods.rotation import rotate_four
 from selfsup.models import create_backbone
-from selfsup.pretrain import PretrainObjective, load_pretrained, pretrain
+from selfsup.checkpoint import load_pretrained
+from selfsup.pretrain import PretrainConfig, PretrainObjective, pretrain
 from selfsup.train import TrainConfig, fit
 
 
@@ -100,7 +101,7 @@ def test_resume_after_a_kill_ends_with_the_same_parameters(tmp_path, method):
 
 
 def test_pretrain_writes_a_safetensors_backbone_that_loads(tiny_dataset, tmp_path):
-    meta = pretrain("rotation", tiny_dataset, tmp_path / "rot", width=0.125, epochs=1, batch_size=16, progress=False)
+    meta = pretrain(PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16), tiny_dataset, tmp_path / "rot", progress=False)
     assert (tmp_path / "rot" / "backbone.safetensors").is_file()
     assert json.loads((tmp_path / "rot" / "meta.json").read_text())["method"] == "rotation"
     net, loaded = load_pretrained(tmp_path / "rot")
@@ -110,8 +111,7 @@ def test_pretrain_writes_a_safetensors_backbone_that_loads(tiny_dataset, tmp_pat
 def test_pretrain_in_lab_with_an_online_probe_and_finetune_keeps_lab(tiny_dataset, tmp_path):
     from selfsup.finetune import FinetuneConfig, finetune
 
-    meta = pretrain("simclr", tiny_dataset, tmp_path / "lab", width=0.125, epochs=2, batch_size=16, progress=False,
-                    colour="lab", probe=True)
+    meta = pretrain(PretrainConfig("simclr", width=0.125, epochs=2, batch_size=16, colour="lab", online_probe=True), tiny_dataset, tmp_path / "lab", progress=False)
     assert meta["colour"] == "lab" and 0.0 <= meta["probe_val_acc"] <= 1.0 and meta["ranks_in_sync"]
     net, _ = load_pretrained(tmp_path / "lab")
     assert net.colour == "lab"
@@ -121,7 +121,7 @@ def test_pretrain_in_lab_with_an_online_probe_and_finetune_keeps_lab(tiny_datase
 
 
 def test_cmc_pretrains_its_split_backbone_by_default(tiny_dataset, tmp_path):
-    meta = pretrain("cmc", tiny_dataset, tmp_path / "cmc", width=0.125, epochs=1, batch_size=16, progress=False)
+    meta = pretrain(PretrainConfig("cmc", width=0.125, epochs=1, batch_size=16), tiny_dataset, tmp_path / "cmc", progress=False)
     assert meta["backbone"] == "resnet9_split" and meta["colour"] == "lab"
     net, _ = load_pretrained(tmp_path / "cmc")
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, net.out_dim)
@@ -152,7 +152,6 @@ def test_torchrun_data_parallel_on_two_cpu_processes(tiny_dataset, tmp_path):
 def test_compiled_backbone_trains_and_saves_the_same_parameter_names(tiny_dataset, tmp_path):
     from safetensors.torch import load_file
 
-    pretrain("rotation", tiny_dataset, tmp_path / "c", width=0.125, epochs=1, batch_size=16, progress=False,
-             compile=True)
+    pretrain(PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16, compile=True), tiny_dataset, tmp_path / "c", progress=False)
     keys = set(load_file(tmp_path / "c" / "backbone.safetensors"))
     assert keys == set(create_backbone("resnet9", width=0.125).state_dict())

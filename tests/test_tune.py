@@ -11,7 +11,8 @@ from mlflow.tracking import MlflowClient
 from conftest import BIN, run_cli
 from selfsup.errors import UserError
 from selfsup.finetune import FinetuneConfig
-from selfsup.tune import read_best, tune
+from selfsup.tune import tune
+from selfsup.tuned import read_best
 
 TINY = ["--steps", "2", "--epochs", "2", "--batch-size", "4", "--budget", "10"]
 
@@ -65,9 +66,7 @@ def test_two_workers_share_a_study_without_lost_or_duplicated_trials(tiny_datase
 def test_best_params_feed_finetune(tiny_dataset, tmp_path):
     best = tune("classification", tiny_dataset, tmp_path / "t", budget=10, trials=3,
                 config=FinetuneConfig(steps=2, epochs=1, batch_size=4))
-    cfg = read_best(tmp_path / "t" / "best_params.json", FinetuneConfig())
-    assert (cfg.lr, cfg.weight_decay, cfg.schedule) == (best["params"]["lr"], best["params"]["weight_decay"],
-                                                        best["params"]["schedule"])
+    assert read_best(tmp_path / "t" / "best_params.json") == best["params"]
     r = run_cli("finetune", "--data", str(tiny_dataset), "--out", str(tmp_path / "ft"), "--budgets", "10",
                 "--seeds", "0", "--steps", "2", "--epochs", "1", "--batch-size", "4", "--width", "0.125",
                 "--params-file", str(tmp_path / "t" / "best_params.json"))
@@ -84,7 +83,7 @@ def test_zero_trials_write_the_given_values_and_bad_input_is_refused(tiny_datase
         tune("classification", tiny_dataset, tmp_path / "b", budget=100000)
     (tmp_path / "broken.json").write_text("{")
     with pytest.raises(UserError, match="broken.json"):
-        read_best(tmp_path / "broken.json", FinetuneConfig())
+        read_best(tmp_path / "broken.json")
 
 
 def test_every_method_knob_is_a_constructor_argument_with_a_valid_range():

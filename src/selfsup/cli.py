@@ -49,7 +49,7 @@ def render(
 
     Example: selfsup render --set single --variant=-CV- --count 2000 --seed 0 --out data/single-CV
     """
-    from .dataset import render_dataset
+    from .render import render_dataset
     from .shards import parse_shard
 
     m = render_dataset(out, set, variant, count, seed, workers, resolution, samples, replace=replace,
@@ -90,15 +90,17 @@ def pretrain(
 
     Example: selfsup pretrain --method rotation --data data/single-CV --out models/rotation --epochs 10
     """
+    from .pretrain import PretrainConfig
     from .pretrain import pretrain as run
 
     tuned = {"lr": lr, "schedule": schedule}
     if params_file is not None:
-        from .tune import read_pretrain_best
+        from .tuned import read_pretrain_best
 
         tuned = read_pretrain_best(params_file)
-    meta = run(method, data, out, backbone or None, width, epochs, batch_size, seed=seed, colour=colour,
-               compile=compile, probe=probe, replace=replace, verify=verify, **tuned)
+    config = PretrainConfig(method, backbone or None, width, colour, epochs, batch_size, seed=seed, compile=compile,
+                            online_probe=probe, **tuned)
+    meta = run(config, data, out, replace=replace, verify=verify)
     if meta.get("already_done"):
         typer.echo(f"{out} already holds this {method} pretraining: nothing to do (--replace retrains it)")
     else:
@@ -135,6 +137,8 @@ def finetune(
 
     Example: selfsup finetune --task classification --data data/single-CV --init models/rotation --out results/rotation
     """
+    import dataclasses
+
     from .checks import parse_int_list
     from .finetune import FinetuneConfig
     from .finetune import finetune as run
@@ -143,9 +147,9 @@ def finetune(
     cfg = FinetuneConfig(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                          schedule=schedule)
     if params_file is not None:
-        from .tune import read_best
+        from .tuned import read_best
 
-        cfg = read_best(params_file, cfg)
+        cfg = dataclasses.replace(cfg, **read_best(params_file))
     init = _optional_path(init)
     res = run(task, data, out, init, parse_int_list(budgets, "label budget"), parse_int_list(seeds, "seed"), protocol,
               backbone, width, cfg, colour=colour, bn=bn, shard=parse_shard(shard), verify=verify)
@@ -235,10 +239,12 @@ def tune(
     from .tune import tune as run
 
     if pretrain is not None:
+        from .pretrain import PretrainConfig
         from .tune import tune_pretrain
 
-        best = tune_pretrain(pretrain, data, out, trials, seed, storage or None, study_name, backbone, width, epochs,
-                             batch_size, lr, weight_decay, schedule, colour)
+        base = PretrainConfig(pretrain, backbone or None, width, colour, epochs, batch_size, lr, weight_decay, schedule,
+                              seed)
+        best = tune_pretrain(base, data, out, trials, storage or None, study_name)
     else:
         cfg = FinetuneConfig(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                              schedule=schedule)

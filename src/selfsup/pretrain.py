@@ -1,7 +1,7 @@
 """Self-supervised pretraining: a method on a dataset's train split, saved as safetensors.
 
 Runs on one process, or data-parallel under ``torchrun`` (:mod:`selfsup.distributed`). An optional
-online linear probe (``probe=True``) trains a linear classifier on detached backbone features of
+online linear probe (``PretrainConfig.online_probe``) trains a linear classifier on detached backbone features of
 the clean images alongside the method and logs its accuracy on the val split every epoch: a cheap
 view of representation quality during pretraining that never changes the backbone's gradients.
 """
@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from . import checks, distributed, tracking
 from .augment import map_batches, to_input
+from .checkpoint import BACKBONE_FILE, CHECKPOINT_FILE, META_FILE, SCRATCH, read_meta
 from .colour import COLOURS
 from .dataset import load_dataset
+from .defaults import DEFAULT_BACKBONE, DEFAULT_COLOUR, DEFAULT_WIDTH
 from .errors import UserError
 from .methods import METHODS, create_method, default_backbone
 from .models import BACKBONES, create_backbone
@@ -33,33 +35,54 @@ from .provenance import atomic_write_json
 from .schedule import check_schedule
 from .train import TrainConfig, fit
 
-BACKBONE_FILE = "backbone.safetensors"
-META_FILE = "meta.json"
-CHECKPOINT_FILE = "checkpoint.pt"
-SCRATCH = "scratch"  # not a method: the name of random initialisation
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """What a pretraining run learns and how: everything that decides the saved weights."""
+
+    method: str  # a registered method, or "scratch" (random initialisation: nothing is trained)
+    backbone: str | None = None  # None: the default backbone family, in the variant the method needs
+    width: float = DEFAULT_WIDTH
+    colour: str = DEFAULT_COLOUR
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 2e-3
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    seed: int = 0
+    method_kwargs: dict = field(default_factory=dict)  # the method's own knobs (e.g. SimCLR's temperature)
+    online_probe: bool = False  # train a linear classifier on detached features alongside (scored on val)
+    compile: bool = False
+
+    def check(self) -> None:
+        checks.numbers(width=self.width, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                       weight_decay=self.weight_decay, seed=self.seed)
+        if self.colour not in COLOURS:
+            raise UserError(f"unknown colour space {self.colour!r}: choose from {', '.join(COLOURS)}")
 
 
 class PretrainObjective:
     """Indices → uint8 images resident on the device → the method's loss (+ the online probe's)."""
 
-    def __init__(self, method, images: torch.Tensor, probe_targets: torch.Tensor | None = None):
-        self.module, self.images, self.probe_targets = method, images, probe_targets
+    def __init__(self, method, images: torch.Tensor, class_targets: torch.Tensor | None = None):
+        self.module, self.images, self.class_targets = method, images, class_targets
 
     def loss(self, idx, generator):
         x = to_input(self.images[idx.to(self.images.device)])
         loss, scalars = self.module.loss(x, generator)
-        if self.probe_targets is not None:
+        if self.class_targets is not None:
             with torch.no_grad():
                 feats = self.module.backbone(x)
             logits = self.module.online_probe(feats.float())
-            y = self.probe_targets[idx.to(self.probe_targets.device)]
+            y = self.class_targets[idx.to(self.class_targets.device)]
             loss = loss + F.cross_entropy(logits, y)
             scalars = {**scalars, "probe_train_acc": (logits.argmax(1) == y).float().mean().detach()}
         return loss, scalars
 
 
 @torch.no_grad()
-def probe_accuracy(method: nn.Module, images: np.ndarray, targets: np.ndarray, device, batch: int = 512) -> float:
+def online_probe_accuracy(method: nn.Module, images: np.ndarray, targets: np.ndarray, device, batch: int = 512) -> float:
     was = method.training
     method.eval()
     logits = map_batches(lambda x: method.online_probe(method.backbone(x).float()), images, device, batch)
@@ -67,40 +90,38 @@ def probe_accuracy(method: nn.Module, images: np.ndarray, targets: np.ndarray, d
     return float((logits.argmax(1).numpy() == targets).sum()) / max(1, len(images))
 
 
-def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | None = None, width: float = 0.25,
-             epochs: int = 10, batch_size: int = 128, lr: float = 2e-3, weight_decay: float = 5e-4,
-             seed: int = 0, progress: bool = True, colour: str = "rgb",
-             compile: bool = False, probe: bool = False, schedule: str = "cosine",
-             method_kwargs: dict | None = None, on_epoch_cb: Callable[[int, dict], None] | None = None,
-             parent_run_id: str | None = None, run_name: str | None = None, replace: bool = False,
-             verify: bool = False) -> dict:
-    """Pretrain ``method`` on the train split of ``data``; writes ``backbone.safetensors`` and
+def pretrain(config: PretrainConfig, data: str | Path, out: str | Path, *, progress: bool = True,
+             replace: bool = False, verify: bool = False, on_epoch_cb: Callable[[int, dict], None] | None = None,
+             parent_run_id: str | None = None, run_name: str | None = None) -> dict:
+    """Pretrain ``config.method`` on the train split of ``data``; writes ``backbone.safetensors`` and
     ``meta.json`` to ``out`` (and ``checkpoint.pt`` after every epoch, to resume from).
 
     ``method="scratch"`` trains nothing and writes only ``meta.json`` (the backbone's name, width and
     colour space): finetuning from it is training from scratch, so a pipeline can treat the
     baseline like any other initialisation.
 
-    ``method_kwargs`` sets the method's own knobs (e.g. SimCLR's temperature); ``on_epoch_cb(epoch,
-    logs)`` sees every epoch's logs (with ``probe_val_acc`` when ``probe``) and may stop training by
-    raising (Optuna's pruning); ``parent_run_id`` nests the MLflow run under another run.
+    ``on_epoch_cb(epoch, logs)`` sees every epoch's logs (with ``probe_val_acc`` when
+    ``config.online_probe``) and may stop training by raising (Optuna's pruning); ``parent_run_id``
+    nests the MLflow run under another run, named ``run_name``.
 
     What ``out`` already holds is never lost by accident: a finished backbone of the same settings is
-    returned as it is; a checkpoint of the same settings is resumed; a backbone or checkpoint of other settings is an error unless ``replace``, which deletes them
-    first. ``verify`` checks the dataset's sha256 checksums before training."""
-    checks.numbers(width=width, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed)
+    returned as it is; a checkpoint of the same settings is resumed; a backbone or checkpoint of other
+    settings is an error unless ``replace``, which deletes them first. ``verify`` checks the dataset's
+    sha256 checksums before training."""
+    config.check()
+    c = config
+    method, width, colour, epochs, batch_size, lr = c.method, c.width, c.colour, c.epochs, c.batch_size, c.lr
+    weight_decay, seed, schedule, online = c.weight_decay, c.seed, c.schedule, c.online_probe
     out = checks.output_folder(out)
-    if colour not in COLOURS:
-        raise UserError(f"unknown colour space {colour!r}: choose from {', '.join(COLOURS)}")
     if method == SCRATCH:
-        return _scratch_meta(data, out, backbone or "resnet9", width, colour, replace, verify)
+        return _scratch_meta(data, out, c.backbone or DEFAULT_BACKBONE, width, colour, replace, verify)
     METHODS.get(method)  # fail fast on unknown names
-    backbone = default_backbone(method, backbone or "resnet9")
+    backbone = default_backbone(method, c.backbone or DEFAULT_BACKBONE)
     BACKBONES.get(backbone)
     check_schedule(schedule)
     ds = load_dataset(data, verify=verify)
-    ds.require_splits("train", *(["val"] if probe else []))
-    if probe and ds.set_name != "single":
+    ds.require_splits("train", *(["val"] if online else []))
+    if online and ds.set_name != "single":
         raise UserError(f"the online probe classifies single-object images; {str(data)!r} is a {ds.set_name}-object dataset")
     rank, world = distributed.setup()
     if batch_size % world:
@@ -109,8 +130,8 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
     colour = "lab" if backbone.endswith("_split") else colour  # the split backbone is Lab whatever was asked
     settings = {"method": method, "backbone": backbone, "width": width, "colour": colour, "epochs": epochs,
                 "batch_size": batch_size, "lr": lr, "schedule": schedule, "weight_decay": weight_decay, "seed": seed,
-                "dataset_hash": ds.dataset_hash, "online_probe": probe,
-                **{f"method.{k}": v for k, v in (method_kwargs or {}).items()}}
+                "dataset_hash": ds.dataset_hash, "online_probe": online,
+                **{f"method.{k}": v for k, v in c.method_kwargs.items()}}
     finished = _claim_output(out, settings, replace)
     if finished is not None:
         return finished
@@ -121,31 +142,31 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
     torch.manual_seed(seed)
     bb = create_backbone(backbone, width=width, colour=colour)
     assert bb.colour == colour
-    method_kwargs = dict(method_kwargs or {})
+    method_kwargs = dict(c.method_kwargs)
     known = set(inspect.signature(METHODS.get(method)).parameters) - {"backbone"}
     unknown = sorted(set(method_kwargs) - known)
     if unknown:
         raise UserError(f"unknown setting {unknown[0]!r} for method {method!r}: choose from {', '.join(sorted(known))}")
     net = create_method(method, bb, **method_kwargs)
-    if probe:
+    if online:
         net.online_probe = nn.Linear(bb.out_dim, len(ds.manifest["classes"]))
     net = net.to(device).to(memory_format=torch.channels_last)
-    if compile:
+    if c.compile:
         net.backbone.compile()  # in place: parameter names (and the saved file) stay the same
     images = torch.from_numpy(ds.images[train_idx.numpy()]).to(device)  # (N, H, W, 3) uint8
-    probe_targets = torch.from_numpy(ds.labels["class_id"].to_numpy()[train_idx.numpy()]).long().to(device) if probe else None
+    class_targets = torch.from_numpy(ds.labels["class_id"].to_numpy()[train_idx.numpy()]).long().to(device) if online else None
     steps = max(1, len(images) // batch_size)
     cfg = TrainConfig(epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, lr=lr,
                       weight_decay=weight_decay, seed=seed, schedule=schedule)
     params = {"method": method, "backbone": backbone, "width": width, "colour": colour, "epochs": epochs,
               "batch_size": batch_size, "lr": lr, "schedule": schedule, "weight_decay": weight_decay, "seed": seed, "data": str(data),
-              "n_images": len(images), "device": str(device), "world_size": world, "compile": compile,
-              "online_probe": probe, **{f"method.{k}": v for k, v in method_kwargs.items()}}
+              "n_images": len(images), "device": str(device), "world_size": world, "compile": c.compile,
+              "online_probe": online, **{f"method.{k}": v for k, v in method_kwargs.items()}}
     val_idx = ds.split_indices("val")
     val_images, val_targets = ds.images[val_idx], ds.labels["class_id"].to_numpy()[val_idx]
 
     def on_epoch(epoch: int, logs: dict) -> dict:
-        more = {"probe_val_acc": probe_accuracy(net, val_images, val_targets, device)} if probe else {}
+        more = {"probe_val_acc": online_probe_accuracy(net, val_images, val_targets, device)} if online else {}
         if main:
             tracking.log_metrics({**logs, **more}, step=epoch)
             if on_epoch_cb is not None:
@@ -157,13 +178,13 @@ def pretrain(method: str, data: str | Path, out: str | Path, backbone: str | Non
                         run_name=run_name or f"pretrain-{method}", parent_run_id=parent_run_id)
            if main else contextlib.nullcontext())
     with run, step_bar(f"pretrain {method}", progress and main) as bar:
-        history = fit(PretrainObjective(net, images, probe_targets), len(images), cfg, on_epoch=on_epoch,
+        history = fit(PretrainObjective(net, images, class_targets), len(images), cfg, on_epoch=on_epoch,
                       checkpoint=out / CHECKPOINT_FILE, resume=True, progress=bar, checkpoint_tag=settings)
         synced = distributed.in_sync(net)
         meta = {**params, "dataset_hash": ds.dataset_hash, "variant": ds.variant, "final_loss": history[-1]["loss"],
                 "train_time_s": sum(h["epoch_time_s"] for h in history),
                 "images_per_s": history[-1]["images_per_s"], "ranks_in_sync": synced}
-        if probe:
+        if online:
             meta["probe_val_acc"] = history[-1]["probe_val_acc"]
         if main:
             state = net.backbone.state_dict()
@@ -197,7 +218,7 @@ def _claim_output(out: Path, settings: dict, replace: bool) -> dict | None:
         for name in (META_FILE, BACKBONE_FILE, CHECKPOINT_FILE):  # meta first: never a meta without its backbone
             (out / name).unlink(missing_ok=True)
         return None
-    meta = _read_meta(out, "output folder", "pass --replace to overwrite it, or choose another --out")
+    meta = read_meta(out, "output folder", "pass --replace to overwrite it, or choose another --out")
     if meta is not None:
         same = all(meta.get(k) == v for k, v in settings.items())
         if same and (settings["method"] == SCRATCH or (out / BACKBONE_FILE).is_file()):
@@ -240,57 +261,3 @@ def _scratch_meta(data, out: Path, backbone: str, width: float, colour: str, rep
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / META_FILE, meta)
     return {**meta, "train_time_s": 0.0, "final_loss": float("nan")}
-
-
-def _read_meta(folder: Path, role: str = "checkpoint folder", advice: str = "") -> dict | None:
-    """``folder``'s meta.json (None when there is none); a damaged one is a one-line error."""
-    meta_file = folder / META_FILE
-    if not meta_file.is_file():
-        return None
-    advice = f"; {advice}" if advice else ""
-    try:
-        meta = json.loads(meta_file.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise UserError(f"{role} {str(folder)!r}: {META_FILE} is not valid JSON ({e}){advice}") from None
-    if not isinstance(meta, dict) or not {"method", "backbone", "width"} <= set(meta):
-        raise UserError(f"{role} {str(folder)!r}: {META_FILE} lacks method, backbone and width{advice}")
-    return meta
-
-
-def is_scratch(init: str | Path) -> bool:
-    """Whether ``init`` is a ``--method scratch`` folder (random initialisation, no weights)."""
-    meta = _read_meta(Path(init)) if Path(init).is_dir() else None
-    return meta is not None and meta.get("method") == SCRATCH
-
-
-def load_pretrained(init: str | Path, device: torch.device | None = None) -> tuple[torch.nn.Module | None, dict]:
-    """The backbone saved by :func:`pretrain` in folder ``init``, and its meta (``None`` and the meta
-    for a ``scratch`` folder). A damaged folder (bad JSON, a file that is not safetensors, weights of
-    another shape) is a one-line error."""
-    from safetensors import SafetensorError
-
-    init = Path(init)
-    if not init.is_dir():
-        raise UserError(f"checkpoint folder {str(init)!r} does not exist" if not init.exists() else
-                        f"--init {str(init)!r} is a file: give the folder `selfsup pretrain --out` wrote")
-    meta = _read_meta(init)
-    if meta is not None and meta.get("method") == SCRATCH:
-        return None, meta
-    if meta is None or not (init / BACKBONE_FILE).is_file():
-        raise UserError(f"checkpoint folder {str(init)!r} has no {BACKBONE_FILE} and {META_FILE} (run `selfsup pretrain`)")
-    try:
-        net = create_backbone(meta["backbone"], width=float(meta["width"]), colour=meta.get("colour", "rgb"))
-    except (TypeError, ValueError) as e:
-        raise UserError(f"checkpoint folder {str(init)!r}: {META_FILE} describes no backbone ({e})") from None
-    try:
-        state = load_file(init / BACKBONE_FILE)
-    except (SafetensorError, OSError, ValueError) as e:
-        raise UserError(f"checkpoint folder {str(init)!r}: {BACKBONE_FILE} is not a readable safetensors file "
-                        f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        first = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e))
-        raise UserError(f"checkpoint folder {str(init)!r}: the weights do not fit the {meta['backbone']} of width "
-                        f"{meta['width']} that {META_FILE} describes ({first.rstrip('.')})") from None
-    return net.to(device or "cpu"), meta

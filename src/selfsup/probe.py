@@ -22,10 +22,11 @@ import torch
 import torch.nn.functional as F
 
 from . import checks
-from .errors import UserError
-from .pretrain import is_scratch
-from .finetune import Sweep, eval_batch, prepare, run_cells
 from .augment import map_batches
+from .checkpoint import is_scratch
+from .defaults import DEFAULT_BACKBONE, DEFAULT_BUDGETS, DEFAULT_COLOUR, DEFAULT_SEEDS, DEFAULT_WIDTH
+from .errors import UserError
+from .sweep import Cell, Sweep, eval_batch, prepare, run_cells
 
 PROBES = ("linear", "knn")
 KNN_METRICS = ("cosine", "euclidean")
@@ -92,8 +93,8 @@ def _rows(f: torch.Tensor) -> torch.Tensor:
     return f.reshape(-1, f.shape[-1])
 
 
-def probe(task: str, data: str | Path, out: str | Path, init: str | Path, budgets: list[int] = (100, 250, 1000),
-          seeds: list[int] = (0, 1), protocol: str = "linear", knn_metric: str = "cosine", k: int = 20,
+def probe(task: str, data: str | Path, out: str | Path, init: str | Path, budgets: list[int] = DEFAULT_BUDGETS,
+          seeds: list[int] = DEFAULT_SEEDS, protocol: str = "linear", knn_metric: str = "cosine", k: int = 20,
           progress: bool = True, verify: bool = False) -> pd.DataFrame:
     """Probe the frozen backbone in ``init`` on ``task`` at every label budget × seed; writes and returns
     ``OUT/results.csv`` (protocol ``linear`` or ``knn-cosine`` / ``knn-euclidean``)."""
@@ -107,7 +108,8 @@ def probe(task: str, data: str | Path, out: str | Path, init: str | Path, budget
     if is_scratch(init):  # before any data is loaded
         raise UserError(f"{str(init)!r} is a scratch folder: a probe needs pretrained weights")
     out = checks.output_folder(out)
-    sweep = prepare(task, data, init, budgets, seeds, "resnet9", 0.25, "rgb", verify)
+    # the backbone comes from init's meta.json: the defaults are placeholders prepare() overrides
+    sweep = prepare(task, data, init, budgets, seeds, DEFAULT_BACKBONE, DEFAULT_WIDTH, DEFAULT_COLOUR, verify)
     t = sweep.task
     if protocol == "knn" and (t.dense or t.kind != "classify"):
         raise UserError(f"the kNN probe is for image-level classification tasks, not {task!r}")
@@ -117,20 +119,18 @@ def probe(task: str, data: str | Path, out: str | Path, init: str | Path, budget
     feats = {split: features(backbone, ds.images[idx], t.dense, sweep.device, eval_batch(t))
              for split, idx in (("train", sweep.train_idx), ("val", sweep.val_idx), ("test", sweep.test_idx))}
     position = {i: j for j, i in enumerate(sweep.train_idx)}
-    settings = {"task": task, "method": sweep.method, "protocol": name, "k": k, **sweep.columns()}
-    params = {"budgets": ",".join(map(str, budgets)), "seeds": ",".join(map(str, seeds)), "init": str(init),
-              "data": str(data), "device": str(sweep.device), "stage": "probe"}
-    extra = {**sweep.columns(), "frozen_blocks": 4, "bn": "frozen", "steps": 0}
+    spec = sweep.spec("probe", name, budgets, seeds, init=init, data=data, key={"k": k}, frozen_blocks=4,
+                      bn="frozen", steps=0, steps_per_cell=1)
 
-    def cell(budget: int, seed: int, progress_cb) -> dict:
-        subset = sweep.subset(budget, seed)
+    def cell(c: Cell, progress_cb) -> dict:
+        subset = sweep.subset(c.budget, c.seed)
         rows = torch.as_tensor([position[i] for i in subset])
         x, y = feats["train"][rows], torch.from_numpy(sweep.targets[subset])
         if protocol == "knn":
             return _knn_metrics(sweep, x, y, feats["test"], knn_metric, k)
         return _linear_metrics(sweep, x, y, feats["val"], feats["test"])
 
-    return run_cells(sweep, out, name, budgets, seeds, settings, params, 1, cell, progress, extra)
+    return run_cells(sweep, spec, out, cell, progress)
 
 
 def _knn_metrics(sweep: Sweep, x, y, test_x, metric: str, k: int) -> dict:

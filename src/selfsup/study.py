@@ -274,7 +274,7 @@ def _measure_training(key: tuple, device, steps: int) -> tuple[float, float]:
 
 def _measure_render(set_name: str, resolution: int, samples: int, n: int = 3) -> float:
     """Seconds per image of a Blender worker (every core as Cycles threads), after one warm-up image."""
-    from .dataset import measure_render_worker
+    from .render import measure_render_worker
 
     ctx = mp.get_context("spawn")  # bpy lives only in the worker
     try:

@@ -10,8 +10,9 @@ ending in ``.log``, safe on shared file systems). The study stops at exactly ``t
 however many workers run it: trial numbers come from the storage, and a worker that draws a number
 past the end marks that trial failed (user attribute ``over_budget``) and stops, so scratch and
 every method get the same number of trials. Each trial is an MLflow run nested under the study's
-run (made by the worker that created the study). The best parameters go to ``OUT/best_params.json``,
-which ``selfsup finetune --params-file`` reads.
+run (made by the worker that created the study). The best parameters go to ``OUT/best_params.json``
+(:mod:`selfsup.tuned`), which ``selfsup finetune --params-file`` reads. "Study" in this module is
+always an Optuna study (the whole DVC study is :mod:`selfsup.study`'s).
 """
 
 from __future__ import annotations
@@ -20,16 +21,21 @@ import math
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 
 from . import checks, tracking
+from .defaults import DEFAULT_BACKBONE, DEFAULT_COLOUR, DEFAULT_WIDTH, SCRATCH
 from .errors import UserError
-from .finetune import FinetuneConfig, check_config, parse_protocol, prepare, train_model
-from .provenance import atomic_write_json, sqlite_init_lock
+from .finetune import FinetuneConfig, check_config, parse_protocol, train_model
+from .provenance import sqlite_init_lock
 from .schedule import SCHEDULES, check_schedule
+from .sweep import prepare
+from .tuned import write_best
 
-BEST_FILE = "best_params.json"
+if TYPE_CHECKING:
+    from .pretrain import PretrainConfig
 SPACE = {"lr": (1e-4, 1e-2), "weight_decay": (1e-6, 1e-2), "schedule": tuple(SCHEDULES)}
 
 
@@ -78,7 +84,8 @@ def check_database_url(url: str) -> str:
     return url
 
 
-def suggest(trial: optuna.Trial, base: FinetuneConfig) -> FinetuneConfig:
+def suggest(trial: optuna.Trial, base):
+    """``base`` (a ``FinetuneConfig`` or ``PretrainConfig``) with a sampled lr, weight decay and schedule."""
     return replace(base, lr=trial.suggest_float("lr", *SPACE["lr"], log=True),
                    weight_decay=trial.suggest_float("weight_decay", *SPACE["weight_decay"], log=True),
                    schedule=trial.suggest_categorical("schedule", SPACE["schedule"]))
@@ -93,12 +100,12 @@ def tune(task: str, data: str | Path, out: str | Path, init: str | Path | None =
     frozen = parse_protocol(protocol)
     out = checks.output_folder(out)
     store = storage_for(storage, out)  # a bad URL fails before any data is read
-    sweep = prepare(task, data, init, [budget], [seed], "resnet9", 0.25, "rgb")
+    sweep = prepare(task, data, init, [budget], [seed], DEFAULT_BACKBONE, DEFAULT_WIDTH, DEFAULT_COLOUR)
     out.mkdir(parents=True, exist_ok=True)
     name = study_name or f"{sweep.method}-{task}-{protocol}-n{budget}"
     if trials == 0:  # nothing to search: the configured values are the answer
-        return _write_best(out, name, trials, None, {"lr": config.lr, "weight_decay": config.weight_decay,
-                                                    "schedule": config.schedule}, {})
+        return write_best(out, name, trials, None, {"lr": config.lr, "weight_decay": config.weight_decay,
+                                                   "schedule": config.schedule}, {})
     params = {"task": task, "method": sweep.method, "protocol": protocol, "budget": budget, "trials": trials,
               "study": name, "storage": str(storage or "sqlite (OUT/optuna.db)"), **asdict(config)}
     metric = sweep.task.metric
@@ -113,33 +120,32 @@ def tune(task: str, data: str | Path, out: str | Path, init: str | Path | None =
 
             def report(epoch: int, val: dict) -> None:
                 last[0] = val[metric]
-                _report(trial, val[metric], epoch)
+                _tell_pruner(trial, val[metric], epoch)
 
             train_model(sweep, budget, seed, frozen, "frozen" if frozen else "train", cfg, None, on_val=report)
             tracking.log_metrics({f"val_{metric}": last[0]})
             return last[0]
 
-    return _run_study(out, name, store, seed, trials, params, sweep.ds.dataset_hash, tags, run_trial, metric)
+    return _run_optuna_study(out, name, store, seed, trials, params, sweep.ds.dataset_hash, tags, run_trial, metric)
 
 
-def tune_pretrain(method: str, data: str | Path, out: str | Path, trials: int = 20, seed: int = 0,
-                  storage: str | None = None, study_name: str | None = None, backbone: str | None = None,
-                  width: float = 0.25, epochs: int = 10, batch_size: int = 128, lr: float = 2e-3,
-                  weight_decay: float = 5e-4, schedule: str = "cosine", colour: str = "rgb") -> dict:
-    """Tune pretraining: learning rate, weight decay, schedule and the method's own knobs
+def tune_pretrain(base: PretrainConfig, data: str | Path, out: str | Path, trials: int = 20,
+                  storage: str | None = None, study_name: str | None = None) -> dict:
+    """Tune pretraining ``base``: learning rate, weight decay, schedule and the method's own knobs
     (``Method.knobs``), scored by an online linear probe's accuracy on the val split after every
-    epoch (pruned by the median rule). Trials pretrain into ``OUT/trials/N`` (deleted when done); each is
-    an MLflow pretrain run nested under the study's run. ``best_params.json`` feeds
-    ``selfsup pretrain --params-file``."""
+    epoch (pruned by the median rule); ``base.seed`` also seeds the sampler. Trials pretrain into
+    ``OUT/trials/N`` (deleted when done); each is an MLflow pretrain run nested under the study's run.
+    ``best_params.json`` feeds ``selfsup pretrain --params-file``."""
     import shutil
 
     from .dataset import load_dataset
     from .methods import METHODS, method_knobs
-    from .pretrain import SCRATCH, pretrain
+    from .pretrain import pretrain
 
-    checks.numbers(trials=trials, seed=seed, width=width, epochs=epochs, batch_size=batch_size, lr=lr,
-                   weight_decay=weight_decay)
-    check_schedule(schedule)
+    checks.numbers(trials=trials)
+    base.check()
+    check_schedule(base.schedule)
+    method, seed = base.method, base.seed
     if method == SCRATCH:
         raise UserError("scratch has nothing to pretrain: tune its finetuning (selfsup tune without --pretrain)")
     METHODS.get(method)
@@ -150,40 +156,40 @@ def tune_pretrain(method: str, data: str | Path, out: str | Path, trials: int = 
     out = checks.output_folder(out)
     store = storage_for(storage, out)
     out.mkdir(parents=True, exist_ok=True)
-    name = study_name or f"pretrain-{method}-{backbone or 'resnet9'}"
+    backbone = base.backbone or DEFAULT_BACKBONE
+    name = study_name or f"pretrain-{method}-{backbone}"
     knobs = method_knobs(method)
     if trials == 0:
-        return _write_best(out, name, trials, None, {"lr": lr, "weight_decay": weight_decay,
-                                                    "schedule": schedule}, {})
-    params = {"method": method, "trials": trials, "study": name, "epochs": epochs, "batch_size": batch_size,
-              "width": width, "backbone": backbone or "resnet9", "storage": str(storage or "sqlite (OUT/optuna.db)")}
+        return write_best(out, name, trials, None, {"lr": base.lr, "weight_decay": base.weight_decay,
+                                                   "schedule": base.schedule}, {})
+    params = {"method": method, "trials": trials, "study": name, "epochs": base.epochs, "batch_size": base.batch_size,
+              "width": base.width, "backbone": backbone, "storage": str(storage or "sqlite (OUT/optuna.db)")}
     tags = {"method": method, "task": "pretrain"}
 
     def run_trial(trial: optuna.Trial, parent_id: str) -> float:
-        cfg = suggest(trial, FinetuneConfig(lr=lr, weight_decay=weight_decay, schedule=schedule))
         kwargs = {}
         for knob, (low, high, scale) in knobs.items():
             kwargs[knob] = (trial.suggest_int(knob, int(low), int(high)) if scale == "int"
                             else trial.suggest_float(knob, low, high, log=scale == "log"))
+        cfg = replace(suggest(trial, base), method_kwargs=kwargs, online_probe=True)
         folder = out / "trials" / str(trial.number)
         last = [math.nan]
 
-        def report(epoch: int, logs: dict) -> None:
+        def tell(epoch: int, logs: dict) -> None:
             last[0] = logs["probe_val_acc"]
-            _report(trial, last[0], epoch)
+            _tell_pruner(trial, last[0], epoch)
 
         try:
-            pretrain(method, data, folder, backbone, width, epochs, batch_size, cfg.lr, cfg.weight_decay, seed,
-                     progress=False, colour=colour, probe=True, schedule=cfg.schedule, method_kwargs=kwargs,
-                     on_epoch_cb=report, parent_run_id=parent_id, run_name=f"trial-{trial.number}", replace=True)
+            pretrain(cfg, data, folder, progress=False, on_epoch_cb=tell, parent_run_id=parent_id,
+                     run_name=f"trial-{trial.number}", replace=True)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return last[0]
 
-    return _run_study(out, name, store, seed, trials, params, ds.dataset_hash, tags, run_trial, "probe_acc")
+    return _run_optuna_study(out, name, store, seed, trials, params, ds.dataset_hash, tags, run_trial, "probe_acc")
 
 
-def _report(trial: optuna.Trial, value: float, epoch: int) -> None:
+def _tell_pruner(trial: optuna.Trial, value: float, epoch: int) -> None:
     """Give the pruner this epoch's validation value; stop the trial if it falls behind."""
     trial.report(value, epoch)
     if trial.should_prune():
@@ -191,7 +197,7 @@ def _report(trial: optuna.Trial, value: float, epoch: int) -> None:
         raise optuna.TrialPruned()
 
 
-def _run_study(out: Path, name: str, store, seed: int, trials: int, params: dict,
+def _run_optuna_study(out: Path, name: str, store, seed: int, trials: int, params: dict,
                dataset_hash: str, tags: dict, run_trial, metric: str) -> dict:
     """Create or join study ``name`` in storage ``store`` (from :func:`storage_for`), work on it until it
     has ``trials`` trials, write the best."""
@@ -224,7 +230,7 @@ def _run_study(out: Path, name: str, store, seed: int, trials: int, params: dict
     if not finished:
         raise UserError(f"study {name!r}: no trial finished (states {states})")
     best = max(finished, key=lambda t: t.value)
-    return _write_best(out, name, trials, best.value, best.params, states, metric)
+    return write_best(out, name, trials, best.value, best.params, states, metric)
 
 
 def _wait_for_attr(study: optuna.Study, key: str, timeout: float = 60.0) -> str:
@@ -253,39 +259,3 @@ def _work(study: optuna.Study, trials: int, parent_id: str, run_trial) -> None:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             raise
         study.tell(trial, value)
-
-
-def _write_best(out: Path, name: str, trials: int, value, params: dict, states: dict, metric: str = "") -> dict:
-    best = {"study": name, "trials": trials, "trial_states": states, "metric": f"val_{metric}" if metric else "",
-            "best_value": value, "params": params}
-    atomic_write_json(out / BEST_FILE, best)
-    return best
-
-
-def read_best(path: str | Path, base: FinetuneConfig) -> FinetuneConfig:
-    """``base`` with the lr, weight decay and schedule of a ``best_params.json``."""
-    import json
-
-    path = Path(path)
-    try:
-        params = json.loads(path.read_text())["params"]
-        return replace(base, lr=float(params["lr"]), weight_decay=float(params["weight_decay"]),
-                       schedule=str(params["schedule"]))
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"cannot read tuned parameters from {str(path)!r}: {e!r}") from None
-
-
-def read_pretrain_best(path: str | Path) -> dict:
-    """The ``pretrain()`` keyword arguments in a ``best_params.json`` from ``tune_pretrain``: lr,
-    weight_decay, schedule and ``method_kwargs`` (the method's knobs)."""
-    import json
-
-    path = Path(path)
-    try:
-        params = dict(json.loads(path.read_text())["params"])
-        best = {"lr": float(params.pop("lr")), "weight_decay": float(params.pop("weight_decay")),
-                "schedule": str(params.pop("schedule"))}
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UserError(f"cannot read tuned parameters from {str(path)!r}: {e!r}") from None
-    return {**best, "method_kwargs": params}
-

@@ -41,9 +41,9 @@ with quiet():
 sys.path.append(os.path.join(bpy.utils.resource_path("LOCAL"), "python/lib/python3.11/site-packages"))
 import OpenImageIO as oiio  # noqa: E402  (ships inside the bpy wheel)
 
-from .assets import Assets  # noqa: E402
-from .scene import MULTI_EXTENT, TEXTURES, MultiScene, SingleScene  # noqa: E402
-from .shapes import Part, model_parts  # noqa: E402
+from ..assets import Assets  # noqa: E402
+from ..scene import MULTI_EXTENT, TEXTURES, MultiScene, SingleScene  # noqa: E402
+from ..shapes import Part, model_parts  # noqa: E402
 
 IMAGE_TEXTURE_MIX = 0.4  # weight of the sampled colour over a texture image (the paper's code)
 

@@ -1,0 +1,224 @@
+"""The sweep engine shared by finetuning, probing and tuning: one task on one dataset from one
+initialisation, over (label budget, seed) cells.
+
+:func:`prepare` checks every input before anything is trained or written and returns a
+:class:`Sweep` (dataset, targets, splits, the pretrained backbone). A :class:`SweepSpec` says what
+one sweep runs and how its results are labelled: the cells, the cache key of a finished cell, the
+MLflow parameters and the extra ``results.csv`` columns. :func:`run_cells` trains (or takes from
+``OUT/cells/``) every cell inside one MLflow run and writes ``OUT/results.csv``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from . import checks, tracking
+from .augment import map_batches
+from .budgets import label_subset
+from .checkpoint import BACKBONE_FILE, SCRATCH, load_pretrained
+from .colour import COLOURS
+from .dataset import Dataset, load_dataset
+from .defaults import as_csv
+from .errors import UserError
+from .models import BACKBONES
+from .progress import step_bar
+from .provenance import atomic_write_json, atomic_write_text, sha256_file
+from .shards import label as shard_label
+from .shards import mine as shards_of
+from .tasks import Task, get_task
+from .train import default_device
+
+RESULT_COLUMNS = ["method", "task", "protocol", "label_budget", "seed", "metric", "value"]
+
+
+def eval_batch(task: Task) -> int:
+    return 128 if task.dense else 512
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: np.ndarray, device, batch: int = 512) -> torch.Tensor:
+    """Outputs of ``model`` (eval mode, no augmentation) for all ``images``, on the CPU."""
+    model.eval()
+    return map_batches(model, images, device, batch)
+
+
+def evaluate(model: nn.Module, task: Task, images: np.ndarray, targets: np.ndarray, device) -> dict:
+    """The task's metrics of ``model`` on all ``images``."""
+    return task.metrics(predict(model, images, device, eval_batch(task)), torch.from_numpy(np.asarray(targets)))
+
+
+@dataclass
+class Sweep:
+    """What every sweep over (budget, seed) cells shares: checked inputs, subsets, provenance."""
+
+    task: Task
+    ds: Dataset
+    targets: np.ndarray
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+    pretrained: nn.Module | None
+    meta: dict
+    method: str
+    backbone: str
+    width: float
+    colour: str
+    device: torch.device
+    init_weights: str = ""  # sha256 of the pretrained backbone file: finished cells are valid for these weights only
+
+    def subset(self, budget: int, seed: int) -> np.ndarray:
+        return label_subset(self.train_idx, self.task.strata(self.targets[self.train_idx]), budget, seed)
+
+    def columns(self) -> dict:
+        return {"backbone": self.backbone, "width": self.width, "colour": self.colour,
+                "dataset_hash": self.ds.dataset_hash, "pretrain_dataset_hash": self.meta.get("dataset_hash", ""),
+                "pretrain_variant": self.meta.get("variant", ""), "finetune_variant": self.ds.variant}
+
+    def spec(self, stage: str, protocol: str, budgets, seeds, *, init, data, key: Mapping, frozen_blocks: int,
+             bn: str, steps: int, steps_per_cell: int, shard: tuple[int, int] | None = None) -> "SweepSpec":
+        """The spec of one sweep of this task/init: ``key`` holds the stage's own settings that decide a
+        cell's metrics (besides task, method, protocol, the columns and the pretrained weights)."""
+        return SweepSpec(
+            stage=stage, protocol=protocol, cells=tuple(Cell(b, s) for b in budgets for s in seeds),
+            cache_key={"task": self.task.name, "method": self.method, "protocol": protocol, **key, **self.columns(),
+                       "init_weights": self.init_weights},
+            run_params={"budgets": as_csv(budgets), "seeds": as_csv(seeds), "init": str(init or ""), "data": str(data),
+                        "device": str(self.device), "stage": stage},
+            row_columns={**self.columns(), "frozen_blocks": frozen_blocks, "bn": bn, "steps": steps},
+            steps_per_cell=steps_per_cell, shard=shard)
+
+
+class Cell(NamedTuple):
+    """One (label budget, seed) cell of a sweep."""
+
+    budget: int
+    seed: int
+
+    @property
+    def file_name(self) -> str:
+        return f"b{self.budget}_s{self.seed}.json"
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What one sweep runs and how its results are labelled (built by :meth:`Sweep.spec`)."""
+
+    stage: str                         # the MLflow run kind: finetune or probe
+    protocol: str                      # finetune, frozen-k, linear, knn-cosine, ...
+    cells: tuple[Cell, ...]
+    cache_key: Mapping[str, object]    # everything that decides a cell's metrics: a finished cell is reused only if equal
+    run_params: Mapping[str, object]   # the sweep's MLflow parameters besides the cache key
+    row_columns: Mapping[str, object]  # results.csv columns besides RESULT_COLUMNS
+    steps_per_cell: int = 1            # progress units of one cell
+    shard: tuple[int, int] | None = field(default=None)  # (i, n): this job trains cells i, i+n, ... only
+
+    @property
+    def cache_hash(self) -> str:
+        return hashlib.sha256(json.dumps(dict(self.cache_key), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def check_targets(task: Task, targets: np.ndarray, data) -> None:
+    """Class ids must lie in 0 … classes − 1 (they index the loss); regression targets must be finite."""
+    flat = np.asarray(targets).reshape(-1)
+    if task.kind == "classify":
+        if not np.issubdtype(flat.dtype, np.integer):
+            raise UserError(f"dataset folder {str(data)!r}: {task.name} labels are {flat.dtype}, not class ids")
+        bad = (flat < 0) | (flat >= task.outputs)
+        if bad.any():
+            raise UserError(f"dataset folder {str(data)!r}: {task.name} label {int(flat[bad][0])} is out of range "
+                            f"0…{task.outputs - 1} ({int(bad.sum())} such labels)")
+    elif not np.isfinite(flat.astype(np.float64)).all():
+        raise UserError(f"dataset folder {str(data)!r}: {task.name} targets hold NaN or infinite values")
+
+
+def prepare(task: str, data, init, budgets, seeds, backbone: str, width: float, colour: str,
+            verify: bool = False) -> Sweep:
+    """Check everything a sweep needs before anything is trained or written."""
+    t = get_task(task)
+    BACKBONES.get(backbone)
+    budgets = checks.int_list(budgets, "label budget")
+    seeds = checks.int_list(seeds, "seed")
+    checks.numbers(width=width)
+    ds = load_dataset(data, verify=verify)
+    if ds.set_name != t.dataset_set:
+        raise UserError(f"task {task!r} needs a {t.dataset_set}-object dataset, but {str(data)!r} is a "
+                        f"{ds.set_name}-object dataset")
+    pretrained, meta = load_pretrained(init) if init else (None, {})
+    method = meta.get("method", SCRATCH)
+    if meta:  # a pretrained folder (or a scratch folder) says which backbone
+        backbone, width, colour = meta["backbone"], meta["width"], meta.get("colour", "rgb")
+        meta = meta if pretrained is not None else {}
+    if colour not in COLOURS:
+        raise UserError(f"unknown colour space {colour!r}: choose from {', '.join(COLOURS)}")
+    ds.require_splits("train", "val", "test")  # val is read after training: check it before
+    targets = t.targets(ds)
+    check_targets(t, targets, data)
+    sweep = Sweep(t, ds, targets, ds.split_indices("train"), ds.split_indices("val"), ds.split_indices("test"),
+                  pretrained, meta, method, backbone, width, colour, default_device(),
+                  sha256_file(Path(init) / BACKBONE_FILE) if pretrained is not None else "")
+    for b in budgets:  # check every budget before any training
+        sweep.subset(b, 0)
+    return sweep
+
+
+def run_cells(sweep: Sweep, spec: SweepSpec, out: Path, train_cell: Callable[[Cell, Callable], dict],
+              progress: bool) -> pd.DataFrame:
+    """Run (or take from ``OUT/cells/``) every cell of ``spec`` inside one parent MLflow run; write
+    ``OUT/results.csv`` atomically. ``train_cell(cell, progress_cb)`` returns the cell's test metrics.
+
+    With ``spec.shard=(i, n)`` only cells i, i+n, ... are trained (others are taken from ``OUT/cells/``
+    when another job has finished them); ``results.csv`` is written once every cell is there. The
+    returned frame's ``attrs["missing"]`` counts the cells still missing."""
+    (out / "cells").mkdir(parents=True, exist_ok=True)
+    settings_hash, cells, shard = spec.cache_hash, spec.cells, spec.shard
+    mine = set(shards_of(list(cells), shard))
+    method, task, protocol, stage = sweep.method, sweep.task.name, spec.protocol, spec.stage
+
+    def cached(cell: Cell) -> dict | None:
+        cell_file = out / "cells" / cell.file_name
+        done = json.loads(cell_file.read_text()) if cell_file.exists() else None
+        return done["test"] if done and done.get("settings_hash") == settings_hash else None
+
+    done: dict[Cell, dict] = {}
+    run_name = f"{stage}-{method}-{task}-{protocol}" + (f"-shard{shard[0]}of{shard[1]}" if shard else "")
+    with tracking.run(stage, {**spec.cache_key, **spec.run_params, "shard": shard_label(shard)}, sweep.ds.dataset_hash,
+                      tags={"method": method, "task": task, "protocol": protocol}, run_name=run_name), \
+            step_bar(f"{protocol} {method}/{task}", progress) as bar:
+        per_cell = spec.steps_per_cell
+        for k, cell in enumerate(cells):
+            metrics = cached(cell)
+            if metrics is None and cell in mine:
+                budget, seed = cell
+                tags = {"method": method, "task": task, "protocol": protocol, "label_budget": budget, "seed": seed}
+                with tracking.run("cell", {"label_budget": budget, "seed": seed}, sweep.ds.dataset_hash, tags=tags,
+                                  nested=True, run_name=f"{method}-{task}-{protocol}-n{budget}-s{seed}"):
+                    metrics = train_cell(cell, lambda i, n, k=k: bar(k * n + i, len(cells) * n))
+                    tracking.log_metrics({f"test_{m}": v for m, v in metrics.items()})
+                atomic_write_json(out / "cells" / cell.file_name,
+                                  {"settings_hash": settings_hash, "test": metrics, "label_budget": budget, "seed": seed})
+            if metrics is not None:
+                done[cell] = metrics
+            bar((k + 1) * per_cell, len(cells) * per_cell)
+        for cell in cells:  # other jobs' cells may have finished meanwhile
+            if cell not in done and (metrics := cached(cell)) is not None:
+                done[cell] = metrics
+        rows = [{"method": method, "task": task, "protocol": protocol, "label_budget": cell.budget, "seed": cell.seed,
+                 "metric": name, "value": value, **spec.row_columns}
+                for cell in cells if cell in done for name, value in done[cell].items()]
+        results = pd.DataFrame(rows)
+        results.attrs["missing"] = len(cells) - len(done)
+        if not results.attrs["missing"]:
+            atomic_write_text(out / "results.csv", results.to_csv(index=False))
+            tracking.log_artifact(out / "results.csv")
+    return results
+
+
