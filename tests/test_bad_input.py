@@ -348,7 +348,7 @@ def test_a_report_that_fails_while_writing_leaves_the_previous_one_whole(world, 
 
 def test_rows_of_two_datasets_or_pretraining_variants_are_not_duplicates():
     from selfsup.errors import UserError
-    from selfsup.report import check_results
+    from selfsup.tables import check_results
 
     rows = pd.DataFrame(GOOD_ROWS).assign(dataset_hash="a", pretrain_variant="-CV-")
     check_results(pd.concat([rows, rows.assign(dataset_hash="b")], ignore_index=True))  # two datasets

@@ -52,7 +52,7 @@ def test_two_workers_share_a_study_without_lost_or_duplicated_trials(tiny_datase
     assert sorted(int(r.data.tags["trial"]) for r in trial_runs) == list(range(6))
     assert {r.data.tags["mlflow.parentRunId"] for r in trial_runs} == {study_runs[0].info.run_id}
 
-    from selfsup.report import tuning_trials
+    from selfsup.tables import tuning_trials
     from selfsup.tracking import experiment_runs
 
     recorded = tuning_trials(experiment_runs(exp))

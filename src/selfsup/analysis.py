@@ -13,9 +13,9 @@ import math
 import pandas as pd
 from scipy import stats
 
+from .defaults import SCRATCH
+from .scene import Variant
 from .utility import OK
-
-FACTORS = "TCVL"
 
 
 def headline_rows(results: pd.DataFrame, metric_of_task: dict[str, str]) -> pd.DataFrame:
@@ -36,7 +36,7 @@ def protocol_agreement(results: pd.DataFrame, metric_of_task: dict[str, str]) ->
     cols = ["task", "label_budget", "protocol_a", "protocol_b", "methods", "kendall_tau", "kendall_p",
             "spearman_rho", "spearman_p"]
     df = headline_rows(results, metric_of_task)
-    df = _mean_over_seeds(df[df.method != "scratch"], ["task", "label_budget", "protocol", "method"])
+    df = _mean_over_seeds(df[df.method != SCRATCH], ["task", "label_budget", "protocol", "method"])
     rows = []
     for (task, budget), g in df.groupby(["task", "label_budget"]):
         table = g.pivot_table(index="method", columns="protocol", values="value")
@@ -83,10 +83,9 @@ def factor_effects(util: pd.DataFrame) -> pd.DataFrame:
     for (method, task, protocol), g in mean.groupby(level=[0, 1, 2]):
         by_variant = {k[3]: v for k, v in g.items()}
         for off, u_off in by_variant.items():
-            for pos, letter in enumerate(FACTORS):
-                if len(off) != 4 or off[pos] != "-":
-                    continue
-                on = off[:pos] + letter + off[pos + 1:]
+            variant = Variant.try_parse(str(off))
+            for letter, switched in variant.switched_on() if variant else []:
+                on = switched.name
                 if on in by_variant:
                     rows.append({"method": method, "task": task, "protocol": protocol, "factor": letter,
                                  "variant_off": off, "variant_on": on, "utility_off": u_off,
@@ -100,7 +99,7 @@ def frozen_table(results: pd.DataFrame, metric_of_task: dict[str, str]) -> pd.Da
     cols = ["method", "task", "label_budget", "frozen_blocks", "value"]
     df = headline_rows(results, metric_of_task)
     df = df[df.protocol.str.fullmatch(r"finetune|frozen-\d")]
-    df = df[df.method != "scratch"]
+    df = df[df.method != SCRATCH]
     if df.empty or df.protocol.nunique() < 2:
         return pd.DataFrame(columns=cols)
     df = df.assign(frozen_blocks=[0 if p == "finetune" else int(p.split("-")[1]) for p in df.protocol])
@@ -124,21 +123,22 @@ def transfer_matrix(results: pd.DataFrame, metric_of_task: dict[str, str]) -> pd
     if not {"pretrain_variant", "finetune_variant"} <= set(results.columns):
         return pd.DataFrame(columns=cols)
     df = headline_rows(results, metric_of_task)
-    df = df[(df.method != "scratch") & df.pretrain_variant.notna() & (df.pretrain_variant.astype(str) != "")]
+    df = df[(df.method != SCRATCH) & df.pretrain_variant.notna() & (df.pretrain_variant.astype(str) != "")]
     if df.empty or (df.pretrain_variant == df.finetune_variant).all():
         return pd.DataFrame(columns=cols)
     largest = df.groupby(["task"])["label_budget"].transform("max")
     return _mean_over_seeds(df[df.label_budget == largest], cols[:-1])[cols]
 
 
-def labels_saved(util: pd.DataFrame, pretrain_hours: dict) -> pd.DataFrame:
+def labels_saved(util: pd.DataFrame, pretrain_hours: dict, set_of_task: dict[str, str] | None = None) -> pd.DataFrame:
     """Compute accounting per method, task and protocol (and finetuning variant and backbone, when
     the table has them): the most labels pretraining saves at any budget (n̂ − n = U·n, where U is
     defined), those labels per hour of pretraining compute, and the smallest budget from which
     pretraining stops paying (U ≤ 0 or worse than scratch everywhere above; empty if it pays at
     every budget run). ``pretrain_hours`` maps (method, set, variant, backbone) — the pretraining on
-    the finetuning dataset itself — or else the method alone to hours."""
-    from .tasks import TASKS
+    the finetuning dataset itself — or else the method alone to hours; ``set_of_task`` maps each task
+    to the dataset set it reads (single or multi)."""
+    set_of_task = set_of_task or {}
 
     ctx = [c for c in ("finetune_variant", "backbone") if c in util.columns]
     cols = ["method", "task", "protocol", *ctx, "pretrain_hours", "max_labels_saved", "at_budget",
@@ -151,7 +151,7 @@ def labels_saved(util: pd.DataFrame, pretrain_hours: dict) -> pd.DataFrame:
         ok = g[g.status == OK]
         saved = ok.utility * ok.label_budget
         best = int(saved.idxmax()) if len(saved) and saved.max() > 0 else None
-        dataset_set = TASKS.create(task).dataset_set if task in TASKS.names() else None
+        dataset_set = set_of_task.get(task)
         own = (method, dataset_set, where.get("finetune_variant"), str(where.get("backbone")).removesuffix("_split"))
         hours = pretrain_hours.get(own, pretrain_hours.get(method, math.nan))
         paying = ((g.status == "lower_bound") | ((g.status == OK) & (g.utility > 0))).to_numpy()

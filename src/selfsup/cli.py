@@ -11,6 +11,7 @@ from typing import Optional
 
 import typer
 
+from .defaults import DEFAULT_BACKBONE, DEFAULT_BUDGETS, DEFAULT_COLOUR, DEFAULT_SEEDS, DEFAULT_WIDTH, as_csv
 from .errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
@@ -68,8 +69,8 @@ def pretrain(
     data: Path = typer.Option(..., help="Dataset folder (its train split is used, without labels)."),
     out: Path = typer.Option(..., help="Folder for backbone.safetensors, meta.json and checkpoint.pt."),
     backbone: Optional[str] = typer.Option(None, help="resnet9 or resnet50 (default resnet9); cmc trains its split version (resnet9_split, resnet50_split)."),
-    colour: str = typer.Option("rgb", help="Network input colour space: rgb or lab (the paper used lab)."),
-    width: float = typer.Option(0.25, help="Width multiplier of the backbone (1.0 = 64-128-256-512)."),
+    colour: str = typer.Option(DEFAULT_COLOUR, help="Network input colour space: rgb or lab (the paper used lab)."),
+    width: float = typer.Option(DEFAULT_WIDTH, help="Width multiplier of the backbone (1.0 = 64-128-256-512)."),
     epochs: int = typer.Option(10, help="Passes over the train split."),
     batch_size: int = typer.Option(128, help="Images per step."),
     lr: float = typer.Option(2e-3, help="Peak learning rate (AdamW, one epoch of warm-up, then the schedule)."),
@@ -113,13 +114,13 @@ def finetune(
     data: Path = typer.Option(..., help="Dataset folder."),
     out: Path = typer.Option(..., help="Folder for results.csv (and per-cell results for resuming)."),
     init: Optional[Path] = typer.Option(None, help="Folder from `selfsup pretrain` (a `--method scratch` folder or none: from scratch)."),
-    budgets: str = typer.Option("100,250,500,1000", help="Label budgets (labelled images), comma-separated."),
-    seeds: str = typer.Option("0,1", help="Seeds, comma-separated (each picks its own nested subsets)."),
+    budgets: str = typer.Option(as_csv(DEFAULT_BUDGETS), help="Label budgets (labelled images), comma-separated."),
+    seeds: str = typer.Option(as_csv(DEFAULT_SEEDS), help="Seeds, comma-separated (each picks its own nested subsets)."),
     protocol: str = typer.Option("finetune", help="finetune (all weights) or frozen-1/2/3 (first k backbone stages frozen)."),
     bn: Optional[str] = typer.Option(None, help="Batch norm: train or frozen (default: train for finetune, frozen for the frozen stages of frozen-k)."),
-    backbone: str = typer.Option("resnet9", help="Backbone when training from scratch."),
-    width: float = typer.Option(0.25, help="Width multiplier when training from scratch."),
-    colour: str = typer.Option("rgb", help="Input colour space when training from scratch: rgb or lab."),
+    backbone: str = typer.Option(DEFAULT_BACKBONE, help="Backbone when training from scratch."),
+    width: float = typer.Option(DEFAULT_WIDTH, help="Width multiplier when training from scratch."),
+    colour: str = typer.Option(DEFAULT_COLOUR, help="Input colour space when training from scratch: rgb or lab."),
     steps: int = typer.Option(300, help="Optimisation steps per cell, the same for every budget."),
     epochs: int = typer.Option(3, help="Validation points per cell (steps are split between them)."),
     batch_size: int = typer.Option(64, help="Images per step."),
@@ -167,8 +168,8 @@ def probe(
     out: Path = typer.Option(..., help="Folder for results.csv (and per-cell results for resuming)."),
     init: Path = typer.Option(..., help="Folder from `selfsup pretrain` with the frozen backbone."),
     protocol: str = typer.Option("linear", help="linear (logistic / ridge regression on frozen features) or knn."),
-    budgets: str = typer.Option("100,250,500,1000", help="Label budgets (labelled images), comma-separated."),
-    seeds: str = typer.Option("0,1", help="Seeds, comma-separated (each picks its own nested subsets)."),
+    budgets: str = typer.Option(as_csv(DEFAULT_BUDGETS), help="Label budgets (labelled images), comma-separated."),
+    seeds: str = typer.Option(as_csv(DEFAULT_SEEDS), help="Seeds, comma-separated (each picks its own nested subsets)."),
     knn_metric: str = typer.Option("cosine", help="kNN distance: cosine or euclidean."),
     k: int = typer.Option(20, help="Neighbours of the kNN probe (votes weighted by 1/distance)."),
     verify: bool = typer.Option(False, "--verify", help=VERIFY_HELP),
@@ -225,8 +226,8 @@ def tune(
                                            "method's knobs, scored by an online linear probe's val accuracy per epoch "
                                            "(--epochs and --batch-size are then pretraining's; --init, --budget, --task unused)."),
     backbone: Optional[str] = typer.Option(None, help="With --pretrain: resnet9 (default) or resnet50."),
-    width: float = typer.Option(0.25, help="With --pretrain: the backbone's width multiplier."),
-    colour: str = typer.Option("rgb", help="With --pretrain: rgb or lab input."),
+    width: float = typer.Option(DEFAULT_WIDTH, help="With --pretrain: the backbone's width multiplier."),
+    colour: str = typer.Option(DEFAULT_COLOUR, help="With --pretrain: rgb or lab input."),
 ) -> None:
     """Tune finetuning's learning rate, weight decay and schedule with Optuna (TPE, median pruning),
     or with --pretrain METHOD a pretraining's (plus the method's own knobs, e.g. SimCLR's temperature).

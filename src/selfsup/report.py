@@ -1,4 +1,5 @@
-"""The report: utility tables, DVC metrics/plots files and an offline HTML page of plotly figures.
+"""Writing the report: the tables of :mod:`selfsup.tables` as CSV, ``metrics.json`` for DVC, and an
+offline HTML page of plotly figures, staged in a hidden folder and swapped in when complete.
 
 Reads any ``results.csv`` in the long format (``method, task, protocol, label_budget, seed,
 metric, value``), so a table from another tool can be reported too.
@@ -9,16 +10,16 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from . import analysis, checks, tracking
+from . import checks, tracking
 from .errors import UserError
 from .provenance import atomic_write_json, atomic_write_text, staged_folder
+from .tables import (REQUIRED, check_results, groups, report_tables, results_from_mlflow, stage_times,
+                     tuning_trials)
 from .tasks import TASKS
-from .utility import CONTEXT, INTERPOLATIONS, LOWER_BOUND, OK, utility_table
+from .utility import CONTEXT, INTERPOLATIONS, LOWER_BOUND, OK
 
-REQUIRED = ["method", "task", "protocol", "label_budget", "seed", "metric", "value"]
 EXPORT_FORMATS = ("png", "svg")
 
 
@@ -61,121 +62,11 @@ def load_results(paths: list[str | Path]) -> pd.DataFrame:
     return res
 
 
-# what one result row is about: a second row with the same key is a duplicate
-ROW_KEY = ["method", "task", "protocol", "label_budget", "seed", "metric"]
-ROW_CONTEXT = ("backbone", "width", "colour", "bn", "finetune_variant", "pretrain_variant", "dataset_hash",
-               "pretrain_dataset_hash")
-
-
-def _where(row) -> str:
-    src = row.get("source", "")
-    line = row.get("source_line")
-    at = f"{src}:{int(line)}" if src and not str(src).startswith("mlflow:") and pd.notna(line) else src
-    return f"{at} ({row['method']}/{row['task']}/{row['protocol']}, n={row['label_budget']}, seed {row['seed']})"
-
-
-def check_results(results: pd.DataFrame) -> None:
-    """Refuse a results table the utility would silently get wrong: no rows, a value that is NaN or
-    infinite, a label budget below 1, the same row twice, or a task with no scratch curve."""
-    if results.empty:
-        raise UserError("no result rows to report")
-    bad = ~np.isfinite(results["value"].to_numpy(dtype=float))
-    if bad.any():
-        r = results[bad].iloc[0]
-        raise UserError(f"non-finite value {r['value']} ({r['metric']}) at {_where(r)}: "
-                        f"{int(bad.sum())} such row(s); fix or remove them (a diverged run?)")
-    small = results["label_budget"] < 1
-    if small.any():
-        r = results[small].iloc[0]
-        raise UserError(f"invalid label budget {r['label_budget']} at {_where(r)}: must be at least 1")
-    key = ROW_KEY + [c for c in ROW_CONTEXT if c in results.columns]
-    dup = results.duplicated(key, keep="first")
-    if dup.any():
-        group = results.groupby(key, dropna=False, sort=False).ngroup()
-        r = results[dup].iloc[0]
-        first = results[group == group[dup].iloc[0]].iloc[0]
-        raise UserError(f"duplicate result row {r['metric']} at {_where(r)}, already given at "
-                        f"{_where(first).split(' (')[0]}: {int(dup.sum())} duplicate(s)")
-    scratch_tasks = set(results.loc[results.method == "scratch", "task"])
-    for task in sorted(set(results.task) - scratch_tasks):
-        raise UserError(f"task {task!r} has no scratch results: utility needs the scratch curve "
-                        "(selfsup finetune without --init) among the results")
-
-
 def headline_metric(task: str, results: pd.DataFrame) -> str:
     """The task's registered headline metric, else the first metric the table has for it."""
     if task in TASKS.names():
         return TASKS.create(task).metric
     return str(results.loc[results.task == task, "metric"].iloc[0])
-
-
-EXTRA_FROM_PARAMS = ("backbone", "width", "colour", "bn", "finetune_variant", "pretrain_variant", "dataset_hash",
-                     "pretrain_dataset_hash")
-
-
-def results_from_mlflow(runs: pd.DataFrame) -> pd.DataFrame:
-    """The long results table rebuilt from MLflow: one row per test metric of every finished cell run
-    (tags method, task, protocol, label_budget, seed), with its sweep's settings from the parent run."""
-    if runs.empty or "tag.label_budget" not in runs.columns:
-        return pd.DataFrame(columns=REQUIRED)
-    parents = runs.set_index("run_id")
-    rows = []
-    for r in runs[(runs.stage == "cell") & (runs.status == "FINISHED")].to_dict("records"):
-        parent = parents.loc[r["parent_id"]] if r.get("parent_id") in parents.index else None
-        extra = {k: parent.get(f"param.{k}") for k in EXTRA_FROM_PARAMS} if parent is not None else {}
-        for key, value in r.items():
-            if key.startswith("metric.test_") and pd.notna(value):
-                rows.append({"method": r["tag.method"], "task": r["tag.task"], "protocol": r["tag.protocol"],
-                             "label_budget": int(r["tag.label_budget"]), "seed": int(r["tag.seed"]),
-                             "metric": key[len("metric.test_"):], "value": float(value),
-                             **{k: v for k, v in extra.items() if v is not None}, "source": f"mlflow:{r['run_id']}"})
-    return pd.DataFrame(rows, columns=None if rows else REQUIRED)
-
-
-def stage_times(runs: pd.DataFrame, dataset_hashes: set[str] | None = None) -> pd.DataFrame:
-    """Compute accounting: wall time and device of every top-level stage run in MLflow (the latest
-    run of each name: a stage run again replaces its earlier runs), only those on the datasets
-    behind the reported results when ``dataset_hashes`` is given."""
-    cols = ["stage", "run_name", "method", "set", "variant", "backbone", "dataset_hash", "start", "wall_s", "device"]
-    if runs.empty:
-        return pd.DataFrame(columns=cols)
-    if dataset_hashes and "tag.dataset_hash" in runs.columns:
-        runs = runs[runs["tag.dataset_hash"].isin(dataset_hashes) | (runs.stage == "report")]
-    top = runs[runs.parent_id.isna() & (runs.status == "FINISHED") & runs.stage.isin(["render", "pretrain", "tune", "finetune", "probe", "report"])]
-
-    def col(name: str) -> pd.Series:
-        return top[name] if name in top.columns else pd.Series(index=top.index, dtype=object)
-
-    out = pd.DataFrame({"stage": top.stage, "run_name": top.run_name, "method": col("tag.method"),
-                        "set": col("tag.set"), "variant": col("tag.variant"), "backbone": col("param.backbone"),
-                        "dataset_hash": col("tag.dataset_hash"), "start": top.start, "wall_s": top.wall_s.round(1),
-                        "device": col("param.device")})
-    # a stage run again replaces its earlier runs: the same name on the same data and backbone
-    out = out.sort_values("start").drop_duplicates(["stage", "run_name", "dataset_hash", "backbone"], keep="last")
-    return out.sort_values("start")[cols].reset_index(drop=True)
-
-
-def tuning_trials(runs: pd.DataFrame) -> pd.DataFrame:
-    """Optuna studies recorded in MLflow and their trial budgets: scratch and every method should
-    show the same number (a fair comparison)."""
-    cols = ["study", "method", "task", "trials", "trial_runs"]
-    if runs.empty or "param.study" not in runs.columns:
-        return pd.DataFrame(columns=cols)
-    studies = runs[runs.stage == "tune"]
-    rows = [{"study": r["param.study"], "method": r.get("tag.method"), "task": r.get("tag.task"),
-             "trials": int(r["param.trials"]), "trial_runs": int((runs.parent_id == r["run_id"]).sum())}
-            for r in studies.to_dict("records")]
-    return pd.DataFrame(rows, columns=cols)
-
-
-def pretrain_hours(times: pd.DataFrame) -> dict:
-    """Hours of the latest pretraining run per (method, set, variant, backbone family), and per method
-    alone (the latest of any, for runs logged before set and variant were tagged)."""
-    pre = times[times.stage == "pretrain"].dropna(subset=["method"]).sort_values("start")
-    hours: dict = {m: float(g.wall_s.iloc[-1]) / 3600 for m, g in pre.groupby("method")}
-    for r in pre.dropna(subset=["set", "variant", "backbone"]).to_dict("records"):
-        hours[r["method"], r["set"], r["variant"], str(r["backbone"]).removesuffix("_split")] = r["wall_s"] / 3600
-    return hours
 
 
 def make_report(paths: list[str | Path], out: str | Path, interpolation: str = "log", n_boot: int = 1000,
@@ -213,62 +104,32 @@ def make_report(paths: list[str | Path], out: str | Path, interpolation: str = "
         hashes = {str(h) for col in ("dataset_hash", "pretrain_dataset_hash") if col in results.columns
                   for h in results[col].dropna() if str(h)}
         with staged_folder(out) as stage:  # a failure half-way leaves the previous report whole
-            metrics = _report(results, stage, interpolation, n_boot, stage_times(runs, hashes), export,
+            metrics = _write_report(results, stage, interpolation, n_boot, stage_times(runs, hashes), export,
                               tuning_trials(runs))
         for name in ("utility.csv", "curves.csv", "metrics.json", "index.html"):
             tracking.log_artifact(Path(out) / name)
     return metrics
 
 
-def _report(results: pd.DataFrame, out: Path, interpolation: str, n_boot: int, times: pd.DataFrame,
-            export: tuple[str, ...] = (), tuning: pd.DataFrame | None = None) -> dict:
+def _write_report(results: pd.DataFrame, out: Path, interpolation: str, n_boot: int, times: pd.DataFrame,
+                  export: tuple[str, ...] = (), tuning: pd.DataFrame | None = None) -> dict:
+    """Build every table (pure: :func:`selfsup.tables.report_tables`), then write the files and the page."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metric_of_task = {t: headline_metric(t, results) for t in sorted(results.task.unique())}
-    util = utility_table(results, metric_of_task, interpolation, n_boot)
+    set_of_task = {t: TASKS.create(t).dataset_set for t in metric_of_task if t in TASKS.names()}
+    built = report_tables(results, metric_of_task, interpolation, n_boot, times, tuning, set_of_task)
+    util, curves, tables = built.utility, built.curves, built.analysis
     atomic_write_text(out / "utility.csv", util.to_csv(index=False))
-
-    sel = analysis.headline_rows(results, metric_of_task)
-    # curves are split by variant / backbone / width only where the results hold several of them
-    ctx = [c for c in CONTEXT if c in sel.columns and sel[c].nunique() > 1]
-    curves = (sel.groupby(["method", "task", "protocol", *ctx, "label_budget"])["value"]
-              .agg(mean="mean", std="std", seeds="count").reset_index())
     atomic_write_text(out / "curves.csv", curves.to_csv(index=False))
-    tables = {
-        "protocol_agreement": analysis.protocol_agreement(results, metric_of_task),
-        "linear_probe_table": analysis.probe_table(results, metric_of_task),
-        "factor_effects": analysis.factor_effects(util),
-        "frozen_blocks": analysis.frozen_table(results, metric_of_task),
-        "backbones": analysis.backbone_table(results, metric_of_task),
-        "transfer": analysis.transfer_matrix(results, metric_of_task),
-        "compute": times,
-        "tuning": tuning if tuning is not None else tuning_trials(pd.DataFrame()),
-        "labels_saved": analysis.labels_saved(util, pretrain_hours(times)),
-    }
     for name, table in tables.items():
         atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
-    metrics = _headline(util, curves)
-    atomic_write_json(out / "metrics.json", metrics)
+    atomic_write_json(out / "metrics.json", built.metrics)
     figures = _figures(curves, util, metric_of_task) + _analysis_figures(tables)
-    _write_html(out, results, curves, util, metric_of_task, interpolation, metrics, tables, figures)
+    _write_html(out, results, curves, util, metric_of_task, interpolation, built.metrics, tables, figures)
     if export:
         _export(out, figures, export)
-    return metrics
-
-
-def _headline(util: pd.DataFrame, curves: pd.DataFrame) -> dict:
-    """Numbers for ``dvc metrics show``: per method and task, the mean utility over budgets where
-    it is defined, and the best metric of each curve."""
-    out: dict = {"utility": {}, "best_metric": {}}
-    keys = ["method", "task", "protocol"]
-    for k, g in _groups(util, keys):
-        ok = g[g.status == OK]
-        out["utility"]["/".join(str(v) for v in k.values())] = {
-            "mean_utility": round(float(ok.utility.mean()), 4) if len(ok) else None,
-            "budgets_ok": int(len(ok)), "budgets_lower_bound": int((g.status == LOWER_BOUND).sum())}
-    for k, g in _groups(curves, keys):
-        out["best_metric"]["/".join(str(v) for v in k.values())] = round(float(g["mean"].max()), 4)
-    return out
+    return built.metrics
 
 
 def _label(method: str, protocol: str, context: dict | None = None) -> str:
@@ -277,21 +138,13 @@ def _label(method: str, protocol: str, context: dict | None = None) -> str:
     return f"{name} [{ctx}]" if ctx else name
 
 
-def _groups(df: pd.DataFrame, keys: list[str]):
-    """groupby over ``keys`` plus the context columns present; yields (label context dict, group)."""
-    ctx = [c for c in CONTEXT if c in df.columns and df[c].nunique() > 1]
-    for key, g in df.groupby(keys + ctx, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        yield dict(zip(keys + ctx, key)), g
-
-
 def _figures(curves: pd.DataFrame, util: pd.DataFrame, metric_of_task: dict[str, str]) -> list[tuple[str, object]]:
     import plotly.graph_objects as go
 
     figs = []
     for task, metric in metric_of_task.items():
         fig = go.Figure()
-        for k, g in _groups(curves[curves.task == task], ["method", "protocol"]):
+        for k, g in groups(curves[curves.task == task], ["method", "protocol"]):
             fig.add_trace(go.Scatter(x=g.label_budget, y=g["mean"], name=_label(k["method"], k["protocol"], k),
                                      mode="lines+markers",
                                      error_y=dict(type="data", array=g["std"].fillna(0), visible=True)))
@@ -303,7 +156,7 @@ def _figures(curves: pd.DataFrame, util: pd.DataFrame, metric_of_task: dict[str,
         if u.empty:
             continue
         fig = go.Figure()
-        for k, g in _groups(u, ["method", "protocol"]):
+        for k, g in groups(u, ["method", "protocol"]):
             name = _label(k["method"], k["protocol"], k)
             ok, lb = g[g.status == OK], g[g.status == LOWER_BOUND]
             fig.add_trace(go.Scatter(x=ok.label_budget, y=ok.utility, name=name, mode="lines+markers",
@@ -373,7 +226,7 @@ def _analysis_figures(tables: dict[str, pd.DataFrame]) -> list[tuple[str, object
 def _findings(util: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[str]:
     """Headline findings in numbers, one sentence each."""
     lines = []
-    for k, g in _groups(util, ["task", "protocol"]):
+    for k, g in groups(util, ["task", "protocol"]):
         n0 = int(g.label_budget.min())
         first = g[g.label_budget == n0].sort_values("utility", ascending=False, na_position="last")
         parts = []

@@ -47,6 +47,20 @@ class Variant:
     def name(self) -> str:
         return "".join(f if on else "-" for f, on in zip(FACTORS, (self.texture, self.colour, self.viewpoint, self.lighting)))
 
+    @classmethod
+    def try_parse(cls, name: str) -> "Variant | None":
+        """The variant named ``name``, or None when it names none (an empty or foreign value)."""
+        try:
+            return cls.parse(name)
+        except UserError:
+            return None
+
+    def switched_on(self) -> list[tuple[str, "Variant"]]:
+        """For every factor that is off: (its letter, this variant with that factor on)."""
+        flags = [self.texture, self.colour, self.viewpoint, self.lighting]
+        return [(letter, Variant(*(flags[:i] + [True] + flags[i + 1:]))) for i, letter in enumerate(FACTORS)
+                if not flags[i]]
+
 
 def model_split(class_id: int, n_models: int = MODELS_PER_CLASS) -> dict[str, np.ndarray]:
     """Fixed split of a class's model ids: 80 % train, 10 % val, 10 % test (same for every variant).

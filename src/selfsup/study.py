@@ -27,6 +27,7 @@ from typing import Callable
 import yaml
 
 from . import checks
+from .defaults import SCRATCH
 from .errors import UserError
 from .scene import SPLIT_FRACTIONS
 
@@ -136,7 +137,7 @@ def plan(params: dict) -> list[Job]:
     for backbone in study["backbones"]:
         BACKBONES.get(backbone)
     for init in study["inits"]:
-        if init != "scratch":
+        if init != SCRATCH:
             METHODS.get(init)
     for set_name in ("single", "multi"):
         pre, ft = params[f"pretrain_{set_name}"], params[f"finetune_{set_name}"]
@@ -155,7 +156,7 @@ def plan(params: dict) -> list[Job]:
             for backbone in study["backbones"]:
                 for init in study["inits"]:
                     tag = f"{data}-{backbone}-{init}"
-                    if init == "scratch":
+                    if init == SCRATCH:
                         jobs.append(Job(f"pretrain_{set_name}@{tag}", "pretrain", ("none",)))
                     else:
                         steps = max(1, int(TRAIN * n) // pre["batch_size"])

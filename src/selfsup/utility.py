@@ -12,6 +12,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from .defaults import SCRATCH
+
 OK, LOWER_BOUND, UNDEFINED = "ok", "lower_bound", "undefined"
 INTERPOLATIONS = ("log", "linear")
 
@@ -70,7 +72,7 @@ CONTEXT = ("finetune_variant", "backbone", "width")  # scratch is matched within
 
 
 def utility_table(results: pd.DataFrame, metric_of_task: dict[str, str], interpolation: str = "log",
-                  n_boot: int = 1000, seed: int = 0, baseline: str = "scratch",
+                  n_boot: int = 1000, seed: int = 0, baseline: str = SCRATCH,
                   context: tuple[str, ...] = CONTEXT) -> pd.DataFrame:
     """Utility per (method, task, protocol, label_budget) of a long results table, with bootstrap
     95 % intervals over seeds (scratch and pretrained seeds resampled independently).

@@ -3,7 +3,7 @@
 A method owns its backbone and any heads; ``loss(x, generator)`` takes a normalised batch
 (B, 3, H, W), applies the method's own augmentations/views and returns (loss, scalars to log).
 ``after_step(step, total)`` runs after every optimiser step (momentum encoders use it).
-Adding a method is a new file with ``METHODS.register("name")(TheClass)``; the training loop never changes.
+Adding a method is a new file with ``@METHODS.register("name")`` on its class; the training loop never changes.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import copy
 import torch
 from torch import nn
 
+from ..defaults import DEFAULT_BACKBONE
 from ..registry import Registry
 
 
@@ -20,6 +21,9 @@ class Method(nn.Module):
     # constructor argument → (low, high, "log" | "linear" | "int"): the method's own knobs that
     # `selfsup tune --pretrain` searches besides the optimiser's
     knobs: dict[str, tuple] = {}
+    # the backbone variant the method trains for a backbone family: "" (the family itself) or "split"
+    # (two half-width copies, one on L and one on ab: resnet9 → resnet9_split)
+    backbone_variant: str = ""
 
     def __init__(self, backbone: nn.Module):
         super().__init__()
@@ -78,12 +82,11 @@ def method_knobs(name: str) -> dict[str, tuple]:
     return dict(METHODS.get(name).knobs)
 
 
-def default_backbone(method: str, family: str = "resnet9") -> str:
-    """The backbone ``method`` trains for a backbone family: CMC trains the split version (two
-    half-width copies on L and ab), every other method the family itself."""
+def default_backbone(method: str, family: str = DEFAULT_BACKBONE) -> str:
+    """The backbone ``method`` trains for a backbone family (its class's ``backbone_variant``)."""
     from ..models.split import split_name
 
-    return split_name(family) if method == "cmc" else family
+    return split_name(family) if METHODS.get(method).backbone_variant == "split" else family
 
 
 def list_methods() -> list[str]:

@@ -20,6 +20,7 @@ def _locations(fmap: torch.Tensor, grid: int) -> torch.Tensor:
     return F.adaptive_avg_pool2d(fmap, grid).flatten(2).transpose(1, 2)
 
 
+@METHODS.register("amdim")
 class AMDIM(Method):
     knobs = {"clip": (5.0, 30.0, "linear"), "reg": (0.005, 0.5, "log")}  # what `selfsup tune --pretrain` searches
 
@@ -48,6 +49,3 @@ class AMDIM(Method):
             loss, sq = amdim_nce(anchors, targets, self.clip)
             total, reg = total + loss, reg + sq
         return total / 4 + self.reg * reg / 4, {"score_sq": reg.detach() / 4}
-
-
-METHODS.register("amdim")(AMDIM)

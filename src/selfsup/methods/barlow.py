@@ -10,6 +10,7 @@ from ..losses import barlow_twins
 from . import METHODS, Method, mlp
 
 
+@METHODS.register("barlow")
 class BarlowTwins(Method):
     knobs = {"lambd": (1e-3, 2e-2, "log")}  # what `selfsup tune --pretrain` searches
 
@@ -23,6 +24,3 @@ class BarlowTwins(Method):
         z0 = self.projector(self.backbone(contrastive_view(x, generator)))
         z1 = self.projector(self.backbone(contrastive_view(x, generator)))
         return barlow_twins(z0, z1, self.lambd), {}
-
-
-METHODS.register("barlow")(BarlowTwins)

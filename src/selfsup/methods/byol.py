@@ -14,6 +14,7 @@ from ..losses import byol_loss
 from . import METHODS, Method, ema_, frozen_copy, mlp
 
 
+@METHODS.register("byol")
 class BYOL(Method):
     knobs = {"momentum": (0.9, 0.999, "linear")}  # what `selfsup tune --pretrain` searches
 
@@ -38,6 +39,3 @@ class BYOL(Method):
         m = 1 - (1 - self.base_momentum) * (math.cos(math.pi * step / total) + 1) / 2
         ema_(self.target_backbone, self.backbone, m)
         ema_(self.target_projector, self.projector, m)
-
-
-METHODS.register("byol")(BYOL)

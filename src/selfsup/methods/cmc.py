@@ -16,8 +16,10 @@ from ..losses import cross_view_info_nce
 from . import METHODS, Method, enqueue_
 
 
+@METHODS.register("cmc")
 class CMC(Method):
     knobs = {"temperature": (0.03, 0.3, "log")}  # what `selfsup tune --pretrain` searches
+    backbone_variant = "split"  # the L and ab views each get one half of a split backbone
 
     def __init__(self, backbone: nn.Module, proj_dim: int = 128, queue_size: int = 1024, temperature: float = 0.07,
                  pad: int = 8):
@@ -43,6 +45,3 @@ class CMC(Method):
         enqueue_(self.queue_ab, ptr, z_ab)
         self.queue_filled.fill_(min(len(self.queue_l), n + len(z_l)))  # (0 with queue_size=0: batch only)
         return loss, {}
-
-
-METHODS.register("cmc")(CMC)

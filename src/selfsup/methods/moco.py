@@ -16,6 +16,7 @@ from ..losses import info_nce
 from . import METHODS, Method, ema_, enqueue_, frozen_copy, mlp
 
 
+@METHODS.register("moco")
 class MoCo(Method):
     knobs = {"temperature": (0.05, 0.5, "log"), "momentum": (0.9, 0.999, "linear")}  # what `selfsup tune --pretrain` searches
 
@@ -40,6 +41,3 @@ class MoCo(Method):
     def after_step(self, step, total):
         ema_(self.key_backbone, self.backbone, self.momentum)
         ema_(self.key_projector, self.projector, self.momentum)
-
-
-METHODS.register("moco")(MoCo)

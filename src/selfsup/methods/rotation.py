@@ -25,6 +25,7 @@ def rotation_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, labels)
 
 
+@METHODS.register("rotation")
 class Rotation(Method):
     knobs = {"pad": (0, 8, "int")}  # what `selfsup tune --pretrain` searches
 
@@ -38,6 +39,3 @@ class Rotation(Method):
         logits = self.head(self.backbone(views))
         acc = (logits.argmax(1) == labels).float().mean()
         return rotation_loss(logits, labels), {"rotation_acc": acc.detach()}
-
-
-METHODS.register("rotation")(Rotation)

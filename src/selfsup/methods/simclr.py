@@ -9,6 +9,7 @@ from ..losses import nt_xent
 from . import METHODS, Method, mlp
 
 
+@METHODS.register("simclr")
 class SimCLR(Method):
     knobs = {"temperature": (0.05, 0.5, "log")}  # what `selfsup tune --pretrain` searches
 
@@ -22,6 +23,3 @@ class SimCLR(Method):
         z0 = self.projector(self.backbone(contrastive_view(x, generator)))
         z1 = self.projector(self.backbone(contrastive_view(x, generator)))
         return nt_xent(z0, z1, self.temperature), {}
-
-
-METHODS.register("simclr")(SimCLR)

@@ -18,6 +18,7 @@ def _up(c_in: int, c_out: int) -> nn.Sequential:
                          nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
+@METHODS.register("vae")
 class VAE(Method):
     knobs = {"beta": (0.1, 10.0, "log")}  # what `selfsup tune --pretrain` searches
 
@@ -46,6 +47,3 @@ class VAE(Method):
         rec = F.mse_loss(recon, x, reduction="none").flatten(1).sum(1)
         kl = gaussian_kl(mu, logvar)
         return (rec + self.beta * kl).mean() / n, {"recon": rec.detach().mean() / n, "kl": kl.detach().mean()}
-
-
-METHODS.register("vae")(VAE)

@@ -1,0 +1,188 @@
+"""The report's tables, as pure functions: results (and MLflow runs) in, DataFrames out; no files.
+
+:func:`report_tables` builds everything the report shows from the long results table
+(``method, task, protocol, label_budget, seed, metric, value`` and context columns);
+:mod:`selfsup.report` writes it. The paper's analyses (protocol agreement, factor effects, ...)
+are in :mod:`selfsup.analysis`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from . import analysis
+from .defaults import SCRATCH
+from .errors import UserError
+from .utility import CONTEXT, LOWER_BOUND, OK, utility_table
+
+REQUIRED = ["method", "task", "protocol", "label_budget", "seed", "metric", "value"]
+
+# what one result row is about: a second row with the same key is a duplicate
+ROW_KEY = ["method", "task", "protocol", "label_budget", "seed", "metric"]
+ROW_CONTEXT = ("backbone", "width", "colour", "bn", "finetune_variant", "pretrain_variant", "dataset_hash",
+               "pretrain_dataset_hash")
+
+
+def _where(row) -> str:
+    src = row.get("source", "")
+    line = row.get("source_line")
+    at = f"{src}:{int(line)}" if src and not str(src).startswith("mlflow:") and pd.notna(line) else src
+    return f"{at} ({row['method']}/{row['task']}/{row['protocol']}, n={row['label_budget']}, seed {row['seed']})"
+
+
+def check_results(results: pd.DataFrame) -> None:
+    """Refuse a results table the utility would silently get wrong: no rows, a value that is NaN or
+    infinite, a label budget below 1, the same row twice, or a task with no scratch curve."""
+    if results.empty:
+        raise UserError("no result rows to report")
+    bad = ~np.isfinite(results["value"].to_numpy(dtype=float))
+    if bad.any():
+        r = results[bad].iloc[0]
+        raise UserError(f"non-finite value {r['value']} ({r['metric']}) at {_where(r)}: "
+                        f"{int(bad.sum())} such row(s); fix or remove them (a diverged run?)")
+    small = results["label_budget"] < 1
+    if small.any():
+        r = results[small].iloc[0]
+        raise UserError(f"invalid label budget {r['label_budget']} at {_where(r)}: must be at least 1")
+    key = ROW_KEY + [c for c in ROW_CONTEXT if c in results.columns]
+    dup = results.duplicated(key, keep="first")
+    if dup.any():
+        group = results.groupby(key, dropna=False, sort=False).ngroup()
+        r = results[dup].iloc[0]
+        first = results[group == group[dup].iloc[0]].iloc[0]
+        raise UserError(f"duplicate result row {r['metric']} at {_where(r)}, already given at "
+                        f"{_where(first).split(' (')[0]}: {int(dup.sum())} duplicate(s)")
+    scratch_tasks = set(results.loc[results.method == SCRATCH, "task"])
+    for task in sorted(set(results.task) - scratch_tasks):
+        raise UserError(f"task {task!r} has no scratch results: utility needs the scratch curve "
+                        "(selfsup finetune without --init) among the results")
+
+
+EXTRA_FROM_PARAMS = ("backbone", "width", "colour", "bn", "finetune_variant", "pretrain_variant", "dataset_hash",
+                     "pretrain_dataset_hash")
+
+
+def results_from_mlflow(runs: pd.DataFrame) -> pd.DataFrame:
+    """The long results table rebuilt from MLflow: one row per test metric of every finished cell run
+    (tags method, task, protocol, label_budget, seed), with its sweep's settings from the parent run."""
+    if runs.empty or "tag.label_budget" not in runs.columns:
+        return pd.DataFrame(columns=REQUIRED)
+    parents = runs.set_index("run_id")
+    rows = []
+    for r in runs[(runs.stage == "cell") & (runs.status == "FINISHED")].to_dict("records"):
+        parent = parents.loc[r["parent_id"]] if r.get("parent_id") in parents.index else None
+        extra = {k: parent.get(f"param.{k}") for k in EXTRA_FROM_PARAMS} if parent is not None else {}
+        for key, value in r.items():
+            if key.startswith("metric.test_") and pd.notna(value):
+                rows.append({"method": r["tag.method"], "task": r["tag.task"], "protocol": r["tag.protocol"],
+                             "label_budget": int(r["tag.label_budget"]), "seed": int(r["tag.seed"]),
+                             "metric": key[len("metric.test_"):], "value": float(value),
+                             **{k: v for k, v in extra.items() if v is not None}, "source": f"mlflow:{r['run_id']}"})
+    return pd.DataFrame(rows, columns=None if rows else REQUIRED)
+
+
+def stage_times(runs: pd.DataFrame, dataset_hashes: set[str] | None = None) -> pd.DataFrame:
+    """Compute accounting: wall time and device of every top-level stage run in MLflow (the latest
+    run of each name: a stage run again replaces its earlier runs), only those on the datasets
+    behind the reported results when ``dataset_hashes`` is given."""
+    cols = ["stage", "run_name", "method", "set", "variant", "backbone", "dataset_hash", "start", "wall_s", "device"]
+    if runs.empty:
+        return pd.DataFrame(columns=cols)
+    if dataset_hashes and "tag.dataset_hash" in runs.columns:
+        runs = runs[runs["tag.dataset_hash"].isin(dataset_hashes) | (runs.stage == "report")]
+    top = runs[runs.parent_id.isna() & (runs.status == "FINISHED") & runs.stage.isin(["render", "pretrain", "tune", "finetune", "probe", "report"])]
+
+    def col(name: str) -> pd.Series:
+        return top[name] if name in top.columns else pd.Series(index=top.index, dtype=object)
+
+    out = pd.DataFrame({"stage": top.stage, "run_name": top.run_name, "method": col("tag.method"),
+                        "set": col("tag.set"), "variant": col("tag.variant"), "backbone": col("param.backbone"),
+                        "dataset_hash": col("tag.dataset_hash"), "start": top.start, "wall_s": top.wall_s.round(1),
+                        "device": col("param.device")})
+    # a stage run again replaces its earlier runs: the same name on the same data and backbone
+    out = out.sort_values("start").drop_duplicates(["stage", "run_name", "dataset_hash", "backbone"], keep="last")
+    return out.sort_values("start")[cols].reset_index(drop=True)
+
+
+def tuning_trials(runs: pd.DataFrame) -> pd.DataFrame:
+    """Optuna studies recorded in MLflow and their trial budgets: scratch and every method should
+    show the same number (a fair comparison)."""
+    cols = ["study", "method", "task", "trials", "trial_runs"]
+    if runs.empty or "param.study" not in runs.columns:
+        return pd.DataFrame(columns=cols)
+    studies = runs[runs.stage == "tune"]
+    rows = [{"study": r["param.study"], "method": r.get("tag.method"), "task": r.get("tag.task"),
+             "trials": int(r["param.trials"]), "trial_runs": int((runs.parent_id == r["run_id"]).sum())}
+            for r in studies.to_dict("records")]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def pretrain_hours(times: pd.DataFrame) -> dict:
+    """Hours of the latest pretraining run per (method, set, variant, backbone family), and per method
+    alone (the latest of any, for runs logged before set and variant were tagged)."""
+    pre = times[times.stage == "pretrain"].dropna(subset=["method"]).sort_values("start")
+    hours: dict = {m: float(g.wall_s.iloc[-1]) / 3600 for m, g in pre.groupby("method")}
+    for r in pre.dropna(subset=["set", "variant", "backbone"]).to_dict("records"):
+        hours[r["method"], r["set"], r["variant"], str(r["backbone"]).removesuffix("_split")] = r["wall_s"] / 3600
+    return hours
+
+
+def groups(df: pd.DataFrame, keys: list[str]):
+    """groupby over ``keys`` plus the context columns present; yields (label context dict, group)."""
+    ctx = [c for c in CONTEXT if c in df.columns and df[c].nunique() > 1]
+    for key, g in df.groupby(keys + ctx, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        yield dict(zip(keys + ctx, key)), g
+
+
+def headline_numbers(util: pd.DataFrame, curves: pd.DataFrame) -> dict:
+    """Numbers for ``dvc metrics show``: per method and task, the mean utility over budgets where
+    it is defined, and the best metric of each curve."""
+    out: dict = {"utility": {}, "best_metric": {}}
+    keys = ["method", "task", "protocol"]
+    for k, g in groups(util, keys):
+        ok = g[g.status == OK]
+        out["utility"]["/".join(str(v) for v in k.values())] = {
+            "mean_utility": round(float(ok.utility.mean()), 4) if len(ok) else None,
+            "budgets_ok": int(len(ok)), "budgets_lower_bound": int((g.status == LOWER_BOUND).sum())}
+    for k, g in groups(curves, keys):
+        out["best_metric"]["/".join(str(v) for v in k.values())] = round(float(g["mean"].max()), 4)
+    return out
+
+
+
+
+@dataclass
+class ReportTables:
+    utility: pd.DataFrame  # utility.csv: U, n̂ and intervals per method, task, protocol, budget
+    curves: pd.DataFrame   # curves.csv: the headline metric's mean ± s.d. over seeds per curve point
+    analysis: dict[str, pd.DataFrame]  # NAME.csv: the paper's analyses, compute and tuning accounting
+    metrics: dict          # metrics.json for `dvc metrics show`
+
+
+def report_tables(results: pd.DataFrame, metric_of_task: dict[str, str], interpolation: str, n_boot: int,
+                  times: pd.DataFrame, tuning: pd.DataFrame | None = None,
+                  set_of_task: dict[str, str] | None = None) -> ReportTables:
+    """Every table of the report from checked results, each task's headline metric (and the dataset
+    set it reads) and the stage times (:func:`stage_times`)."""
+    util = utility_table(results, metric_of_task, interpolation, n_boot)
+    sel = analysis.headline_rows(results, metric_of_task)
+    # curves are split by variant / backbone / width only where the results hold several of them
+    ctx = [c for c in CONTEXT if c in sel.columns and sel[c].nunique() > 1]
+    curves = (sel.groupby(["method", "task", "protocol", *ctx, "label_budget"])["value"]
+              .agg(mean="mean", std="std", seeds="count").reset_index())
+    tables = {
+        "protocol_agreement": analysis.protocol_agreement(results, metric_of_task),
+        "linear_probe_table": analysis.probe_table(results, metric_of_task),
+        "factor_effects": analysis.factor_effects(util),
+        "frozen_blocks": analysis.frozen_table(results, metric_of_task),
+        "backbones": analysis.backbone_table(results, metric_of_task),
+        "transfer": analysis.transfer_matrix(results, metric_of_task),
+        "compute": times,
+        "tuning": tuning if tuning is not None else tuning_trials(pd.DataFrame()),
+        "labels_saved": analysis.labels_saved(util, pretrain_hours(times), set_of_task),
+    }
+    return ReportTables(util, curves, tables, headline_numbers(util, curves))
