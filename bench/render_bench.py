@@ -76,18 +76,34 @@ def main() -> None:
         naive, _ = measure(set_name, args.variant, n, args.samples, cores, naive=True)
         # No renderer that keeps Cycles' path tracing can beat naive by more than this bound.
         bound = 1.0 / (naive * render_s)
-        rows.append({"set": set_name, "resolution": DEFAULT_RESOLUTION[set_name], "images": n,
-                     "persistent_img_s": round(fast, 2), "naive_img_s": round(naive, 2),
-                     "persistent_img_s_per_core": round(fast / cores, 2), "speedup": round(fast / naive, 2),
-                     "cycles_render_ms": round(1000 * render_s, 1),
-                     "scene_update_ms": round(1000 * (1 / fast - render_s), 1),
-                     "speedup_bound": round(bound, 2)})
-        print(f"{set_name:6s} {DEFAULT_RESOLUTION[set_name]}²: persistent {fast:6.2f} img/s "
-              f"({fast / cores:.2f}/core), naive rebuild {naive:6.2f} img/s, speed-up ×{fast / naive:.2f}; "
-              f"Cycles render + read-back {1000 * render_s:.1f} ms/img, scene update "
-              f"{1000 * (1 / fast - render_s):.1f} ms/img, bound ×{bound:.2f}")
-    doc = {"variant": args.variant, "samples": args.samples, "cores": cores, "host": platform.node(),
-           "cpu": platform.processor() or platform.machine(), "results": rows}
+        rows.append(
+            {
+                "set": set_name,
+                "resolution": DEFAULT_RESOLUTION[set_name],
+                "images": n,
+                "persistent_img_s": round(fast, 2),
+                "naive_img_s": round(naive, 2),
+                "persistent_img_s_per_core": round(fast / cores, 2),
+                "speedup": round(fast / naive, 2),
+                "cycles_render_ms": round(1000 * render_s, 1),
+                "scene_update_ms": round(1000 * (1 / fast - render_s), 1),
+                "speedup_bound": round(bound, 2),
+            }
+        )
+        print(
+            f"{set_name:6s} {DEFAULT_RESOLUTION[set_name]}²: persistent {fast:6.2f} img/s "
+            f"({fast / cores:.2f}/core), naive rebuild {naive:6.2f} img/s, speed-up ×{fast / naive:.2f}; "
+            f"Cycles render + read-back {1000 * render_s:.1f} ms/img, scene update "
+            f"{1000 * (1 / fast - render_s):.1f} ms/img, bound ×{bound:.2f}"
+        )
+    doc = {
+        "variant": args.variant,
+        "samples": args.samples,
+        "cores": cores,
+        "host": platform.node(),
+        "cpu": platform.processor() or platform.machine(),
+        "results": rows,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -78,19 +78,29 @@ def selfsup_loop(images: np.ndarray, labels: np.ndarray, width: float, batch: in
         if i >= 2:
             t_data, t_model = t_data + t1 - t0, t_model + t2 - t1
     flops = step_flops(model, x, y)
-    return {"img_s": steps * batch / (t_data + t_model), "gflop_s": flops * steps / (t_data + t_model) / 1e9,
-            "outside_model_share": t_data / (t_data + t_model), "model_only_img_s": steps * batch / t_model}
+    return {
+        "img_s": steps * batch / (t_data + t_model),
+        "gflop_s": flops * steps / (t_data + t_model) / 1e9,
+        "outside_model_share": t_data / (t_data + t_model),
+        "model_only_img_s": steps * batch / t_model,
+    }
 
 
-def naive_loop(images: np.ndarray, labels: np.ndarray, width: float, batch: int, steps: int, dev,
-               workers: int) -> dict:
+def naive_loop(images: np.ndarray, labels: np.ndarray, width: float, batch: int, steps: int, dev, workers: int) -> dict:
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms as T
 
-    tf = T.Compose([T.RandomCrop(images.shape[1], padding=4), T.RandomHorizontalFlip(),
-                    T.ColorJitter(0.4, 0.4, 0.4), T.RandomGrayscale(0.2), T.ToTensor(),
-                    T.Normalize((0.45,) * 3, (0.25,) * 3)])
+    tf = T.Compose(
+        [
+            T.RandomCrop(images.shape[1], padding=4),
+            T.RandomHorizontalFlip(),
+            T.ColorJitter(0.4, 0.4, 0.4),
+            T.RandomGrayscale(0.2),
+            T.ToTensor(),
+            T.Normalize((0.45,) * 3, (0.25,) * 3),
+        ]
+    )
 
     class PilDataset(Dataset):
         def __len__(self):
@@ -99,8 +109,15 @@ def naive_loop(images: np.ndarray, labels: np.ndarray, width: float, batch: int,
         def __getitem__(self, i):
             return tf(Image.fromarray(images[i])), int(labels[i])
 
-    loader = DataLoader(PilDataset(), batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
-                        persistent_workers=workers > 0, generator=torch.Generator().manual_seed(0))
+    loader = DataLoader(
+        PilDataset(),
+        batch_size=batch,
+        shuffle=True,
+        num_workers=workers,
+        drop_last=True,
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(0),
+    )
     model, opt = make_model(width, dev)
     done, t0 = 0, 0.0
     while done < steps + 2:
@@ -139,16 +156,28 @@ def main() -> None:
     labels = rng.integers(0, 10, args.images)
     ours = selfsup_loop(images, labels, args.width, args.batch, args.steps, dev)
     naive = naive_loop(images, labels, args.width, args.batch, args.steps, dev, args.workers)
-    doc = {"device": torch.cuda.get_device_name() if dev.type == "cuda" else f"cpu x{os.cpu_count()}",
-           "host": platform.node(), "torch": torch.__version__, "model": f"resnet9 width {args.width}",
-           "side": args.side, "batch": args.batch, "steps": args.steps, "naive_workers": args.workers,
-           "selfsup": {k: round(v, 3) for k, v in ours.items()}, "naive": {k: round(v, 3) for k, v in naive.items()},
-           "speedup": round(ours["img_s"] / naive["img_s"], 2)}
+    doc = {
+        "device": torch.cuda.get_device_name() if dev.type == "cuda" else f"cpu x{os.cpu_count()}",
+        "host": platform.node(),
+        "torch": torch.__version__,
+        "model": f"resnet9 width {args.width}",
+        "side": args.side,
+        "batch": args.batch,
+        "steps": args.steps,
+        "naive_workers": args.workers,
+        "selfsup": {k: round(v, 3) for k, v in ours.items()},
+        "naive": {k: round(v, 3) for k, v in naive.items()},
+        "speedup": round(ours["img_s"] / naive["img_s"], 2),
+    }
     print(f"{doc['device']}, {doc['model']}, {args.side}², batch {args.batch}:")
-    print(f"  selfsup loop {ours['img_s']:8.1f} img/s  {ours['gflop_s']:7.1f} GFLOP/s  "
-          f"outside the model {100 * ours['outside_model_share']:.1f} % of a step")
-    print(f"  naive loop   {naive['img_s']:8.1f} img/s  {naive['gflop_s']:7.1f} GFLOP/s  "
-          f"(DataLoader, {args.workers} workers, PIL transforms)  → ×{doc['speedup']}")
+    print(
+        f"  selfsup loop {ours['img_s']:8.1f} img/s  {ours['gflop_s']:7.1f} GFLOP/s  "
+        f"outside the model {100 * ours['outside_model_share']:.1f} % of a step"
+    )
+    print(
+        f"  naive loop   {naive['img_s']:8.1f} img/s  {naive['gflop_s']:7.1f} GFLOP/s  "
+        f"(DataLoader, {args.workers} workers, PIL transforms)  → ×{doc['speedup']}"
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {args.out}")

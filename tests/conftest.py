@@ -57,8 +57,14 @@ def tiny_rotation(tiny_dataset, tmp_path_factory) -> Path:
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
     """``selfsup ARGS`` as a user runs it; returns the CompletedProcess."""
-    return subprocess.run([str(BIN / "selfsup"), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [str(BIN / "selfsup"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture()
@@ -75,8 +81,9 @@ def s3_endpoint(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     log = open(tmp_path / "moto.log", "w")
-    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -86,11 +93,11 @@ def s3_endpoint(tmp_path):
             except OSError:
                 assert proc.poll() is None, (tmp_path / "moto.log").read_text()
                 time.sleep(0.1)
-        boto3.client("s3", endpoint_url=url, aws_access_key_id="test", aws_secret_access_key="test",
-                     region_name="us-east-1").create_bucket(Bucket="selfsup")
+        boto3.client(
+            "s3", endpoint_url=url, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+        ).create_bucket(Bucket="selfsup")
         yield url
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
-

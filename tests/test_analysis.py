@@ -6,15 +6,30 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from selfsup.analysis import (backbone_table, factor_effects, frozen_table, labels_saved, probe_table,
-                              protocol_agreement, transfer_matrix)
+from selfsup.analysis import (
+    backbone_table,
+    factor_effects,
+    frozen_table,
+    labels_saved,
+    probe_table,
+    protocol_agreement,
+    transfer_matrix,
+)
 
 METRIC = {"classification": "accuracy"}
 
 
 def _row(method, protocol, budget, value, seed=0, **extra):
-    return {"method": method, "task": "classification", "protocol": protocol, "label_budget": budget, "seed": seed,
-            "metric": "accuracy", "value": value, **extra}
+    return {
+        "method": method,
+        "task": "classification",
+        "protocol": protocol,
+        "label_budget": budget,
+        "seed": seed,
+        "metric": "accuracy",
+        "value": value,
+        **extra,
+    }
 
 
 def test_protocol_agreement_matches_scipy_on_method_means():
@@ -30,20 +45,38 @@ def test_protocol_agreement_matches_scipy_on_method_means():
 
 
 def test_probe_table_takes_the_largest_budget_per_variant():
-    rows = [_row("rot", "linear", b, v, finetune_variant=var) for var in ("-C--", "TCVL")
-            for b, v in ((100, 0.3), (1000, 0.6 if var == "-C--" else 0.4))]
+    rows = [
+        _row("rot", "linear", b, v, finetune_variant=var)
+        for var in ("-C--", "TCVL")
+        for b, v in ((100, 0.3), (1000, 0.6 if var == "-C--" else 0.4))
+    ]
     t = probe_table(pd.DataFrame(rows), METRIC)
     assert dict(zip(t.finetune_variant, t.value)) == {"-C--": 0.6, "TCVL": 0.4} and set(t.label_budget) == {1000}
 
 
 def test_factor_effects_pair_variants_that_differ_in_one_factor():
-    util = pd.DataFrame([
-        {"method": "rot", "task": "classification", "protocol": "finetune", "label_budget": 100, "utility": u,
-         "status": "ok", "finetune_variant": v} for v, u in (("----", 1.0), ("T---", 0.25), ("-C--", 2.0), ("TC--", 0.5))])
+    util = pd.DataFrame(
+        [
+            {
+                "method": "rot",
+                "task": "classification",
+                "protocol": "finetune",
+                "label_budget": 100,
+                "utility": u,
+                "status": "ok",
+                "finetune_variant": v,
+            }
+            for v, u in (("----", 1.0), ("T---", 0.25), ("-C--", 2.0), ("TC--", 0.5))
+        ]
+    )
     t = factor_effects(util)
     got = {(r.factor, r.variant_off, r.variant_on): r.delta_utility for r in t.itertuples()}
-    assert got == {("T", "----", "T---"): -0.75, ("C", "----", "-C--"): 1.0, ("T", "-C--", "TC--"): -1.5,
-                   ("C", "T---", "TC--"): 0.25}
+    assert got == {
+        ("T", "----", "T---"): -0.75,
+        ("C", "----", "-C--"): 1.0,
+        ("T", "-C--", "TC--"): -1.5,
+        ("C", "T---", "TC--"): 0.25,
+    }
 
 
 def test_frozen_backbone_and_transfer_tables():
@@ -53,16 +86,28 @@ def test_frozen_backbone_and_transfer_tables():
     rows = [_row("rot", "finetune", 100, v, backbone=b) for b, v in (("resnet9", 0.7), ("resnet50", 0.75))]
     assert set(backbone_table(pd.DataFrame(rows), METRIC).backbone) == {"resnet9", "resnet50"}
     assert backbone_table(pd.DataFrame(rows[:1]), METRIC).empty  # one backbone: nothing to compare
-    rows = [_row("rot", "finetune", 100, v, pretrain_variant=a, finetune_variant=b)
-            for a, b, v in (("-C--", "-C--", 0.9), ("-C--", "TCVL", 0.6), ("TCVL", "TCVL", 0.7))]
+    rows = [
+        _row("rot", "finetune", 100, v, pretrain_variant=a, finetune_variant=b)
+        for a, b, v in (("-C--", "-C--", 0.9), ("-C--", "TCVL", 0.6), ("TCVL", "TCVL", 0.7))
+    ]
     t = transfer_matrix(pd.DataFrame(rows), METRIC)
     assert len(t) == 3 and t[(t.pretrain_variant == "-C--") & (t.finetune_variant == "TCVL")].value.item() == 0.6
 
 
 def test_labels_saved_and_where_pretraining_stops_paying():
-    util = pd.DataFrame([
-        {"method": "rot", "task": "classification", "protocol": "finetune", "label_budget": b, "utility": u,
-         "status": s} for b, u, s in ((50, 1.0, "ok"), (100, 0.8, "ok"), (250, -0.1, "ok"), (1000, math.nan, "undefined"))])
+    util = pd.DataFrame(
+        [
+            {
+                "method": "rot",
+                "task": "classification",
+                "protocol": "finetune",
+                "label_budget": b,
+                "utility": u,
+                "status": s,
+            }
+            for b, u, s in ((50, 1.0, "ok"), (100, 0.8, "ok"), (250, -0.1, "ok"), (1000, math.nan, "undefined"))
+        ]
+    )
     t = labels_saved(util, {"rot": 0.5}).iloc[0]
     assert t.max_labels_saved == pytest.approx(80) and t.at_budget == 100
     assert t.labels_saved_per_hour == pytest.approx(160) and t.stops_paying_at == 250
@@ -73,12 +118,44 @@ def test_labels_saved_and_where_pretraining_stops_paying():
 def test_labels_saved_per_variant_and_backbone_uses_that_datasets_pretraining_hours():
     rows = []
     for variant, backbone, u in (("-C--", "resnet9", 1.0), ("TCVL", "resnet9", 0.5), ("TCVL", "resnet50", 2.0)):
-        rows += [{"method": "cmc", "task": "classification", "protocol": "finetune", "label_budget": 100,
-                  "utility": u, "status": "ok", "finetune_variant": variant, "backbone": backbone}]
-    hours = {"cmc": 9.0, ("cmc", "single", "-C--", "resnet9"): 0.5, ("cmc", "single", "TCVL", "resnet9"): 1.0,
-             ("cmc", "multi", "TCVL", "resnet50"): 7.0}  # a multi-set pretraining: not the one behind classification
-    t = labels_saved(pd.DataFrame(rows), hours).set_index(["finetune_variant", "backbone"])
+        rows += [
+            {
+                "method": "cmc",
+                "task": "classification",
+                "protocol": "finetune",
+                "label_budget": 100,
+                "utility": u,
+                "status": "ok",
+                "finetune_variant": variant,
+                "backbone": backbone,
+            }
+        ]
+    hours = {
+        "cmc": 9.0,
+        ("cmc", "single", "-C--", "resnet9"): 0.5,
+        ("cmc", "single", "TCVL", "resnet9"): 1.0,
+        ("cmc", "multi", "TCVL", "resnet50"): 7.0,
+    }  # a multi-set pretraining: not the one behind classification
+    t = labels_saved(pd.DataFrame(rows), hours, {"classification": "single"}).set_index(
+        ["finetune_variant", "backbone"]
+    )
     assert len(t) == 3  # one row per variant × backbone, never a mix of their curves
     assert t.loc[("-C--", "resnet9"), "labels_saved_per_hour"] == pytest.approx(200)
     assert t.loc[("TCVL", "resnet9"), "labels_saved_per_hour"] == pytest.approx(50)
     assert t.loc[("TCVL", "resnet50"), "pretrain_hours"] == 9.0  # no run of its own: the method's latest
+
+
+def test_report_tables_build_every_table_from_results_alone_no_files():
+    """tables.report_tables: results in, DataFrames out. Scratch doubles its accuracy from 100 to 400
+    labels; the pretrained model at 100 labels matches scratch at 400, so U(100) = 400/100 − 1 = 3."""
+    from selfsup.tables import report_tables, stage_times
+
+    rows = [_row("scratch", "finetune", n, v, seed=s) for n, v in ((100, 0.2), (200, 0.3), (400, 0.4)) for s in (0, 1)]
+    rows += [_row("rotation", "finetune", 100, 0.4, seed=s) for s in (0, 1)]
+    built = report_tables(pd.DataFrame(rows), METRIC, "log", 20, stage_times(pd.DataFrame()))
+    u = built.utility.set_index(["method", "label_budget"]).loc[("rotation", 100)]
+    assert u.status == "ok" and u.utility == pytest.approx(3.0)
+    curve = built.curves.set_index(["method", "label_budget"])
+    assert curve.loc[("scratch", 200), "mean"] == pytest.approx(0.3) and curve.loc[("scratch", 200), "seeds"] == 2
+    assert built.metrics["utility"]["rotation/classification/finetune"]["mean_utility"] == pytest.approx(3.0)
+    assert {"protocol_agreement", "factor_effects", "labels_saved", "transfer", "compute"} <= set(built.analysis)

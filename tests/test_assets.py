@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 from selfsup.assets import SHAPENET_SYNSETS, shapenet_index, texture_index
 from selfsup.dataset import load_dataset
-from selfsup.render import render_dataset
 from selfsup.errors import UserError
-
-from conftest import run_cli
+from selfsup.render import render_dataset
 
 CUBE = """v -1 -1 -1\nv 1 -1 -1\nv 1 1 -1\nv -1 1 -1\nv -1 -1 1\nv 1 -1 1\nv 1 1 1\nv -1 1 1
 f 1 2 3 4\nf 5 8 7 6\nf 1 5 6 2\nf 2 6 7 3\nf 3 7 8 4\nf 5 1 4 8\n"""
@@ -21,8 +20,12 @@ def make_shapenet(root, synsets=SHAPENET_SYNSETS):
             d = root / synset / f"model{m}" / "models"
             d.mkdir(parents=True)
             # per-class proportions, so that classes differ
-            lines = [" ".join(["v", *(f"{float(c) * (1 + 0.3 * ((k + i) % 3)):.3f}" for i, c in enumerate(ln.split()[1:]))])
-                     if ln.startswith("v ") else ln for ln in text.splitlines()]
+            lines = [
+                " ".join(["v", *(f"{float(c) * (1 + 0.3 * ((k + i) % 3)):.3f}" for i, c in enumerate(ln.split()[1:]))])
+                if ln.startswith("v ")
+                else ln
+                for ln in text.splitlines()
+            ]
             (d / "model_normalized.obj").write_text("\n".join(lines) + "\n")
     return root
 
@@ -40,8 +43,10 @@ def make_textures(root):
 def test_indices_are_sorted_and_complete(tmp_path):
     meshes = shapenet_index(make_shapenet(tmp_path / "shapenet"))
     assert len(meshes) == 10 and all(len(m) == 2 and list(m) == sorted(m) for m in meshes)
-    assert [p.rsplit("/", 1)[-1] for p in texture_index(make_textures(tmp_path / "dtd"))] == \
-        ["banded_0001.png", "chequered_0001.png"]
+    assert [p.rsplit("/", 1)[-1] for p in texture_index(make_textures(tmp_path / "dtd"))] == [
+        "banded_0001.png",
+        "chequered_0001.png",
+    ]
 
 
 def test_shapenet_folder_without_the_synsets_is_an_error_naming_them(tmp_path):
@@ -61,8 +66,18 @@ def test_shapenet_folder_without_the_synsets_is_an_error_naming_them(tmp_path):
 @pytest.mark.parametrize("set_name", ["single", "multi"])
 def test_render_with_shapenet_meshes_and_image_textures(tmp_path, set_name):
     shapenet, dtd = make_shapenet(tmp_path / "shapenet"), make_textures(tmp_path / "dtd")
-    m = render_dataset(tmp_path / "ds", set_name=set_name, variant="TCVL", count=6, seed=0, resolution=32, samples=4,
-                       progress=False, shapenet=shapenet, textures=dtd)
+    m = render_dataset(
+        tmp_path / "ds",
+        set_name=set_name,
+        variant="TCVL",
+        count=6,
+        seed=0,
+        resolution=32,
+        samples=4,
+        progress=False,
+        shapenet=shapenet,
+        textures=dtd,
+    )
     ds = load_dataset(tmp_path / "ds")
     assert m["params"]["shapenet"]["models"] == [2] * 10 and m["params"]["textures"]["images"] == 2
     assert ds.images.shape[0] == 6 and ds.images.std() > 10

@@ -15,12 +15,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import run_cli
 
-GOOD_ROWS = [{"method": m, "task": "classification", "protocol": "finetune", "label_budget": n, "seed": s,
-              "metric": "accuracy", "value": round(base + 0.1 * np.log2(n / 8) + 0.01 * s, 4)}
-             for m, base in (("scratch", 0.2), ("rotation", 0.25)) for n in (8, 16, 32) for s in (0, 1, 2)]
+GOOD_ROWS = [
+    {
+        "method": m,
+        "task": "classification",
+        "protocol": "finetune",
+        "label_budget": n,
+        "seed": s,
+        "metric": "accuracy",
+        "value": round(base + 0.1 * np.log2(n / 8) + 0.01 * s, 4),
+    }
+    for m, base in (("scratch", 0.2), ("rotation", 0.25))
+    for n in (8, 16, 32)
+    for s in (0, 1, 2)
+]
 
 
 def _copy_dataset(src: Path, dst: Path) -> Path:
@@ -51,11 +61,16 @@ def world(tiny_dataset, tiny_rotation, tmp_path_factory):
     f32 = _copy_dataset(ds, w / "ds_float32")
     np.save(f32 / "images.npy", np.load(f32 / "images.npy").astype(np.float32) / 255)
     _edit_labels(_copy_dataset(ds, w / "ds_renamed"), lambda df: df.rename(columns={"class_id": "label"}))
-    _edit_labels(_copy_dataset(ds, w / "ds_no_train"),
-                 lambda df: df.assign(split=df["split"].astype(str).replace("train", "val")))
-    _edit_labels(_copy_dataset(ds, w / "ds_no_val"),
-                 lambda df: df.assign(split=df["split"].astype(str).replace("val", "train")))
-    _edit_labels(_copy_dataset(ds, w / "ds_bad_class"), lambda df: df.assign(class_id=df["class_id"].where(df.index != 3, 12)))
+    _edit_labels(
+        _copy_dataset(ds, w / "ds_no_train"),
+        lambda df: df.assign(split=df["split"].astype(str).replace("train", "val")),
+    )
+    _edit_labels(
+        _copy_dataset(ds, w / "ds_no_val"), lambda df: df.assign(split=df["split"].astype(str).replace("val", "train"))
+    )
+    _edit_labels(
+        _copy_dataset(ds, w / "ds_bad_class"), lambda df: df.assign(class_id=df["class_id"].where(df.index != 3, 12))
+    )
     tampered = _copy_dataset(ds, w / "ds_tampered")
     with open(tampered / "images.npy", "r+b") as f:  # one pixel, format intact
         f.seek(-1, 2)
@@ -106,8 +121,23 @@ def world(tiny_dataset, tiny_rotation, tmp_path_factory):
     return {"w": str(w), "ds": str(ds), "rot": str(rot), "scratch": str(w / "scratch"), "file": str(w / "file.txt")}
 
 
-FT = ["finetune", "--task", "classification", "--data", "{ds}", "--out", "{w}/ft", "--steps", "2", "--epochs", "1",
-      "--batch-size", "8", "--width", "0.125"]
+FT = [
+    "finetune",
+    "--task",
+    "classification",
+    "--data",
+    "{ds}",
+    "--out",
+    "{w}/ft",
+    "--steps",
+    "2",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "8",
+    "--width",
+    "0.125",
+]
 PR = ["probe", "--task", "classification", "--data", "{ds}", "--init", "{rot}", "--out", "{w}/pr"]
 PT = ["pretrain", "--method", "rotation", "--data", "{ds}", "--epochs", "1", "--batch-size", "8", "--width", "0.125"]
 REP = ["report", "--out", "{w}/report", "--bootstrap", "50", "--results"]
@@ -131,12 +161,21 @@ CASES = [
     ("render-out-is-a-file", [*RE, "--out", "{file}"], "is an existing file"),
     ("render-over-another-dataset", [*RE, "--out", "{ds}"], "already holds a dataset with other parameters"),
     # pretrain
-    ("pretrain-scratch-over-trained", ["pretrain", "--method", "scratch", "--data", "{ds}", "--out", "{rot}"],
-     "already holds a pretrained rotation backbone"),
-    ("pretrain-scratch-width-0", ["pretrain", "--method", "scratch", "--data", "{ds}", "--out", "{w}/s2", "--width", "0"],
-     "invalid width 0.0"),
-    ("pretrain-scratch-no-data", ["pretrain", "--method", "scratch", "--data", "/nonexistent", "--out", "{w}/s2"],
-     "'/nonexistent'"),
+    (
+        "pretrain-scratch-over-trained",
+        ["pretrain", "--method", "scratch", "--data", "{ds}", "--out", "{rot}"],
+        "already holds a pretrained rotation backbone",
+    ),
+    (
+        "pretrain-scratch-width-0",
+        ["pretrain", "--method", "scratch", "--data", "{ds}", "--out", "{w}/s2", "--width", "0"],
+        "invalid width 0.0",
+    ),
+    (
+        "pretrain-scratch-no-data",
+        ["pretrain", "--method", "scratch", "--data", "/nonexistent", "--out", "{w}/s2"],
+        "'/nonexistent'",
+    ),
     ("pretrain-other-epochs-over-trained", [*PT, "--epochs", "2", "--out", "{rot}"], "epochs 1"),
     ("pretrain-width-negative", [*PT, "--width", "-1", "--out", "{w}/p"], "invalid width -1.0"),
     ("pretrain-epochs-0", [*PT, "--epochs", "0", "--out", "{w}/p"], "invalid epochs 0"),
@@ -148,11 +187,21 @@ CASES = [
     ("pretrain-out-is-a-file", [*PT, "--out", "{file}"], "is an existing file"),
     ("pretrain-float32-images", [*PT, "--data", "{w}/ds_float32", "--out", "{w}/p"], "float32"),
     ("pretrain-no-train-split", [*PT, "--data", "{w}/ds_no_train", "--out", "{w}/p"], "no train images"),
-    ("pretrain-resume-other-method", [*PT, "--method", "simclr", "--resume", "--out", "{w}/killed"],
-     "checkpoint of other settings (method"),
-    ("pretrain-checkpoint-other-width", [*PT, "--width", "0.25", "--out", "{w}/killed"],
-     "checkpoint of other settings (width"),
-    ("pretrain-verify-tampered", [*PT, "--data", "{w}/ds_tampered", "--verify", "--out", "{w}/p"], "images.npy has sha256"),
+    (
+        "pretrain-resume-other-method",
+        [*PT, "--method", "simclr", "--resume", "--out", "{w}/killed"],
+        "checkpoint of other settings (method",
+    ),
+    (
+        "pretrain-checkpoint-other-width",
+        [*PT, "--width", "0.25", "--out", "{w}/killed"],
+        "checkpoint of other settings (width",
+    ),
+    (
+        "pretrain-verify-tampered",
+        [*PT, "--data", "{w}/ds_tampered", "--verify", "--out", "{w}/p"],
+        "images.npy has sha256",
+    ),
     # finetune
     ("finetune-duplicate-budgets", [*FT, "--budgets", "4,4"], "duplicate label budget 4"),
     ("finetune-budget-0", [*FT, "--budgets", "0"], "invalid label budget 0"),
@@ -184,13 +233,21 @@ CASES = [
     ("finetune-empty-val-split", [*FT, "--budgets", "8", "--data", "{w}/ds_no_val"], "no val images"),
     ("finetune-class-out-of-range", [*FT, "--budgets", "8", "--data", "{w}/ds_bad_class"], "label 12 is out of range"),
     ("finetune-float32-images", [*FT, "--budgets", "8", "--data", "{w}/ds_float32"], "images.npy is float32"),
-    ("finetune-verify-tampered", [*FT, "--budgets", "8", "--data", "{w}/ds_tampered", "--verify"], "images.npy has sha256"),
+    (
+        "finetune-verify-tampered",
+        [*FT, "--budgets", "8", "--data", "{w}/ds_tampered", "--verify"],
+        "images.npy has sha256",
+    ),
     # probe
     ("probe-scratch-init", [*PR, "--init", "{scratch}"], "scratch folder"),
     ("probe-duplicate-budgets", [*PR, "--budgets", "5,5"], "duplicate label budget 5"),
     ("probe-k-0", [*PR, "--budgets", "5", "--protocol", "knn", "--k", "0"], "invalid k 0"),
     ("probe-protocol-unknown", [*PR, "--budgets", "5", "--protocol", "svm"], "'svm'"),
-    ("probe-knn-metric-unknown", [*PR, "--budgets", "5", "--protocol", "knn", "--knn-metric", "manhattan"], "'manhattan'"),
+    (
+        "probe-knn-metric-unknown",
+        [*PR, "--budgets", "5", "--protocol", "knn", "--knn-metric", "manhattan"],
+        "'manhattan'",
+    ),
     ("probe-out-is-a-file", [*PR, "--budgets", "5", "--out", "{file}"], "is an existing file"),
     # report
     ("report-header-only", [*REP, "{w}/res_header"], "has no rows"),
@@ -209,7 +266,11 @@ CASES = [
     ("report-results-missing", [*REP, "{w}/nowhere.csv"], "nowhere.csv"),
     # tune
     ("tune-storage-unknown-scheme", [*TU, "--storage", "notascheme://x"], "'notascheme'"),
-    ("tune-storage-no-driver", [*TU, "--storage", "postgresql://user:secret@127.0.0.1/optuna"], "needs the database driver psycopg"),
+    (
+        "tune-storage-no-driver",
+        [*TU, "--storage", "postgresql://user:secret@127.0.0.1/optuna"],
+        "needs the database driver psycopg",
+    ),
     ("tune-storage-not-a-url", [*TU, "--storage", "{w}/study.txt"], "study.txt"),
     ("tune-trials-negative", [*TU, "--trials", "-1"], "invalid trials -1"),
     ("tune-budget-0", [*TU, "--budget", "0"], "invalid budget 0"),
@@ -219,9 +280,16 @@ CASES = [
     ("study-confirm-negative", ["study", "--confirm-above", "-1", "--estimate-only"], "invalid confirm-above -1.0"),
     ("study-params-missing", ["study", "--params", "{w}/none.yaml", "--estimate-only"], "none.yaml"),
     ("study-params-broken-yaml", ["study", "--params", "{w}/p_broken.yaml", "--estimate-only"], "not valid YAML"),
-    ("study-params-duplicate-budget", ["study", "--params", "{w}/p_badbudget.yaml", "--estimate-only"],
-     "duplicate label budget 50"),
-    ("study-params-negative-width", ["study", "--params", "{w}/p_badwidth.yaml", "--estimate-only"], "invalid width -1"),
+    (
+        "study-params-duplicate-budget",
+        ["study", "--params", "{w}/p_badbudget.yaml", "--estimate-only"],
+        "duplicate label budget 50",
+    ),
+    (
+        "study-params-negative-width",
+        ["study", "--params", "{w}/p_badwidth.yaml", "--estimate-only"],
+        "invalid width -1",
+    ),
     ("profile-unknown", ["profile", "nosuch"], "'nosuch'"),
     # verify
     ("verify-tampered", ["verify", "{w}/ds_tampered"], "images.npy has sha256"),
@@ -230,8 +298,11 @@ CASES = [
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_catalogue_is_large_and_covers_every_command():
@@ -282,8 +353,19 @@ def test_killed_pretraining_resumes_by_default(world, tmp_path):
     """A rerun without --resume, on a folder left by a run killed after its last checkpoint (no backbone
     yet), continues from the checkpoint: the backbone is the uninterrupted run's, and the epoch history
     (with its measured times) is the killed run's, not a new one."""
-    args = ["pretrain", "--method", "rotation", "--data", world["ds"], "--width", "0.125", "--batch-size", "16",
-            "--epochs", "2"]
+    args = [
+        "pretrain",
+        "--method",
+        "rotation",
+        "--data",
+        world["ds"],
+        "--width",
+        "0.125",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "2",
+    ]
     full, killed = tmp_path / "full", tmp_path / "killed"
     assert run_cli(*args, "--out", str(full)).returncode == 0
     killed.mkdir()
@@ -291,8 +373,10 @@ def test_killed_pretraining_resumes_by_default(world, tmp_path):
     r = run_cli(*args, "--out", str(killed))
     assert r.returncode == 0, r.stderr
     assert (killed / "backbone.safetensors").read_bytes() == (full / "backbone.safetensors").read_bytes()
-    assert json.loads((killed / "meta.json").read_text())["train_time_s"] == \
-        json.loads((full / "meta.json").read_text())["train_time_s"]
+    assert (
+        json.loads((killed / "meta.json").read_text())["train_time_s"]
+        == json.loads((full / "meta.json").read_text())["train_time_s"]
+    )
     before = _snapshot(killed)
     again = run_cli(*args, "--out", str(killed))
     assert again.returncode == 0 and "nothing to do" in again.stdout
@@ -352,7 +436,8 @@ def test_rows_of_two_datasets_or_pretraining_variants_are_not_duplicates():
 
     rows = pd.DataFrame(GOOD_ROWS).assign(dataset_hash="a", pretrain_variant="-CV-")
     check_results(pd.concat([rows, rows.assign(dataset_hash="b")], ignore_index=True))  # two datasets
-    check_results(pd.concat([rows, rows[rows.method != "scratch"].assign(pretrain_variant="TCVL")],
-                            ignore_index=True))  # transfer: pretrained on another variant
+    check_results(
+        pd.concat([rows, rows[rows.method != "scratch"].assign(pretrain_variant="TCVL")], ignore_index=True)
+    )  # transfer: pretrained on another variant
     with pytest.raises(UserError, match="duplicate result row"):
         check_results(pd.concat([rows, rows.iloc[[3]]], ignore_index=True))

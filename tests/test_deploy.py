@@ -9,11 +9,10 @@ import subprocess
 import numpy as np
 import pandas as pd
 import yaml
-
-from selfsup.dataset import load_dataset
-
 from conftest import BIN, REPO
 from test_study import TINY
+
+from selfsup.dataset import load_dataset
 
 FT_STAGE = "finetune_single@single-resnet9-rotation-classification"
 
@@ -36,8 +35,10 @@ def _env(**extra):
 
 
 def _run_all(cmds, cwd):
-    procs = [subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for cmd, env in cmds]
+    procs = [
+        subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for cmd, env in cmds
+    ]
     outs = [p.communicate(timeout=600)[0] for p in procs]
     for p, out in zip(procs, outs):
         assert p.returncode == 0, out
@@ -52,9 +53,13 @@ def _dvc(*args, cwd):
 
 def test_slurm_array_then_dvc_repro_merges_render_shards(tmp_path):
     proj = _project(tmp_path)
-    tasks = [(["bash", "deploy/slurm-array.sh"],  # what sbatch runs on each node, with Slurm's variables
-              _env(STAGE="render@single", SLURM_ARRAY_TASK_ID=i, SLURM_ARRAY_TASK_COUNT=2, SLURM_SUBMIT_DIR=proj))
-             for i in range(2)]
+    tasks = [
+        (
+            ["bash", "deploy/slurm-array.sh"],  # what sbatch runs on each node, with Slurm's variables
+            _env(STAGE="render@single", SLURM_ARRAY_TASK_ID=i, SLURM_ARRAY_TASK_COUNT=2, SLURM_SUBMIT_DIR=proj),
+        )
+        for i in range(2)
+    ]
     outs = _run_all(tasks, proj)
     assert all("--shard" in out and "--replace" not in out.split("job")[1] for out in outs)
     shards = sorted((proj / "data" / "single" / ".shards").glob("shard_*.npz"))

@@ -2,20 +2,20 @@ import json
 
 import pandas as pd
 import pytest
+from conftest import run_cli
 
 from selfsup.errors import UserError
 from selfsup.finetune import FinetuneConfig, finetune
 from selfsup.report import load_results, make_report
-
-from conftest import run_cli
 
 TINY_FT = FinetuneConfig(steps=4, epochs=2, batch_size=8)
 
 
 def test_finetune_writes_long_results_on_the_test_split_and_resumes(tiny_dataset, tmp_path):
     out = tmp_path / "scratch"
-    res = finetune("classification", tiny_dataset, out, budgets=[5, 10], seeds=[0, 1], width=0.125, config=TINY_FT,
-                   progress=False)
+    res = finetune(
+        "classification", tiny_dataset, out, budgets=[5, 10], seeds=[0, 1], width=0.125, config=TINY_FT, progress=False
+    )
     assert list(res.columns[:7]) == ["method", "task", "protocol", "label_budget", "seed", "metric", "value"]
     assert len(res) == 4 and set(res.method) == {"scratch"} and res.value.between(0, 1).all()
     on_disk = pd.read_csv(out / "results.csv")
@@ -25,17 +25,28 @@ def test_finetune_writes_long_results_on_the_test_split_and_resumes(tiny_dataset
     doc = json.loads(cell.read_text())
     doc["test"]["accuracy"] = 0.123456
     cell.write_text(json.dumps(doc))
-    again = finetune("classification", tiny_dataset, out, budgets=[5, 10], seeds=[0, 1], width=0.125, config=TINY_FT,
-                     progress=False)
+    again = finetune(
+        "classification", tiny_dataset, out, budgets=[5, 10], seeds=[0, 1], width=0.125, config=TINY_FT, progress=False
+    )
     assert 0.123456 in again.value.tolist()
 
 
 def test_finetune_from_a_pretrained_backbone(tiny_dataset, tmp_path):
     from selfsup.pretrain import PretrainConfig, pretrain
 
-    pretrain(PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16), tiny_dataset, tmp_path / "rot", progress=False)
-    res = finetune("pose", tiny_dataset, tmp_path / "ft", init=tmp_path / "rot", budgets=[8], seeds=[0],
-                   config=TINY_FT, progress=False)
+    pretrain(
+        PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16), tiny_dataset, tmp_path / "rot", progress=False
+    )
+    res = finetune(
+        "pose",
+        tiny_dataset,
+        tmp_path / "ft",
+        init=tmp_path / "rot",
+        budgets=[8],
+        seeds=[0],
+        config=TINY_FT,
+        progress=False,
+    )
     assert set(res.method) == {"rotation"} and set(res.task) == {"pose"}
 
 
@@ -45,17 +56,45 @@ def _write_results(path, rows):
 
 
 def test_report_from_a_hand_made_table(tmp_path):
-    rows = [{"method": m, "task": "classification", "protocol": "finetune", "label_budget": n, "seed": s,
-             "metric": "accuracy", "value": v + 0.01 * s}
-            for m, curve in {"scratch": [0.3, 0.5, 0.7], "rotation": [0.5, 0.6, 0.9]}.items()
-            for n, v in zip([100, 500, 2500], curve) for s in (0, 1)]
+    rows = [
+        {
+            "method": m,
+            "task": "classification",
+            "protocol": "finetune",
+            "label_budget": n,
+            "seed": s,
+            "metric": "accuracy",
+            "value": v + 0.01 * s,
+        }
+        for m, curve in {"scratch": [0.3, 0.5, 0.7], "rotation": [0.5, 0.6, 0.9]}.items()
+        for n, v in zip([100, 500, 2500], curve)
+        for s in (0, 1)
+    ]
     _write_results(tmp_path / "a" / "results.csv", [r for r in rows if r["method"] == "scratch"])
     _write_results(tmp_path / "b.csv", [r for r in rows if r["method"] != "scratch"])
-    r = run_cli("report", "--results", str(tmp_path / "a"), "--results", str(tmp_path / "b.csv"),
-                "--out", str(tmp_path / "rep"), "--bootstrap", "50")
+    r = run_cli(
+        "report",
+        "--results",
+        str(tmp_path / "a"),
+        "--results",
+        str(tmp_path / "b.csv"),
+        "--out",
+        str(tmp_path / "rep"),
+        "--bootstrap",
+        "50",
+    )
     assert r.returncode == 0, r.stderr
     util = pd.read_csv(tmp_path / "rep" / "utility.csv")
-    assert list(util.columns[:8]) == ["method", "task", "protocol", "label_budget", "utility", "ci_low", "ci_high", "status"]
+    assert list(util.columns[:8]) == [
+        "method",
+        "task",
+        "protocol",
+        "label_budget",
+        "utility",
+        "ci_low",
+        "ci_high",
+        "status",
+    ]
     by_n = util.set_index("label_budget")
     assert by_n.loc[100, "status"] == "ok" and by_n.loc[100, "utility"] == pytest.approx(4.0, abs=0.3)
     assert by_n.loc[2500, "status"] == "lower_bound"
@@ -80,8 +119,17 @@ def test_report_reads_cells_from_an_mlflow_experiment(tiny_dataset, tmp_path, mo
     from selfsup.finetune import FinetuneConfig, finetune
 
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "report-from-mlflow")
-    res = finetune("classification", tiny_dataset, tmp_path / "ft", None, budgets=[5, 10], seeds=[0], width=0.125,
-                   config=FinetuneConfig(steps=2, epochs=1, batch_size=4), progress=False)
+    res = finetune(
+        "classification",
+        tiny_dataset,
+        tmp_path / "ft",
+        None,
+        budgets=[5, 10],
+        seeds=[0],
+        width=0.125,
+        config=FinetuneConfig(steps=2, epochs=1, batch_size=4),
+        progress=False,
+    )
     make_report([], tmp_path / "rep", n_boot=5, mlflow_experiment="report-from-mlflow")
     curves = pd.read_csv(tmp_path / "rep" / "curves.csv")
     acc = res[res.metric == "accuracy"].set_index("label_budget").value
@@ -96,12 +144,28 @@ def test_cells_finished_on_other_pretrained_weights_are_trained_again(tiny_datas
     from selfsup.pretrain import PretrainConfig, pretrain
 
     def cell_hash():
-        finetune("classification", tiny_dataset, tmp_path / "ft", init=tmp_path / "rot", budgets=[8], seeds=[0],
-                 config=TINY_FT, progress=False)
+        finetune(
+            "classification",
+            tiny_dataset,
+            tmp_path / "ft",
+            init=tmp_path / "rot",
+            budgets=[8],
+            seeds=[0],
+            config=TINY_FT,
+            progress=False,
+        )
         return json.loads((tmp_path / "ft" / "cells" / "b8_s0.json").read_text())["settings_hash"]
 
-    pretrain(PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16), tiny_dataset, tmp_path / "rot", progress=False)
+    pretrain(
+        PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16), tiny_dataset, tmp_path / "rot", progress=False
+    )
     first = cell_hash()
     assert cell_hash() == first  # same weights: the finished cell is reused
-    pretrain(PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16, seed=1), tiny_dataset, tmp_path / "rot", progress=False, replace=True)
+    pretrain(
+        PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16, seed=1),
+        tiny_dataset,
+        tmp_path / "rot",
+        progress=False,
+        replace=True,
+    )
     assert cell_hash() != first  # same settings, new weights (a dvc repro after pretraining changed)

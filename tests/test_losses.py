@@ -85,13 +85,16 @@ def test_barlow_twins_matches_a_numpy_loop(b, d, lambd):
     for i in range(d):
         for j in range(d):
             c = sum(a0[n, i] * a1[n, j] for n in range(b)) / b
-            ref += (1 - c) ** 2 if i == j else lambd * c ** 2
+            ref += (1 - c) ** 2 if i == j else lambd * c**2
     assert float(barlow_twins(z0, z1, lambd)) == pytest.approx(ref, rel=1e-9)
 
 
 def test_gaussian_kl_matches_torch_distributions():
     g = torch.Generator().manual_seed(3)
-    mu, logvar = torch.randn(4, 6, generator=g, dtype=torch.float64), torch.randn(4, 6, generator=g, dtype=torch.float64)
+    mu, logvar = (
+        torch.randn(4, 6, generator=g, dtype=torch.float64),
+        torch.randn(4, 6, generator=g, dtype=torch.float64),
+    )
     q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
     prior = torch.distributions.Normal(torch.zeros_like(mu), torch.ones_like(mu))
     ref = torch.distributions.kl_divergence(q, prior).sum(1)
@@ -107,6 +110,7 @@ def test_amdim_nce_matches_a_numpy_loop(b, a, p, d, clip):
 
     def s(i, x, j, y):
         return clip * np.tanh((A[i, x] @ L[j, y]) / np.sqrt(d) / clip)
+
     losses, sq = [], []
     for i in range(b):
         for x in range(a):

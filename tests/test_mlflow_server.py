@@ -9,7 +9,6 @@ import urllib.error
 import urllib.request
 
 import pytest
-
 from conftest import BIN
 
 
@@ -25,11 +24,27 @@ def _server(root, *extra: str, env_extra: dict | None = None):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # the server uses only its flags
     env.update({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **(env_extra or {})})
-    proc = subprocess.Popen([str(BIN / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{root}/mlflow.db",
-                             "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1",
-                             "--port", str(port), "--workers", "1", *extra],
-                            stdout=open(root / "server.log", "w"), stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(BIN / "mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{root}/mlflow.db",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            *extra,
+        ],
+        stdout=open(root / "server.log", "w"),
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -41,7 +56,9 @@ def _server(root, *extra: str, env_extra: dict | None = None):
                 break  # it answers (the auth app may refuse even /health)
             except OSError:
                 if proc.poll() is not None or time.time() > deadline:
-                    raise RuntimeError("mlflow server did not start: " + (root / "server.log").read_text()[-2000:]) from None
+                    raise RuntimeError(
+                        "mlflow server did not start: " + (root / "server.log").read_text()[-2000:]
+                    ) from None
                 time.sleep(0.5)
         yield url
     finally:
@@ -64,9 +81,17 @@ def auth_server(tmp_path_factory):
     (root / "auth.ini").write_text(
         "[mlflow]\ndefault_permission = READ\n"
         f"database_uri = sqlite:///{root}/basic_auth.db\nadmin_username = admin\nadmin_password = {password}\n"
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-    with _server(root, "--app-name", "basic-auth", env_extra={
-            "MLFLOW_AUTH_CONFIG_PATH": str(root / "auth.ini"), "MLFLOW_FLASK_SERVER_SECRET_KEY": os.urandom(16).hex()}) as url:
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    with _server(
+        root,
+        "--app-name",
+        "basic-auth",
+        env_extra={
+            "MLFLOW_AUTH_CONFIG_PATH": str(root / "auth.ini"),
+            "MLFLOW_FLASK_SERVER_SECRET_KEY": os.urandom(16).hex(),
+        },
+    ) as url:
         yield url, password
 
 
@@ -88,21 +113,63 @@ def test_basic_auth_server_refuses_anonymous_and_wrong_logins(auth_server, tmp_p
     assert _status(url, ("admin", "wrong-password")) == 401
     assert _status(url, ("admin", password)) == 200
     # a stage logs with the credentials in the environment, as docs/scaling.md says
-    rows = [{"method": m, "task": "classification", "protocol": "finetune", "label_budget": n, "seed": 0,
-             "metric": "accuracy", "value": v} for m, d in (("scratch", 0.0), ("rotation", 0.05))
-            for n, v in ((10, 0.2 + d), (100, 0.5 + d))]
+    rows = [
+        {
+            "method": m,
+            "task": "classification",
+            "protocol": "finetune",
+            "label_budget": n,
+            "seed": 0,
+            "metric": "accuracy",
+            "value": v,
+        }
+        for m, d in (("scratch", 0.0), ("rotation", 0.05))
+        for n, v in ((10, 0.2 + d), (100, 0.5 + d))
+    ]
     import pandas as pd
 
     pd.DataFrame(rows).to_csv(tmp_path / "results.csv", index=False)
-    env = {**os.environ, "MLFLOW_TRACKING_URI": url, "MLFLOW_TRACKING_USERNAME": "admin",
-           "MLFLOW_TRACKING_PASSWORD": password, "MLFLOW_EXPERIMENT_NAME": "auth-test"}
-    r = subprocess.run([str(BIN / "selfsup"), "report", "--results", str(tmp_path / "results.csv"), "--out",
-                        str(tmp_path / "rep"), "--bootstrap", "10"], capture_output=True, text=True, env=env, timeout=300)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": url,
+        "MLFLOW_TRACKING_USERNAME": "admin",
+        "MLFLOW_TRACKING_PASSWORD": password,
+        "MLFLOW_EXPERIMENT_NAME": "auth-test",
+    }
+    r = subprocess.run(
+        [
+            str(BIN / "selfsup"),
+            "report",
+            "--results",
+            str(tmp_path / "results.csv"),
+            "--out",
+            str(tmp_path / "rep"),
+            "--bootstrap",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     no_login = {k: v for k, v in env.items() if not k.startswith("MLFLOW_TRACKING_")} | {"MLFLOW_TRACKING_URI": url}
-    r = subprocess.run([str(BIN / "selfsup"), "report", "--results", str(tmp_path / "results.csv"), "--out",
-                        str(tmp_path / "rep2"), "--bootstrap", "10"], capture_output=True, text=True, env=no_login,
-                       timeout=300)
+    r = subprocess.run(
+        [
+            str(BIN / "selfsup"),
+            "report",
+            "--results",
+            str(tmp_path / "results.csv"),
+            "--out",
+            str(tmp_path / "rep2"),
+            "--bootstrap",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        env=no_login,
+        timeout=300,
+    )
     assert r.returncode != 0 and not (tmp_path / "rep2" / "index.html").exists()
     assert len(r.stderr.strip().splitlines()) == 1 and "not authenticated" in r.stderr
     assert r.stderr.startswith(f"error: MLflow tracking at {url}")
@@ -115,7 +182,9 @@ def test_a_pretrain_run_reaches_the_server_and_reads_back(mlflow_server, tiny_da
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "server-test")
-    meta = pretrain(PretrainConfig("rotation", width=0.125, epochs=2, batch_size=16), tiny_dataset, tmp_path / "rot", progress=False)
+    meta = pretrain(
+        PretrainConfig("rotation", width=0.125, epochs=2, batch_size=16), tiny_dataset, tmp_path / "rot", progress=False
+    )
     client = MlflowClient(mlflow_server)
     exp = client.get_experiment_by_name("server-test")
     (run,) = client.search_runs([exp.experiment_id])

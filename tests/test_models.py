@@ -7,14 +7,17 @@ from selfsup.errors import UserError
 from selfsup.models import create_backbone, list_backbones
 
 
-@pytest.mark.parametrize("rgb,lab", [
-    ((1.0, 1.0, 1.0), (100.0, 0.0, 0.0)),
-    ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
-    ((1.0, 0.0, 0.0), (53.24, 80.09, 67.20)),     # published sRGB → Lab (D65) values
-    ((0.0, 1.0, 0.0), (87.73, -86.18, 83.18)),
-    ((0.0, 0.0, 1.0), (32.30, 79.19, -107.86)),
-    ((0.5, 0.5, 0.5), (53.39, 0.0, 0.0)),
-])
+@pytest.mark.parametrize(
+    "rgb,lab",
+    [
+        ((1.0, 1.0, 1.0), (100.0, 0.0, 0.0)),
+        ((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)),
+        ((1.0, 0.0, 0.0), (53.24, 80.09, 67.20)),  # published sRGB → Lab (D65) values
+        ((0.0, 1.0, 0.0), (87.73, -86.18, 83.18)),
+        ((0.0, 0.0, 1.0), (32.30, 79.19, -107.86)),
+        ((0.5, 0.5, 0.5), (53.39, 0.0, 0.0)),
+    ],
+)
 def test_rgb_to_lab_matches_published_values(rgb, lab):
     out = rgb_to_lab(torch.tensor(rgb, dtype=torch.float64).view(1, 3, 1, 1)).view(3)
     torch.testing.assert_close(out, torch.tensor(lab, dtype=torch.float64), atol=0.02, rtol=0)
@@ -27,8 +30,9 @@ def test_lab_input_is_roughly_unit_scale():
     assert torch.equal(to_colour(to_input(images), "rgb"), to_input(images))
 
 
-@pytest.mark.parametrize("name,dim", [("resnet9", 64), ("resnet9_split", 64), ("resnet50", 256),
-                                      ("resnet50_split", 256)])
+@pytest.mark.parametrize(
+    "name,dim", [("resnet9", 64), ("resnet9_split", 64), ("resnet50", 256), ("resnet50_split", 256)]
+)
 @pytest.mark.parametrize("side", [64, 128])
 def test_backbones_give_a_map_at_one_eighth_of_the_input(name, dim, side):
     net = create_backbone(name, width=0.125)
@@ -44,7 +48,11 @@ def test_registry_lists_backbones_and_rejects_bad_names():
 
     # the pipeline names a family; CMC trains that family's split version
     assert [default_backbone(m, f) for m in ("cmc", "simclr") for f in ("resnet9", "resnet50")] == [
-        "resnet9_split", "resnet50_split", "resnet9", "resnet50"]
+        "resnet9_split",
+        "resnet50_split",
+        "resnet9",
+        "resnet50",
+    ]
     with pytest.raises(UserError, match="'resnet1000'"):
         create_backbone("resnet1000")
     with pytest.raises(UserError, match="'hsv'"):

@@ -6,7 +6,6 @@ import subprocess
 
 import pandas as pd
 import yaml
-
 from conftest import BIN, REPO
 
 TINY_PARAMS = {  # every stage kind runs, on fewer inits and tasks than the default study
@@ -14,10 +13,25 @@ TINY_PARAMS = {  # every stage kind runs, on fewer inits and tasks than the defa
     "study": {"inits": ["scratch", "rotation"]},
     "pretrain_single": {"width": 0.125, "epochs": 1, "batch_size": 16},
     "pretrain_multi": {"width": 0.125, "epochs": 1, "batch_size": 4},
-    "finetune_single": {"tasks": ["classification"], "budgets": "5,10", "seeds": "0", "steps": 4, "epochs": 1,
-                        "batch_size": 8, "tune_trials": 2, "tune_budget": 5},
-    "finetune_multi": {"tasks": ["depth"], "budgets": "4,8", "seeds": "0", "steps": 3, "epochs": 1, "batch_size": 4,
-                       "tune_budget": 4},
+    "finetune_single": {
+        "tasks": ["classification"],
+        "budgets": "5,10",
+        "seeds": "0",
+        "steps": 4,
+        "epochs": 1,
+        "batch_size": 8,
+        "tune_trials": 2,
+        "tune_budget": 5,
+    },
+    "finetune_multi": {
+        "tasks": ["depth"],
+        "budgets": "4,8",
+        "seeds": "0",
+        "steps": 3,
+        "epochs": 1,
+        "batch_size": 4,
+        "tune_budget": 4,
+    },
     "probe": {"methods": ["rotation"], "protocols": ["knn"]},
     "report": {"bootstrap": 10},
 }
@@ -56,20 +70,24 @@ def test_dvc_repro_push_pull_round_trip(tmp_path, s3_endpoint):
     out = _sh(str(BIN / "selfsup"), "study", "--yes", cwd=proj)  # the estimate, then dvc repro
     assert "total" in out and "finetune" in out
     tuned = __import__("json").loads(
-        (proj / "tuned" / "single" / "resnet9" / "rotation-classification" / "best_params.json").read_text())
+        (proj / "tuned" / "single" / "resnet9" / "rotation-classification" / "best_params.json").read_text()
+    )
     assert tuned["trials"] == 2 and tuned["best_value"] is not None  # a real study fed the finetune stage
     results = pd.read_csv(proj / "reports" / "utility.csv")
     assert {(m, t, p) for m, t, p in zip(results.method, results.task, results.protocol)} == {
-        ("rotation", "classification", "finetune"), ("rotation", "depth", "finetune"),
-        ("rotation", "classification", "knn-cosine")}  # utility against scratch, per task and protocol
+        ("rotation", "classification", "finetune"),
+        ("rotation", "depth", "finetune"),
+        ("rotation", "classification", "knn-cosine"),
+    }  # utility against scratch, per task and protocol
     assert "Data and pipelines are up to date" in _sh(dvc, "status", cwd=proj)
     assert "metrics.json" in _sh(dvc, "metrics", "show", cwd=proj)
     _sh(dvc, "push", cwd=proj)
     _sh(dvc, "push", "-r", "s3", cwd=proj)
     import boto3
 
-    s3 = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id="test", aws_secret_access_key="test",
-                      region_name="us-east-1")
+    s3 = boto3.client(
+        "s3", endpoint_url=s3_endpoint, aws_access_key_id="test", aws_secret_access_key="test", region_name="us-east-1"
+    )
     objects = s3.list_objects_v2(Bucket="selfsup", Prefix="cache/")
     local_files = [p for p in remote.rglob("*") if p.is_file()]
     assert objects["KeyCount"] == len(local_files) > 0  # the same content-addressed files in both remotes
@@ -92,10 +110,30 @@ def test_dvc_repro_push_pull_round_trip(tmp_path, s3_endpoint):
 
 def test_mlflow_run_finetune_entry_point(tiny_dataset, tmp_path):
     out = tmp_path / "ft"
-    _sh(str(BIN / "mlflow"), "run", str(REPO), "-e", "finetune", "--env-manager", "local",
-        "--experiment-name", "mlproject-test",
-        "-P", f"data={tiny_dataset}", "-P", f"out={out}", "-P", "budgets=5,10", "-P", "seeds=0",
-        "-P", "steps=3", "-P", "batch_size=8", cwd=tmp_path)
+    _sh(
+        str(BIN / "mlflow"),
+        "run",
+        str(REPO),
+        "-e",
+        "finetune",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        "mlproject-test",
+        "-P",
+        f"data={tiny_dataset}",
+        "-P",
+        f"out={out}",
+        "-P",
+        "budgets=5,10",
+        "-P",
+        "seeds=0",
+        "-P",
+        "steps=3",
+        "-P",
+        "batch_size=8",
+        cwd=tmp_path,
+    )
     res = pd.read_csv(out / "results.csv")
     assert set(res.label_budget) == {5, 10} and set(res.method) == {"scratch"}
 
@@ -112,17 +150,57 @@ def test_mlflow_run_finetune_entry_point(tiny_dataset, tmp_path):
 
 def test_mlflow_run_pretrain_entry_point_uses_the_methods_default_backbone(tiny_dataset, tmp_path):
     out = tmp_path / "cmc"
-    _sh(str(BIN / "mlflow"), "run", str(REPO), "-e", "pretrain", "--env-manager", "local",
-        "--experiment-name", "mlproject-pretrain", "-P", "method=cmc", "-P", f"data={tiny_dataset}",
-        "-P", f"out={out}", "-P", "epochs=1", "-P", "batch_size=16", cwd=tmp_path)
+    _sh(
+        str(BIN / "mlflow"),
+        "run",
+        str(REPO),
+        "-e",
+        "pretrain",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        "mlproject-pretrain",
+        "-P",
+        "method=cmc",
+        "-P",
+        f"data={tiny_dataset}",
+        "-P",
+        f"out={out}",
+        "-P",
+        "epochs=1",
+        "-P",
+        "batch_size=16",
+        cwd=tmp_path,
+    )
     meta = __import__("json").loads((out / "meta.json").read_text())
     assert meta["backbone"] == "resnet9_split" and meta["colour"] == "lab"
 
 
 def test_mlflow_run_probe_entry_point(tiny_dataset, tiny_rotation, tmp_path):
     out = tmp_path / "knn"
-    _sh(str(BIN / "mlflow"), "run", str(REPO), "-e", "probe", "--env-manager", "local",
-        "--experiment-name", "mlproject-probe", "-P", f"data={tiny_dataset}", "-P", f"init={tiny_rotation}",
-        "-P", f"out={out}", "-P", "protocol=knn", "-P", "budgets=5,10", "-P", "seeds=0", cwd=tmp_path)
+    _sh(
+        str(BIN / "mlflow"),
+        "run",
+        str(REPO),
+        "-e",
+        "probe",
+        "--env-manager",
+        "local",
+        "--experiment-name",
+        "mlproject-probe",
+        "-P",
+        f"data={tiny_dataset}",
+        "-P",
+        f"init={tiny_rotation}",
+        "-P",
+        f"out={out}",
+        "-P",
+        "protocol=knn",
+        "-P",
+        "budgets=5,10",
+        "-P",
+        "seeds=0",
+        cwd=tmp_path,
+    )
     res = pd.read_csv(out / "results.csv")
     assert set(res.protocol) == {"knn-cosine"} and set(res.method) == {"rotation"}

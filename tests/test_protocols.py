@@ -18,46 +18,83 @@ def _check(res: pd.DataFrame, metrics: set, protocol: str, budgets=(5, 10)):
     assert res.value.between(0, 1).all() or "abs_rel" in metrics
 
 
-@pytest.mark.parametrize("task,protocol,metrics", [
-    ("classification", "finetune", {"accuracy"}),
-    ("classification", "frozen-2", {"accuracy"}),
-    ("pose", "frozen-3", {"accuracy"}),
-])
+@pytest.mark.parametrize(
+    "task,protocol,metrics",
+    [
+        ("classification", "finetune", {"accuracy"}),
+        ("classification", "frozen-2", {"accuracy"}),
+        ("pose", "frozen-3", {"accuracy"}),
+    ],
+)
 def test_single_set_protocols(tiny_dataset, tiny_rotation, tmp_path, task, protocol, metrics):
-    res = finetune(task, tiny_dataset, tmp_path, tiny_rotation, budgets=[5, 10], seeds=[0], protocol=protocol,
-                   config=TINY, progress=False)
+    res = finetune(
+        task,
+        tiny_dataset,
+        tmp_path,
+        tiny_rotation,
+        budgets=[5, 10],
+        seeds=[0],
+        protocol=protocol,
+        config=TINY,
+        progress=False,
+    )
     _check(res, metrics, protocol)
     assert set(res.frozen_blocks) == {int(protocol[-1]) if protocol.startswith("frozen") else 0}
 
 
-@pytest.mark.parametrize("task,protocol,metrics", [
-    ("segmentation", "finetune", {"miou", "pixel_accuracy"}),
-    ("segmentation", "frozen-1", {"miou", "pixel_accuracy"}),
-    ("depth", "finetune", {"delta1", "abs_rel", "l1"}),
-])
+@pytest.mark.parametrize(
+    "task,protocol,metrics",
+    [
+        ("segmentation", "finetune", {"miou", "pixel_accuracy"}),
+        ("segmentation", "frozen-1", {"miou", "pixel_accuracy"}),
+        ("depth", "finetune", {"delta1", "abs_rel", "l1"}),
+    ],
+)
 def test_dense_tasks_on_the_multi_set(tiny_multi, tiny_rotation, tmp_path, task, protocol, metrics):
-    res = finetune(task, tiny_multi, tmp_path, tiny_rotation, budgets=[5, 10], seeds=[0], protocol=protocol,
-                   config=TINY, progress=False)
+    res = finetune(
+        task,
+        tiny_multi,
+        tmp_path,
+        tiny_rotation,
+        budgets=[5, 10],
+        seeds=[0],
+        protocol=protocol,
+        config=TINY,
+        progress=False,
+    )
     _check(res, metrics, protocol)
     # cross-dataset transfer: pretrained on the single set's variant, finetuned on the multi set's
     assert set(res.pretrain_variant) == {"-C--"} and set(res.finetune_variant) == {"-CV-"}
 
 
 def test_dense_tasks_from_scratch(tiny_multi, tmp_path):
-    res = finetune("depth", tiny_multi, tmp_path, None, budgets=[5], seeds=[0, 1], width=0.125, config=TINY,
-                   progress=False)
+    res = finetune(
+        "depth", tiny_multi, tmp_path, None, budgets=[5], seeds=[0, 1], width=0.125, config=TINY, progress=False
+    )
     assert set(res.method) == {"scratch"} and set(res.seed) == {0, 1}
 
 
-@pytest.mark.parametrize("task,protocol,metric,data", [
-    ("classification", "linear", "accuracy", "tiny_dataset"),
-    ("classification", "knn", "accuracy", "tiny_dataset"),
-    ("segmentation", "linear", "miou", "tiny_multi"),
-    ("depth", "linear", "delta1", "tiny_multi"),
-])
+@pytest.mark.parametrize(
+    "task,protocol,metric,data",
+    [
+        ("classification", "linear", "accuracy", "tiny_dataset"),
+        ("classification", "knn", "accuracy", "tiny_dataset"),
+        ("segmentation", "linear", "miou", "tiny_multi"),
+        ("depth", "linear", "delta1", "tiny_multi"),
+    ],
+)
 def test_probes(request, tiny_rotation, tmp_path, task, protocol, metric, data):
-    res = probe(task, request.getfixturevalue(data), tmp_path, tiny_rotation, budgets=[5, 10], seeds=[0, 1],
-                protocol=protocol, k=3, progress=False)
+    res = probe(
+        task,
+        request.getfixturevalue(data),
+        tmp_path,
+        tiny_rotation,
+        budgets=[5, 10],
+        seeds=[0, 1],
+        protocol=protocol,
+        k=3,
+        progress=False,
+    )
     assert metric in set(res.metric) and set(res.label_budget) == {5, 10} and len(set(res.seed)) == 2
     assert set(res.protocol) == {"linear" if protocol == "linear" else "knn-cosine"}
 
@@ -69,36 +106,77 @@ def test_every_budget_gets_the_same_number_of_steps(tiny_dataset, tmp_path, monk
     def recording_fit(objective, n_items, cfg, **kw):
         seen.append((n_items, cfg.epochs * cfg.steps_per_epoch, cfg.batch_size))
         return real_fit(objective, n_items, cfg, **kw)
+
     monkeypatch.setattr(ft, "fit", recording_fit)
-    finetune("classification", tiny_dataset, tmp_path, None, budgets=[3, 10, 30], seeds=[0], width=0.125,
-             config=FinetuneConfig(steps=6, epochs=3, batch_size=8), progress=False)
+    finetune(
+        "classification",
+        tiny_dataset,
+        tmp_path,
+        None,
+        budgets=[3, 10, 30],
+        seeds=[0],
+        width=0.125,
+        config=FinetuneConfig(steps=6, epochs=3, batch_size=8),
+        progress=False,
+    )
     assert [n for n, _, _ in seen] == [3, 10, 30] and {(s, b) for _, s, b in seen} == {(6, 8)}
 
 
 def test_scratch_folder_is_training_from_scratch(tiny_dataset, tmp_path):
     pretrain(PretrainConfig("scratch", width=0.125), tiny_dataset, tmp_path / "scratch")
-    a = finetune("classification", tiny_dataset, tmp_path / "a", tmp_path / "scratch", budgets=[5], seeds=[0],
-                 config=TINY, progress=False)
-    b = finetune("classification", tiny_dataset, tmp_path / "b", None, budgets=[5], seeds=[0], width=0.125,
-                 config=TINY, progress=False)
+    a = finetune(
+        "classification",
+        tiny_dataset,
+        tmp_path / "a",
+        tmp_path / "scratch",
+        budgets=[5],
+        seeds=[0],
+        config=TINY,
+        progress=False,
+    )
+    b = finetune(
+        "classification",
+        tiny_dataset,
+        tmp_path / "b",
+        None,
+        budgets=[5],
+        seeds=[0],
+        width=0.125,
+        config=TINY,
+        progress=False,
+    )
     assert set(a.method) == {"scratch"}
     pd.testing.assert_frame_equal(a, b)
 
 
-@pytest.mark.parametrize("call,needle", [
-    (lambda d, m, r, o: finetune("depth", d, o, None, budgets=[5], seeds=[0], config=TINY), "multi-object"),
-    (lambda d, m, r, o: finetune("classification", d, o, None, budgets=[5], seeds=[0], protocol="frozen-1",
-                                 config=TINY), "--init"),
-    (lambda d, m, r, o: finetune("classification", d, o, r, budgets=[5], seeds=[0], bn="sometimes",
-                                 config=TINY), "'sometimes'"),
-    (lambda d, m, r, o: probe("depth", m, o, r, budgets=[5], seeds=[0], protocol="knn"), "kNN"),
-    (lambda d, m, r, o: probe("classification", d, o, r, budgets=[5], seeds=[0], protocol="svm"), "'svm'"),
-    (lambda d, m, r, o: probe("classification", d, o, r, budgets=[5], seeds=[0], knn_metric="cityblock",
-                              protocol="knn"), "'cityblock'"),
-    (lambda d, m, r, o: probe("segmentation", m, o, r, budgets=[100000], seeds=[0]), "label budget 100000"),
-])
-def test_bad_input_is_refused_before_anything_is_written(tiny_dataset, tiny_multi, tiny_rotation, tmp_path, call,
-                                                          needle):
+@pytest.mark.parametrize(
+    "call,needle",
+    [
+        (lambda d, m, r, o: finetune("depth", d, o, None, budgets=[5], seeds=[0], config=TINY), "multi-object"),
+        (
+            lambda d, m, r, o: finetune(
+                "classification", d, o, None, budgets=[5], seeds=[0], protocol="frozen-1", config=TINY
+            ),
+            "--init",
+        ),
+        (
+            lambda d, m, r, o: finetune("classification", d, o, r, budgets=[5], seeds=[0], bn="sometimes", config=TINY),
+            "'sometimes'",
+        ),
+        (lambda d, m, r, o: probe("depth", m, o, r, budgets=[5], seeds=[0], protocol="knn"), "kNN"),
+        (lambda d, m, r, o: probe("classification", d, o, r, budgets=[5], seeds=[0], protocol="svm"), "'svm'"),
+        (
+            lambda d, m, r, o: probe(
+                "classification", d, o, r, budgets=[5], seeds=[0], knn_metric="cityblock", protocol="knn"
+            ),
+            "'cityblock'",
+        ),
+        (lambda d, m, r, o: probe("segmentation", m, o, r, budgets=[100000], seeds=[0]), "label budget 100000"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_written(
+    tiny_dataset, tiny_multi, tiny_rotation, tmp_path, call, needle
+):
     with pytest.raises(UserError, match=needle.replace("-", r"\-")):
         call(tiny_dataset, tiny_multi, tiny_rotation, tmp_path / "o")
     assert not (tmp_path / "o").exists()

@@ -7,14 +7,13 @@ import subprocess
 import time
 
 import numpy as np
-import pytest
 import pandas as pd
+import pytest
+from conftest import BIN, TINY, run_cli
 
 from selfsup.dataset import load_dataset
 from selfsup.provenance import sha256_file
 from selfsup.shapes import CLASSES
-
-from conftest import BIN, TINY, run_cli
 
 
 def test_tiny_render_fills_the_dataset_contract(tiny_dataset):
@@ -41,9 +40,23 @@ def test_each_image_shows_its_object_on_the_backdrop(tiny_dataset):
 
 def test_render_killed_with_sigkill_resumes_to_the_same_dataset(tiny_dataset, tmp_path):
     out = tmp_path / "resumed"
-    args = [str(BIN / "selfsup"), "render", "--set", "single", f"--variant={TINY['variant']}", "--count", "96",
-            "--seed", str(TINY["seed"]), "--resolution", str(TINY["resolution"]), "--samples", str(TINY["samples"]),
-            "--out", str(out)]
+    args = [
+        str(BIN / "selfsup"),
+        "render",
+        "--set",
+        "single",
+        f"--variant={TINY['variant']}",
+        "--count",
+        "96",
+        "--seed",
+        str(TINY["seed"]),
+        "--resolution",
+        str(TINY["resolution"]),
+        "--samples",
+        str(TINY["samples"]),
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     while not (out / ".shards" / "shard_00000.npz").exists() and time.time() < deadline:
@@ -70,8 +83,10 @@ def _assert_same_pixels_up_to_render_noise(a: np.ndarray, b: np.ndarray) -> None
     a, b = np.asarray(a, float), np.asarray(b, float)
     diff = np.abs(a - b).mean(axis=(1, 2, 3))
     bad = np.flatnonzero(diff >= 8.0)
-    assert not len(bad), (f"images {bad.tolist()} differ by {diff[bad].round(1).tolist()} levels; mean brightness "
-                          f"{a[bad].mean((1, 2, 3)).round(1).tolist()} vs {b[bad].mean((1, 2, 3)).round(1).tolist()}")
+    assert not len(bad), (
+        f"images {bad.tolist()} differ by {diff[bad].round(1).tolist()} levels; mean brightness "
+        f"{a[bad].mean((1, 2, 3)).round(1).tolist()} vs {b[bad].mean((1, 2, 3)).round(1).tolist()}"
+    )
 
 
 def test_bad_render_input_is_one_line_and_keeps_existing_files(tmp_path):
@@ -119,8 +134,9 @@ def test_two_workers_render_the_same_dataset_as_one(tiny_dataset, tmp_path):
 def test_hardest_variant_renders_textures_views_and_lights(tmp_path):
     from selfsup.render import render_dataset
 
-    m = render_dataset(tmp_path / "tcvl", set_name="single", variant="TCVL", count=12, seed=1, resolution=32,
-                       samples=4, progress=False)
+    m = render_dataset(
+        tmp_path / "tcvl", set_name="single", variant="TCVL", count=12, seed=1, resolution=32, samples=4, progress=False
+    )
     ds = load_dataset(tmp_path / "tcvl")
     assert m["params"]["variant"] == "TCVL" and ds.images.std() > 10
     assert (ds.labels.object_texture != "").all() and ds.labels.light_angle.nunique() == 12
@@ -135,12 +151,25 @@ def test_other_parameters_need_replace_and_nothing_is_lost_without_it(tiny_datas
     out = tmp_path / "ds"
     shutil.copytree(tiny_dataset, out)
     before = (out / "images.npy").read_bytes()
-    r = run_cli("render", "--set", "single", "--variant=-C--", "--count", "8", "--resolution", "32", "--samples", "4",
-                "--out", str(out))
+    r = run_cli(
+        "render",
+        "--set",
+        "single",
+        "--variant=-C--",
+        "--count",
+        "8",
+        "--resolution",
+        "32",
+        "--samples",
+        "4",
+        "--out",
+        str(out),
+    )
     assert r.returncode != 0 and "--replace" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert (out / "images.npy").read_bytes() == before and (out / "manifest.json").is_file()
-    m = render_dataset(out, set_name="single", variant="-C--", count=8, seed=0, resolution=32, samples=4,
-                       progress=False, replace=True)
+    m = render_dataset(
+        out, set_name="single", variant="-C--", count=8, seed=0, resolution=32, samples=4, progress=False, replace=True
+    )
     assert m["counts"]["images"] == 8 and load_dataset(out).images.shape[0] == 8
 
 

@@ -16,9 +16,22 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 
 def open_in_chromium(page: Path) -> tuple[str, list[str]]:
     """The DOM after the page's scripts ran, and the console messages that are errors."""
-    r = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-                        "--virtual-time-budget=15000", "--dump-dom", page.resolve().as_uri()],
-                       capture_output=True, text=True, timeout=180)
+    r = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=15000",
+            "--dump-dom",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     console = [line for line in r.stderr.splitlines() if "CONSOLE" in line]
     errors = [line for line in console if re.search(r"Uncaught|Error|:ERROR:", line)]
     return r.stdout, errors
@@ -34,12 +47,28 @@ def _results(tmp_path: Path) -> Path:
                 for method, gain in (("scratch", 0.0), ("rotation", 0.12), ("simclr", 0.08), ("moco", 0.05)):
                     protos = ["finetune"] if method == "scratch" else ["finetune", "frozen-2", "linear", "knn-cosine"]
                     for p, lose in zip(protos, (0.0, 0.03, 0.1, 0.12)):
-                        rows.append({"method": method, "task": "classification", "protocol": p, "label_budget": n,
-                                     "seed": seed, "metric": "accuracy", "finetune_variant": variant,
-                                     "pretrain_variant": "-C--" if method != "scratch" else "",
-                                     "backbone": "resnet9", "width": 0.125,
-                                     "value": min(0.99, base + shift + gain * (1 - n / 2000) - lose * (method != "scratch")
-                                                  + noise * (1 if method == "moco" else -1))})
+                        rows.append(
+                            {
+                                "method": method,
+                                "task": "classification",
+                                "protocol": p,
+                                "label_budget": n,
+                                "seed": seed,
+                                "metric": "accuracy",
+                                "finetune_variant": variant,
+                                "pretrain_variant": "-C--" if method != "scratch" else "",
+                                "backbone": "resnet9",
+                                "width": 0.125,
+                                "value": min(
+                                    0.99,
+                                    base
+                                    + shift
+                                    + gain * (1 - n / 2000)
+                                    - lose * (method != "scratch")
+                                    + noise * (1 if method == "moco" else -1),
+                                ),
+                            }
+                        )
     path = tmp_path / "results.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return path

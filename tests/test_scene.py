@@ -39,12 +39,19 @@ def test_sampling_is_deterministic_and_prefix_stable():
     assert a != sample_single_scenes(50, Variant.parse("TCVL"), seed=8)
 
 
-@pytest.mark.parametrize("euler,expected", [
-    ((0, 0, 0), 0), ((0, 0, 2.0), 0),                 # rotation about the up axis is ignored
-    ((0, math.pi / 2, 0), 1), ((0, -math.pi / 2, 0), 2),  # up axis towards / away from the camera (+x)
-    ((math.pi / 2, 0, 0), 3), ((-math.pi / 2, 0, 0), 4),  # up axis to −y (left) / +y (right)
-    ((0.3, 0, 0), 0), ((0.5, 0, 0), 3),  # 0.3 rad < π/8 stays up; 0.5 rad tips left
-])
+@pytest.mark.parametrize(
+    "euler,expected",
+    [
+        ((0, 0, 0), 0),
+        ((0, 0, 2.0), 0),  # rotation about the up axis is ignored
+        ((0, math.pi / 2, 0), 1),
+        ((0, -math.pi / 2, 0), 2),  # up axis towards / away from the camera (+x)
+        ((math.pi / 2, 0, 0), 3),
+        ((-math.pi / 2, 0, 0), 4),  # up axis to −y (left) / +y (right)
+        ((0.3, 0, 0), 0),
+        ((0.5, 0, 0), 3),  # 0.3 rad < π/8 stays up; 0.5 rad tips left
+    ],
+)
 def test_pose_bin_on_hand_built_rotations(euler, expected):
     assert pose_bin(euler) == expected
 
@@ -91,7 +98,7 @@ def test_multi_scenes_are_deterministic_spread_out_and_use_their_splits_models()
         assert len(s.objects) == MULTI_OBJECTS
         xy = np.array([o.location[:2] for o in s.objects])
         assert np.allclose(xy.mean(0), 0)
-        spacings.append(min(np.linalg.norm(a - b) for j, a in enumerate(xy) for b in xy[j + 1:]))
+        spacings.append(min(np.linalg.norm(a - b) for j, a in enumerate(xy) for b in xy[j + 1 :]))
         for o in s.objects:
             assert o.model_id in model_split(o.class_id)[s.split]
     # the walk keeps objects apart in most scenes (it gives up after 10 tries, as the paper's code did)

@@ -38,16 +38,26 @@ def project(tmp_path):
     (proj / ".venv" / ".selfsup-setup").write_text(stamp.hexdigest() + "\n")
     stubs = tmp_path / "stubs"
     stubs.mkdir()
-    _stub(stubs, "dpkg", """\
+    _stub(
+        stubs,
+        "dpkg",
+        """\
         echo "dpkg $*" >> "$LOG"
-        for p in $INSTALLED; do [ "$p" = "$2" ] && { echo "Package: $2"; echo "Status: install ok installed"; exit 0; }; done
+        for p in $INSTALLED; do
+            [ "$p" = "$2" ] && { echo "Package: $2"; echo "Status: install ok installed"; exit 0; }
+        done
         echo "dpkg-query: package '$2' is not installed" >&2; exit 1
-        """)
-    _stub(stubs, "apt-get", """\
+        """,
+    )
+    _stub(
+        stubs,
+        "apt-get",
+        """\
         echo "apt-get $* [DEBIAN_FRONTEND=${DEBIAN_FRONTEND:-}] [uid $FAKE_UID]" >> "$LOG"
         echo "E: apt says something on stderr"; echo "E: and more" >&2
         [ "$1" = "$APT_FAIL" ] && exit 100; exit 0
-        """)
+        """,
+    )
     _stub(stubs, "sudo", 'echo "sudo $*" >> "$LOG"; FAKE_UID=0 exec "$@"\n')
     _stub(stubs, "id", '[ "$1" = -u ] && { echo "$FAKE_UID"; exit 0; }; exec /usr/bin/id "$@"\n')
     return proj, stubs, tmp_path / "calls.log"
@@ -57,10 +67,18 @@ def _setup(project, uid: int, installed=(), apt_fail="", sudo=True):
     proj, stubs, log = project
     if not sudo:
         (stubs / "sudo").unlink()
-    env = {"PATH": f"{stubs}:/usr/bin:/bin", "LOG": str(log), "FAKE_UID": str(uid), "INSTALLED": " ".join(installed),
-           "APT_FAIL": apt_fail, "HOME": os.environ.get("HOME", "/root"), "TMPDIR": str(log.parent)}
-    res = subprocess.run(["bash", str(proj / "scripts" / "setup.sh")], capture_output=True, text=True, env=env,
-                         timeout=60)
+    env = {
+        "PATH": f"{stubs}:/usr/bin:/bin",
+        "LOG": str(log),
+        "FAKE_UID": str(uid),
+        "INSTALLED": " ".join(installed),
+        "APT_FAIL": apt_fail,
+        "HOME": os.environ.get("HOME", "/root"),
+        "TMPDIR": str(log.parent),
+    }
+    res = subprocess.run(
+        ["bash", str(proj / "scripts" / "setup.sh")], capture_output=True, text=True, env=env, timeout=60
+    )
     calls = log.read_text().splitlines() if log.exists() else []
     return res, [c for c in calls if not c.startswith(("dpkg ", "python "))]
 
@@ -110,7 +128,8 @@ def test_user_without_sudo_is_told_what_to_install(project):
     res, calls = _setup(project, uid=1000, installed=LIBS[:-1], sudo=False)
     assert res.returncode != 0 and calls == []
     assert res.stderr.strip().splitlines() == [
-        "setup: error: missing system packages: chromium (not root and no sudo: ask an admin to apt-get install them)"]
+        "setup: error: missing system packages: chromium (not root and no sudo: ask an admin to apt-get install them)"
+    ]
 
 
 def test_second_run_is_a_quick_no_op():
@@ -138,15 +157,38 @@ def test_a_real_non_root_user_goes_through_sudo(project):
         log = shared / "calls.log"
         log.write_text("")
         subprocess.run(["chmod", "-R", "a+rwX", str(shared)], check=True)
-        env = {"PATH": f"{shared / 'stubs'}:/usr/bin:/bin", "LOG": str(log), "FAKE_UID": "65534",
-               "INSTALLED": " ".join(LIBS[:-1]), "APT_FAIL": "", "HOME": str(shared), "TMPDIR": str(shared)}
-        res = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups", "bash",
-                              str(shared / "proj" / "scripts" / "setup.sh")], capture_output=True, text=True, env=env,
-                             timeout=60)
+        env = {
+            "PATH": f"{shared / 'stubs'}:/usr/bin:/bin",
+            "LOG": str(log),
+            "FAKE_UID": "65534",
+            "INSTALLED": " ".join(LIBS[:-1]),
+            "APT_FAIL": "",
+            "HOME": str(shared),
+            "TMPDIR": str(shared),
+        }
+        res = subprocess.run(
+            [
+                "setpriv",
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                "bash",
+                str(shared / "proj" / "scripts" / "setup.sh"),
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
         assert res.returncode == 0, res.stderr
         calls = [c for c in log.read_text().splitlines() if not c.startswith(("dpkg ", "python "))]
         assert calls[0] == "sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq"
-        assert calls[2] == "sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium"
+        assert (
+            calls[2]
+            == "sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium"
+        )
         assert len(calls) == 4
     finally:
         shutil.rmtree(shared, ignore_errors=True)

@@ -5,13 +5,12 @@ import subprocess
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import BIN, TINY, run_cli
+from test_render import _assert_same_pixels_up_to_render_noise
 
 from selfsup.dataset import load_dataset
 from selfsup.errors import UserError
 from selfsup.shards import mine, parse_shard
-
-from conftest import BIN, TINY, run_cli
-from test_render import _assert_same_pixels_up_to_render_noise
 
 
 def test_shards_partition_the_work():
@@ -25,9 +24,22 @@ def test_shards_partition_the_work():
 
 
 def _tiny_render_args(out) -> list[str]:
-    return ["render", "--set", TINY["set_name"], f"--variant={TINY['variant']}", "--count", str(TINY["count"]),
-            "--seed", str(TINY["seed"]), "--resolution", str(TINY["resolution"]), "--samples", str(TINY["samples"]),
-            "--out", str(out)]
+    return [
+        "render",
+        "--set",
+        TINY["set_name"],
+        f"--variant={TINY['variant']}",
+        "--count",
+        str(TINY["count"]),
+        "--seed",
+        str(TINY["seed"]),
+        "--resolution",
+        str(TINY["resolution"]),
+        "--samples",
+        str(TINY["samples"]),
+        "--out",
+        str(out),
+    ]
 
 
 def _start(args):
@@ -59,8 +71,25 @@ def test_replace_with_a_shard_is_a_one_line_error(tmp_path):
 
 
 def test_finetune_cells_as_independent_jobs_merge_into_the_same_results(tiny_dataset, tmp_path):
-    common = ["finetune", "--task", "classification", "--data", str(tiny_dataset), "--budgets", "5,10",
-              "--seeds", "0,1", "--width", "0.125", "--steps", "6", "--epochs", "2", "--batch-size", "8"]
+    common = [
+        "finetune",
+        "--task",
+        "classification",
+        "--data",
+        str(tiny_dataset),
+        "--budgets",
+        "5,10",
+        "--seeds",
+        "0,1",
+        "--width",
+        "0.125",
+        "--steps",
+        "6",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+    ]
     whole = run_cli(*common, "--out", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stderr
     first = run_cli(*common, "--out", str(tmp_path / "split"), "--shard", "0/3")

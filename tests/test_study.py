@@ -7,11 +7,10 @@ import subprocess
 
 import pytest
 import yaml
+from conftest import BIN, REPO, run_cli
 
 from selfsup.errors import UserError
 from selfsup.study import Estimate, current_profile, load_params, plan, use_profile
-
-from conftest import BIN, REPO, run_cli
 
 
 def _dvc_stage_names(proj) -> set[str]:
@@ -74,20 +73,56 @@ def test_plans_that_cannot_run_are_one_line_errors():
         plan({**params, "study": {**params["study"], "inits": ["scratch", "jigsaw"]}})
 
 
-TINY = {"datasets": {"single": {"set": "single", "variant": "-C--", "count": 40, "resolution": 32},
-                     "multi": {"set": "multi", "variant": "-C--", "count": 20, "resolution": 32}},
-        "render": {"seed": 0, "workers": 1, "samples": 2},
-        "study": {"inits": ["scratch", "rotation"], "backbones": ["resnet9"], "single": ["single"], "multi": ["multi"]},
-        "pretrain_single": {"width": 0.125, "colour": "rgb", "epochs": 1, "batch_size": 8, "lr": 0.002,
-                            "schedule": "cosine", "seed": 0},
-        "pretrain_multi": {"width": 0.125, "colour": "rgb", "epochs": 1, "batch_size": 4, "lr": 0.002,
-                           "schedule": "cosine", "seed": 0},
-        "finetune_single": {"tasks": ["classification"], "budgets": "5,10", "seeds": "0", "steps": 3, "epochs": 1,
-                            "batch_size": 8, "lr": 0.002, "tune_trials": 0, "tune_budget": 5},
-        "finetune_multi": {"tasks": ["depth"], "budgets": "4", "seeds": "0", "steps": 2, "epochs": 1, "batch_size": 4,
-                           "lr": 0.002, "tune_trials": 0, "tune_budget": 4},
-        "probe": {"methods": ["rotation"], "protocols": ["knn"], "task": "classification", "knn_metric": "cosine", "k": 5},
-        "report": {"interpolation": "log", "bootstrap": 10}}
+TINY = {
+    "datasets": {
+        "single": {"set": "single", "variant": "-C--", "count": 40, "resolution": 32},
+        "multi": {"set": "multi", "variant": "-C--", "count": 20, "resolution": 32},
+    },
+    "render": {"seed": 0, "workers": 1, "samples": 2},
+    "study": {"inits": ["scratch", "rotation"], "backbones": ["resnet9"], "single": ["single"], "multi": ["multi"]},
+    "pretrain_single": {
+        "width": 0.125,
+        "colour": "rgb",
+        "epochs": 1,
+        "batch_size": 8,
+        "lr": 0.002,
+        "schedule": "cosine",
+        "seed": 0,
+    },
+    "pretrain_multi": {
+        "width": 0.125,
+        "colour": "rgb",
+        "epochs": 1,
+        "batch_size": 4,
+        "lr": 0.002,
+        "schedule": "cosine",
+        "seed": 0,
+    },
+    "finetune_single": {
+        "tasks": ["classification"],
+        "budgets": "5,10",
+        "seeds": "0",
+        "steps": 3,
+        "epochs": 1,
+        "batch_size": 8,
+        "lr": 0.002,
+        "tune_trials": 0,
+        "tune_budget": 5,
+    },
+    "finetune_multi": {
+        "tasks": ["depth"],
+        "budgets": "4",
+        "seeds": "0",
+        "steps": 2,
+        "epochs": 1,
+        "batch_size": 4,
+        "lr": 0.002,
+        "tune_trials": 0,
+        "tune_budget": 4,
+    },
+    "probe": {"methods": ["rotation"], "protocols": ["knn"], "task": "classification", "knn_metric": "cosine", "k": 5},
+    "report": {"interpolation": "log", "bootstrap": 10},
+}
 
 
 def test_study_measures_this_machine_and_asks_before_a_large_run(tmp_path):

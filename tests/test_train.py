@@ -3,11 +3,11 @@ import json
 import pytest
 import torch
 
+from selfsup.checkpoint import load_pretrained
 from selfsup.errors import UserError
 from selfsup.methods import create_method, default_backbone, list_methods
 from selfsup.methods.rotation import rotate_four
 from selfsup.models import create_backbone
-from selfsup.checkpoint import load_pretrained
 from selfsup.pretrain import PretrainConfig, PretrainObjective, pretrain
 from selfsup.train import TrainConfig, fit
 
@@ -90,6 +90,7 @@ def test_resume_after_a_kill_ends_with_the_same_parameters(tmp_path, method):
     def die_after_first_epoch(epoch, logs):
         if epoch == 1:
             raise _Killed
+
     with pytest.raises(_Killed):
         fit(interrupted, 32, cfg, on_epoch=die_after_first_epoch, checkpoint=ckpt)
     torch.manual_seed(123)  # the resumed process starts with other RNG state: the checkpoint must restore it
@@ -101,7 +102,9 @@ def test_resume_after_a_kill_ends_with_the_same_parameters(tmp_path, method):
 
 
 def test_pretrain_writes_a_safetensors_backbone_that_loads(tiny_dataset, tmp_path):
-    meta = pretrain(PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16), tiny_dataset, tmp_path / "rot", progress=False)
+    meta = pretrain(
+        PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16), tiny_dataset, tmp_path / "rot", progress=False
+    )
     assert (tmp_path / "rot" / "backbone.safetensors").is_file()
     assert json.loads((tmp_path / "rot" / "meta.json").read_text())["method"] == "rotation"
     net, loaded = load_pretrained(tmp_path / "rot")
@@ -111,17 +114,32 @@ def test_pretrain_writes_a_safetensors_backbone_that_loads(tiny_dataset, tmp_pat
 def test_pretrain_in_lab_with_an_online_probe_and_finetune_keeps_lab(tiny_dataset, tmp_path):
     from selfsup.finetune import FinetuneConfig, finetune
 
-    meta = pretrain(PretrainConfig("simclr", width=0.125, epochs=2, batch_size=16, colour="lab", online_probe=True), tiny_dataset, tmp_path / "lab", progress=False)
+    meta = pretrain(
+        PretrainConfig("simclr", width=0.125, epochs=2, batch_size=16, colour="lab", online_probe=True),
+        tiny_dataset,
+        tmp_path / "lab",
+        progress=False,
+    )
     assert meta["colour"] == "lab" and 0.0 <= meta["probe_val_acc"] <= 1.0 and meta["ranks_in_sync"]
     net, _ = load_pretrained(tmp_path / "lab")
     assert net.colour == "lab"
-    res = finetune("classification", tiny_dataset, tmp_path / "ft", tmp_path / "lab", budgets=[20], seeds=[0],
-                   config=FinetuneConfig(steps=4, epochs=1, batch_size=8), progress=False)
+    res = finetune(
+        "classification",
+        tiny_dataset,
+        tmp_path / "ft",
+        tmp_path / "lab",
+        budgets=[20],
+        seeds=[0],
+        config=FinetuneConfig(steps=4, epochs=1, batch_size=8),
+        progress=False,
+    )
     assert set(res["colour"]) == {"lab"} and set(res["method"]) == {"simclr"}
 
 
 def test_cmc_pretrains_its_split_backbone_by_default(tiny_dataset, tmp_path):
-    meta = pretrain(PretrainConfig("cmc", width=0.125, epochs=1, batch_size=16), tiny_dataset, tmp_path / "cmc", progress=False)
+    meta = pretrain(
+        PretrainConfig("cmc", width=0.125, epochs=1, batch_size=16), tiny_dataset, tmp_path / "cmc", progress=False
+    )
     assert meta["backbone"] == "resnet9_split" and meta["colour"] == "lab"
     net, _ = load_pretrained(tmp_path / "cmc")
     assert net(torch.randn(2, 3, 32, 32)).shape == (2, net.out_dim)
@@ -137,10 +155,34 @@ def test_torchrun_data_parallel_on_two_cpu_processes(tiny_dataset, tmp_path):
     out = tmp_path / "ddp"
     bin_ = Path(sys.executable).parent
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([str(bin_ / "torchrun"), "--nproc_per_node", "2", "--master_port", "29533", "-m", "selfsup",
-                        "pretrain", "--method", "byol", "--data", str(tiny_dataset), "--out", str(out),
-                        "--width", "0.125", "--epochs", "2", "--batch-size", "16"],
-                       capture_output=True, text=True, timeout=300, env=env)
+    r = subprocess.run(
+        [
+            str(bin_ / "torchrun"),
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            "-m",
+            "selfsup",
+            "pretrain",
+            "--method",
+            "byol",
+            "--data",
+            str(tiny_dataset),
+            "--out",
+            str(out),
+            "--width",
+            "0.125",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     meta = json.loads((out / "meta.json").read_text())
     assert meta["world_size"] == 2 and meta["ranks_in_sync"] is True
@@ -152,6 +194,11 @@ def test_torchrun_data_parallel_on_two_cpu_processes(tiny_dataset, tmp_path):
 def test_compiled_backbone_trains_and_saves_the_same_parameter_names(tiny_dataset, tmp_path):
     from safetensors.torch import load_file
 
-    pretrain(PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16, compile=True), tiny_dataset, tmp_path / "c", progress=False)
+    pretrain(
+        PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16, compile=True),
+        tiny_dataset,
+        tmp_path / "c",
+        progress=False,
+    )
     keys = set(load_file(tmp_path / "c" / "backbone.safetensors"))
     assert keys == set(create_backbone("resnet9", width=0.125).state_dict())

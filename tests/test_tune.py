@@ -6,9 +6,9 @@ import subprocess
 
 import optuna
 import pytest
+from conftest import BIN, run_cli
 from mlflow.tracking import MlflowClient
 
-from conftest import BIN, run_cli
 from selfsup.errors import UserError
 from selfsup.finetune import FinetuneConfig
 from selfsup.tune import tune
@@ -24,16 +24,31 @@ def test_two_workers_share_a_study_without_lost_or_duplicated_trials(tiny_datase
     exp = f"tune-{storage}"
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_EXPERIMENT_ID"}
     env.update(MLFLOW_EXPERIMENT_NAME=exp, OMP_NUM_THREADS="1")
-    cmd = [str(BIN / "selfsup"), "tune", "--data", str(tiny_dataset), "--out", str(out), "--trials", "6",
-           "--storage", url, "--study-name", "shared", *TINY]
-    workers = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-               for _ in range(2)]
+    cmd = [
+        str(BIN / "selfsup"),
+        "tune",
+        "--data",
+        str(tiny_dataset),
+        "--out",
+        str(out),
+        "--trials",
+        "6",
+        "--storage",
+        url,
+        "--study-name",
+        "shared",
+        *TINY,
+    ]
+    workers = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     for w in workers:
         _, err = w.communicate(timeout=300)
         assert w.returncode == 0, err[-2000:]
 
     if storage == "journal":
         from optuna.storages.journal import JournalFileBackend
+
         store = optuna.storages.JournalStorage(JournalFileBackend(url))
     else:
         store = url
@@ -64,18 +79,48 @@ def test_two_workers_share_a_study_without_lost_or_duplicated_trials(tiny_datase
 
 
 def test_best_params_feed_finetune(tiny_dataset, tmp_path):
-    best = tune("classification", tiny_dataset, tmp_path / "t", budget=10, trials=3,
-                config=FinetuneConfig(steps=2, epochs=1, batch_size=4))
+    best = tune(
+        "classification",
+        tiny_dataset,
+        tmp_path / "t",
+        budget=10,
+        trials=3,
+        config=FinetuneConfig(steps=2, epochs=1, batch_size=4),
+    )
     assert read_best(tmp_path / "t" / "best_params.json") == best["params"]
-    r = run_cli("finetune", "--data", str(tiny_dataset), "--out", str(tmp_path / "ft"), "--budgets", "10",
-                "--seeds", "0", "--steps", "2", "--epochs", "1", "--batch-size", "4", "--width", "0.125",
-                "--params-file", str(tmp_path / "t" / "best_params.json"))
+    r = run_cli(
+        "finetune",
+        "--data",
+        str(tiny_dataset),
+        "--out",
+        str(tmp_path / "ft"),
+        "--budgets",
+        "10",
+        "--seeds",
+        "0",
+        "--steps",
+        "2",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--width",
+        "0.125",
+        "--params-file",
+        str(tmp_path / "t" / "best_params.json"),
+    )
     assert r.returncode == 0, r.stderr
 
 
 def test_zero_trials_write_the_given_values_and_bad_input_is_refused(tiny_dataset, tmp_path):
-    best = tune("classification", tiny_dataset, tmp_path / "z", budget=10, trials=0,
-                config=FinetuneConfig(lr=0.01, weight_decay=0.0, schedule="linear"))
+    best = tune(
+        "classification",
+        tiny_dataset,
+        tmp_path / "z",
+        budget=10,
+        trials=0,
+        config=FinetuneConfig(lr=0.01, weight_decay=0.0, schedule="linear"),
+    )
     assert best["params"] == {"lr": 0.01, "weight_decay": 0.0, "schedule": "linear"}
     with pytest.raises(UserError, match="'ftp://x'|'nowhere.db'"):
         tune("classification", tiny_dataset, tmp_path / "b", budget=10, trials=1, storage="nowhere.db")
@@ -101,8 +146,24 @@ def test_every_method_knob_is_a_constructor_argument_with_a_valid_range():
 def test_tune_pretrain_searches_the_methods_knobs_scored_by_the_online_probe(tiny_dataset, tmp_path):
     out = tmp_path / "tuned"
     env = {"MLFLOW_EXPERIMENT_NAME": "tune-pretrain"}
-    res = run_cli("tune", "--pretrain", "simclr", "--data", str(tiny_dataset), "--out", str(out), "--trials", "3",
-                  "--epochs", "2", "--batch-size", "16", "--width", "0.125", env=env)
+    res = run_cli(
+        "tune",
+        "--pretrain",
+        "simclr",
+        "--data",
+        str(tiny_dataset),
+        "--out",
+        str(out),
+        "--trials",
+        "3",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--width",
+        "0.125",
+        env=env,
+    )
     assert res.returncode == 0, res.stderr
     best = json.loads((out / "best_params.json").read_text())
     assert best["trials"] == 3 and best["metric"] == "val_probe_acc" and 0 <= best["best_value"] <= 1
@@ -116,8 +177,23 @@ def test_tune_pretrain_searches_the_methods_knobs_scored_by_the_online_probe(tin
     assert len(study) == 1 and len(trials) == 3
     assert all(r.data.tags["stage"] == "pretrain" and "method.temperature" in r.data.params for r in trials)
     # the best values feed pretraining
-    res = run_cli("pretrain", "--method", "simclr", "--data", str(tiny_dataset), "--out", str(tmp_path / "m"),
-                  "--epochs", "1", "--batch-size", "16", "--width", "0.125", "--params-file", str(out / "best_params.json"))
+    res = run_cli(
+        "pretrain",
+        "--method",
+        "simclr",
+        "--data",
+        str(tiny_dataset),
+        "--out",
+        str(tmp_path / "m"),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--width",
+        "0.125",
+        "--params-file",
+        str(out / "best_params.json"),
+    )
     assert res.returncode == 0, res.stderr
     meta = json.loads((tmp_path / "m" / "meta.json").read_text())
     assert meta["method.temperature"] == pytest.approx(best["params"]["temperature"])

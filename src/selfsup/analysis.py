@@ -33,8 +33,17 @@ def protocol_agreement(results: pd.DataFrame, metric_of_task: dict[str, str]) ->
     """The protocol study: at each task and budget, do two protocols rank the pretrained methods
     alike? Kendall τ and Spearman ρ (with two-sided p-values) between the methods' mean metrics
     under each pair of protocols (finetune, frozen-k, linear, knn-*)."""
-    cols = ["task", "label_budget", "protocol_a", "protocol_b", "methods", "kendall_tau", "kendall_p",
-            "spearman_rho", "spearman_p"]
+    cols = [
+        "task",
+        "label_budget",
+        "protocol_a",
+        "protocol_b",
+        "methods",
+        "kendall_tau",
+        "kendall_p",
+        "spearman_rho",
+        "spearman_p",
+    ]
     df = headline_rows(results, metric_of_task)
     df = _mean_over_seeds(df[df.method != SCRATCH], ["task", "label_budget", "protocol", "method"])
     rows = []
@@ -42,15 +51,25 @@ def protocol_agreement(results: pd.DataFrame, metric_of_task: dict[str, str]) ->
         table = g.pivot_table(index="method", columns="protocol", values="value")
         protos = sorted(table.columns)
         for i, a in enumerate(protos):
-            for b in protos[i + 1:]:
+            for b in protos[i + 1 :]:
                 pair = table[[a, b]].dropna()
                 if len(pair) < 2:
                     continue
                 tau, tp = stats.kendalltau(pair[a], pair[b])
                 rho, rp = stats.spearmanr(pair[a], pair[b])
-                rows.append({"task": task, "label_budget": int(budget), "protocol_a": a, "protocol_b": b,
-                             "methods": len(pair), "kendall_tau": float(tau), "kendall_p": float(tp),
-                             "spearman_rho": float(rho), "spearman_p": float(rp)})
+                rows.append(
+                    {
+                        "task": task,
+                        "label_budget": int(budget),
+                        "protocol_a": a,
+                        "protocol_b": b,
+                        "methods": len(pair),
+                        "kendall_tau": float(tau),
+                        "kendall_p": float(tp),
+                        "spearman_rho": float(rho),
+                        "spearman_p": float(rp),
+                    }
+                )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -73,8 +92,17 @@ def factor_effects(util: pd.DataFrame) -> pd.DataFrame:
     """The paper's Fig. 6: the change in mean utility (over budgets where it is defined) when one
     factor is switched on, per method, task and protocol, for every pair of finetuning variants
     that differ in exactly that factor ('-' → the letter)."""
-    cols = ["method", "task", "protocol", "factor", "variant_off", "variant_on", "utility_off", "utility_on",
-            "delta_utility"]
+    cols = [
+        "method",
+        "task",
+        "protocol",
+        "factor",
+        "variant_off",
+        "variant_on",
+        "utility_off",
+        "utility_on",
+        "delta_utility",
+    ]
     if "finetune_variant" not in util.columns or util.empty:
         return pd.DataFrame(columns=cols)
     ok = util[util.status == OK]
@@ -87,9 +115,19 @@ def factor_effects(util: pd.DataFrame) -> pd.DataFrame:
             for letter, switched in variant.switched_on() if variant else []:
                 on = switched.name
                 if on in by_variant:
-                    rows.append({"method": method, "task": task, "protocol": protocol, "factor": letter,
-                                 "variant_off": off, "variant_on": on, "utility_off": u_off,
-                                 "utility_on": by_variant[on], "delta_utility": by_variant[on] - u_off})
+                    rows.append(
+                        {
+                            "method": method,
+                            "task": task,
+                            "protocol": protocol,
+                            "factor": letter,
+                            "variant_off": off,
+                            "variant_on": on,
+                            "utility_off": u_off,
+                            "utility_on": by_variant[on],
+                            "delta_utility": by_variant[on] - u_off,
+                        }
+                    )
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -141,8 +179,17 @@ def labels_saved(util: pd.DataFrame, pretrain_hours: dict, set_of_task: dict[str
     set_of_task = set_of_task or {}
 
     ctx = [c for c in ("finetune_variant", "backbone") if c in util.columns]
-    cols = ["method", "task", "protocol", *ctx, "pretrain_hours", "max_labels_saved", "at_budget",
-            "labels_saved_per_hour", "stops_paying_at"]
+    cols = [
+        "method",
+        "task",
+        "protocol",
+        *ctx,
+        "pretrain_hours",
+        "max_labels_saved",
+        "at_budget",
+        "labels_saved_per_hour",
+        "stops_paying_at",
+    ]
     rows = []
     for key, g in util.groupby(["method", "task", "protocol", *ctx], dropna=False):
         method, task, protocol = key[:3]
@@ -157,11 +204,17 @@ def labels_saved(util: pd.DataFrame, pretrain_hours: dict, set_of_task: dict[str
         paying = ((g.status == "lower_bound") | ((g.status == OK) & (g.utility > 0))).to_numpy()
         budgets = g.label_budget.to_numpy()
         stop = next((int(budgets[i]) for i in range(len(g)) if not paying[i:].any()), None)
-        rows.append({"method": method, "task": task, "protocol": protocol, **where, "pretrain_hours": hours,
-                     "max_labels_saved": float(saved.max()) if best is not None else 0.0,
-                     "at_budget": int(g.label_budget[best]) if best is not None else None,
-                     "labels_saved_per_hour": (float(saved.max()) / hours if best is not None and hours > 0
-                                               else math.nan),
-                     "stops_paying_at": stop})
+        rows.append(
+            {
+                "method": method,
+                "task": task,
+                "protocol": protocol,
+                **where,
+                "pretrain_hours": hours,
+                "max_labels_saved": float(saved.max()) if best is not None else 0.0,
+                "at_budget": int(g.label_budget[best]) if best is not None else None,
+                "labels_saved_per_hour": (float(saved.max()) / hours if best is not None and hours > 0 else math.nan),
+                "stops_paying_at": stop,
+            }
+        )
     return pd.DataFrame(rows, columns=cols)
-

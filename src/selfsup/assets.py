@@ -13,8 +13,18 @@ from .errors import UserError
 from .shapes import CLASSES
 
 # ShapeNetCore v2 synset ids of the ten classes, in CLASSES order
-SHAPENET_SYNSETS = ("02691156", "02828884", "02933112", "02958343", "03001627",
-                    "03636649", "04256520", "04379243", "04530566", "03790512")
+SHAPENET_SYNSETS = (
+    "02691156",
+    "02828884",
+    "02933112",
+    "02958343",
+    "03001627",
+    "03636649",
+    "04256520",
+    "04379243",
+    "04530566",
+    "03790512",
+)
 SHAPENET_MESH = Path("models") / "model_normalized.obj"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -42,8 +52,10 @@ def shapenet_index(root: str | Path) -> tuple[tuple[str, ...], ...]:
     for synset, name in zip(SHAPENET_SYNSETS, CLASSES):
         objs = sorted(str(p) for p in (root / synset).glob(f"*/{SHAPENET_MESH.as_posix()}"))
         if len(objs) < 2:
-            raise UserError(f"ShapeNet synset {synset} ({name}) in {str(root)!r} has {len(objs)} model(s) with "
-                            f"{SHAPENET_MESH.as_posix()}; need at least 2 (one for training, one held out)")
+            raise UserError(
+                f"ShapeNet synset {synset} ({name}) in {str(root)!r} has {len(objs)} model(s) with "
+                f"{SHAPENET_MESH.as_posix()}; need at least 2 (one for training, one held out)"
+            )
         meshes.append(tuple(objs))
     return tuple(meshes)
 

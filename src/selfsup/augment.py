@@ -21,8 +21,12 @@ def to_input(images: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def map_batches(fn, images, device, batch: int = 512) -> torch.Tensor:
     """``fn`` of every (N, H, W, 3) uint8 image as network input, ``batch`` at a time; float, on the CPU."""
-    return torch.cat([fn(to_input(torch.from_numpy(np.asarray(images[i:i + batch])).to(device))).float().cpu()
-                      for i in range(0, len(images), batch)])
+    return torch.cat(
+        [
+            fn(to_input(torch.from_numpy(np.asarray(images[i : i + batch])).to(device))).float().cpu()
+            for i in range(0, len(images), batch)
+        ]
+    )
 
 
 def flip_translate(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
@@ -38,12 +42,14 @@ def flip_translate(x: torch.Tensor, pad: int, generator: torch.Generator) -> tor
     oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
     ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
     iy = (oy[:, None] + torch.arange(h, device=dev)).view(b, 1, h, 1).expand(b, c, h, w + 2 * pad)
-    rows = torch.gather(xp, 2, iy)                                           # (B, C, H, W+2p)
+    rows = torch.gather(xp, 2, iy)  # (B, C, H, W+2p)
     ix = (ox[:, None] + torch.arange(w, device=dev)).view(b, 1, 1, w).expand(b, c, h, w)
     return torch.gather(rows, 3, ix).contiguous(memory_format=torch.channels_last)
 
 
-def colour_jitter(x: torch.Tensor, generator: torch.Generator, strength: float = 0.4, grey_p: float = 0.2) -> torch.Tensor:
+def colour_jitter(
+    x: torch.Tensor, generator: torch.Generator, strength: float = 0.4, grey_p: float = 0.2
+) -> torch.Tensor:
     """Per-image random brightness, contrast and saturation (factors in [1 − s, 1 + s]) and greyscale
     with probability ``grey_p``, on a normalised (B, 3, H, W) batch."""
     b, dev = x.shape[0], x.device
@@ -52,16 +58,20 @@ def colour_jitter(x: torch.Tensor, generator: torch.Generator, strength: float =
         return (1 + strength * (2 * torch.rand(b, generator=generator) - 1)).to(dev).view(b, 1, 1, 1)
 
     grey = x.mean(1, keepdim=True)
-    x = grey + (x - grey) * factor()                                   # saturation
+    x = grey + (x - grey) * factor()  # saturation
     mean = x.mean((1, 2, 3), keepdim=True)
-    x = mean + (x - mean) * factor()                                   # contrast
-    x = x + (factor() - 1)                                             # brightness (normalised units)
+    x = mean + (x - mean) * factor()  # contrast
+    x = x + (factor() - 1)  # brightness (normalised units)
     to_grey = (torch.rand(b, generator=generator) < grey_p).to(dev).view(b, 1, 1, 1)
     return torch.where(to_grey, x.mean(1, keepdim=True).expand_as(x), x).contiguous(memory_format=torch.channels_last)
 
 
-def resized_crop(x: torch.Tensor, generator: torch.Generator, scale: tuple[float, float] = (0.35, 1.0),
-                 ratio: tuple[float, float] = (3 / 4, 4 / 3)) -> torch.Tensor:
+def resized_crop(
+    x: torch.Tensor,
+    generator: torch.Generator,
+    scale: tuple[float, float] = (0.35, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+) -> torch.Tensor:
     """Per-image random crop of ``scale`` × the area with aspect ``ratio``, resized back to (H, W)
     bilinearly and flipped horizontally with p = 0.5: one ``grid_sample`` for the whole batch."""
     b, dev = x.shape[0], x.device
@@ -72,7 +82,7 @@ def resized_crop(x: torch.Tensor, generator: torch.Generator, scale: tuple[float
     area = uniform(*scale)
     log_r = uniform(float(torch.log(torch.tensor(ratio[0]))), float(torch.log(torch.tensor(ratio[1]))))
     aspect = torch.exp(log_r)
-    sw = torch.sqrt(area * aspect).clamp(max=1.0)   # crop width / image width
+    sw = torch.sqrt(area * aspect).clamp(max=1.0)  # crop width / image width
     sh = torch.sqrt(area / aspect).clamp(max=1.0)
     cx = (2 * torch.rand(b, generator=generator) - 1) * (1 - sw)  # centre in [-1, 1] coordinates
     cy = (2 * torch.rand(b, generator=generator) - 1) * (1 - sh)
@@ -81,8 +91,9 @@ def resized_crop(x: torch.Tensor, generator: torch.Generator, scale: tuple[float
     theta[:, 0, 0], theta[:, 0, 2] = sw * flip, cx
     theta[:, 1, 1], theta[:, 1, 2] = sh, cy
     grid = torch.nn.functional.affine_grid(theta.to(dev, x.dtype), list(x.shape), align_corners=False)
-    return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="reflection",
-                                           align_corners=False).contiguous(memory_format=torch.channels_last)
+    return torch.nn.functional.grid_sample(
+        x, grid, mode="bilinear", padding_mode="reflection", align_corners=False
+    ).contiguous(memory_format=torch.channels_last)
 
 
 def cutout(x: torch.Tensor, generator: torch.Generator, size: float = 0.25, p: float = 0.5) -> torch.Tensor:

@@ -62,7 +62,9 @@ def load_pretrained(init: str | Path, device: torch.device | None = None) -> tup
     if meta is not None and meta.get("method") == SCRATCH:
         return None, meta
     if meta is None or not (init / BACKBONE_FILE).is_file():
-        raise UserError(f"checkpoint folder {str(init)!r} has no {BACKBONE_FILE} and {META_FILE} (run `selfsup pretrain`)")
+        raise UserError(
+            f"checkpoint folder {str(init)!r} has no {BACKBONE_FILE} and {META_FILE} (run `selfsup pretrain`)"
+        )
     try:
         net = create_backbone(meta["backbone"], width=float(meta["width"]), colour=meta.get("colour", "rgb"))
     except (TypeError, ValueError) as e:

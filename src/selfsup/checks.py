@@ -9,8 +9,8 @@ A bad value is a :class:`~selfsup.errors.UserError` naming the setting and the v
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from .errors import UserError
 

@@ -14,9 +14,13 @@ import typer
 from .defaults import DEFAULT_BACKBONE, DEFAULT_BUDGETS, DEFAULT_COLOUR, DEFAULT_SEEDS, DEFAULT_WIDTH, as_csv
 from .errors import UserError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
-                  pretty_exceptions_enable=False,
-                  help="How many labels does self-supervised pretraining save? Render, pretrain, finetune or probe, report.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    help="How many labels does self-supervised pretraining save? Render, pretrain, finetune or probe, report.",
+)
 
 
 def _optional_path(path: Optional[Path]) -> Optional[Path]:
@@ -29,7 +33,9 @@ VERIFY_HELP = "Check the dataset's files against the manifest's sha256 checksums
 
 @app.command()
 def render(
-    set: str = typer.Option("single", "--set", help="single (64×64, one centred object) or multi (128×128, 4 objects, dense labels)."),
+    set: str = typer.Option(
+        "single", "--set", help="single (64×64, one centred object) or multi (128×128, 4 objects, dense labels)."
+    ),
     variant: str = typer.Option("----", help="Factors T C V L, '-' for the easy version, e.g. '-CV-'."),
     count: int = typer.Option(1000, help="Number of images (train/val/test ≈ 70/15/15 %)."),
     seed: int = typer.Option(0, help="Scene sampling seed: same seed, same scenes."),
@@ -38,10 +44,15 @@ def render(
     resolution: Optional[int] = typer.Option(None, help="Image side in pixels (default: 64 single, 128 multi)."),
     samples: int = typer.Option(16, help="Cycles samples per pixel."),
     replace: bool = typer.Option(False, "--replace", help="Replace a dataset with other parameters in OUT."),
-    shapenet: Optional[Path] = typer.Option(None, help="ShapeNetCore v2 folder: its meshes replace the procedural ones."),
+    shapenet: Optional[Path] = typer.Option(
+        None, help="ShapeNetCore v2 folder: its meshes replace the procedural ones."
+    ),
     textures: Optional[Path] = typer.Option(None, help="Image folder (e.g. DTD's images/) for textures when T is on."),
-    shard: Optional[str] = typer.Option(None, help="I/N: render only job I's part of the shard files (I counted from 0) "
-                                        "and do not assemble; then run once without --shard to assemble."),
+    shard: Optional[str] = typer.Option(
+        None,
+        help="I/N: render only job I's part of the shard files (I counted from 0) "
+        "and do not assemble; then run once without --shard to assemble.",
+    ),
 ) -> None:
     """Render a synthetic dataset with Blender (Cycles, CPU) into a dataset folder.
 
@@ -53,22 +64,42 @@ def render(
     from .render import render_dataset
     from .shards import parse_shard
 
-    m = render_dataset(out, set, variant, count, seed, workers, resolution, samples, replace=replace,
-                       shapenet=shapenet, textures=textures, shard=parse_shard(shard))
+    m = render_dataset(
+        out,
+        set,
+        variant,
+        count,
+        seed,
+        workers,
+        resolution,
+        samples,
+        replace=replace,
+        shapenet=shapenet,
+        textures=textures,
+        shard=parse_shard(shard),
+    )
     if "shard" in m:
-        typer.echo(f"shard {m['shard']}: rendered {m['rendered']} images into {out / '.shards'}; "
-                   f"{m['missing']} shard files still missing" + ("" if m["missing"] else
-                   " (none: run without --shard to assemble)"))
+        typer.echo(
+            f"shard {m['shard']}: rendered {m['rendered']} images into {out / '.shards'}; "
+            f"{m['missing']} shard files still missing"
+            + ("" if m["missing"] else " (none: run without --shard to assemble)")
+        )
     else:
         typer.echo(f"rendered {m['counts']['images']} images to {out} (dataset hash {m['dataset_hash']})")
 
 
 @app.command()
 def pretrain(
-    method: str = typer.Option(..., help="amdim, barlow, byol, cmc, moco, rotation, simclr or vae; scratch writes only the backbone's description."),
+    method: str = typer.Option(
+        ...,
+        help="amdim, barlow, byol, cmc, moco, rotation, simclr or vae; scratch writes only the backbone's description.",
+    ),
     data: Path = typer.Option(..., help="Dataset folder (its train split is used, without labels)."),
     out: Path = typer.Option(..., help="Folder for backbone.safetensors, meta.json and checkpoint.pt."),
-    backbone: Optional[str] = typer.Option(None, help="resnet9 or resnet50 (default resnet9); cmc trains its split version (resnet9_split, resnet50_split)."),
+    backbone: Optional[str] = typer.Option(
+        None,
+        help="resnet9 or resnet50 (default resnet9); cmc trains its split version (resnet9_split, resnet50_split).",
+    ),
     colour: str = typer.Option(DEFAULT_COLOUR, help="Network input colour space: rgb or lab (the paper used lab)."),
     width: float = typer.Option(DEFAULT_WIDTH, help="Width multiplier of the backbone (1.0 = 64-128-256-512)."),
     epochs: int = typer.Option(10, help="Passes over the train split."),
@@ -76,13 +107,25 @@ def pretrain(
     lr: float = typer.Option(2e-3, help="Peak learning rate (AdamW, one epoch of warm-up, then the schedule)."),
     schedule: str = typer.Option("cosine", help="Decay after the warm-up: cosine or linear."),
     seed: int = typer.Option(0, help="Seed for initialisation, batches and augmentation."),
-    resume: bool = typer.Option(False, "--resume", help="Accepted for old scripts: a checkpoint of the same settings "
-                                "in OUT is always continued."),
-    replace: bool = typer.Option(False, "--replace", help="Delete a backbone or checkpoint of other settings in OUT first."),
+    resume: bool = typer.Option(
+        False,
+        "--resume",
+        help="Accepted for old scripts: a checkpoint of the same settings in OUT is always continued.",
+    ),
+    replace: bool = typer.Option(
+        False, "--replace", help="Delete a backbone or checkpoint of other settings in OUT first."
+    ),
     verify: bool = typer.Option(False, "--verify", help=VERIFY_HELP),
-    compile: bool = typer.Option(False, "--compile", help="torch.compile the backbone (needs a C++ compiler on the CPU)."),
-    probe: bool = typer.Option(False, "--probe", help="Train an online linear probe on detached features; log its val accuracy."),
-    params_file: Optional[Path] = typer.Option(None, help="best_params.json from `selfsup tune --pretrain`: its lr, weight decay, schedule and method knobs win."),
+    compile: bool = typer.Option(
+        False, "--compile", help="torch.compile the backbone (needs a C++ compiler on the CPU)."
+    ),
+    probe: bool = typer.Option(
+        False, "--probe", help="Train an online linear probe on detached features; log its val accuracy."
+    ),
+    params_file: Optional[Path] = typer.Option(
+        None,
+        help="best_params.json from `selfsup tune --pretrain`: its lr, weight decay, schedule and method knobs win.",
+    ),
 ) -> None:
     """Pretrain a backbone with a self-supervised method; saves it as safetensors.
 
@@ -99,8 +142,18 @@ def pretrain(
         from .tuned import read_pretrain_best
 
         tuned = read_pretrain_best(params_file)
-    config = PretrainConfig(method, backbone or None, width, colour, epochs, batch_size, seed=seed, compile=compile,
-                            online_probe=probe, **tuned)
+    config = PretrainConfig(
+        method,
+        backbone or None,
+        width,
+        colour,
+        epochs,
+        batch_size,
+        seed=seed,
+        compile=compile,
+        online_probe=probe,
+        **tuned,
+    )
     meta = run(config, data, out, replace=replace, verify=verify)
     if meta.get("already_done"):
         typer.echo(f"{out} already holds this {method} pretraining: nothing to do (--replace retrains it)")
@@ -110,14 +163,25 @@ def pretrain(
 
 @app.command()
 def finetune(
-    task: str = typer.Option("classification", help="classification or pose (single set); segmentation or depth (multi set)."),
+    task: str = typer.Option(
+        "classification", help="classification or pose (single set); segmentation or depth (multi set)."
+    ),
     data: Path = typer.Option(..., help="Dataset folder."),
     out: Path = typer.Option(..., help="Folder for results.csv (and per-cell results for resuming)."),
-    init: Optional[Path] = typer.Option(None, help="Folder from `selfsup pretrain` (a `--method scratch` folder or none: from scratch)."),
+    init: Optional[Path] = typer.Option(
+        None, help="Folder from `selfsup pretrain` (a `--method scratch` folder or none: from scratch)."
+    ),
     budgets: str = typer.Option(as_csv(DEFAULT_BUDGETS), help="Label budgets (labelled images), comma-separated."),
-    seeds: str = typer.Option(as_csv(DEFAULT_SEEDS), help="Seeds, comma-separated (each picks its own nested subsets)."),
-    protocol: str = typer.Option("finetune", help="finetune (all weights) or frozen-1/2/3 (first k backbone stages frozen)."),
-    bn: Optional[str] = typer.Option(None, help="Batch norm: train or frozen (default: train for finetune, frozen for the frozen stages of frozen-k)."),
+    seeds: str = typer.Option(
+        as_csv(DEFAULT_SEEDS), help="Seeds, comma-separated (each picks its own nested subsets)."
+    ),
+    protocol: str = typer.Option(
+        "finetune", help="finetune (all weights) or frozen-1/2/3 (first k backbone stages frozen)."
+    ),
+    bn: Optional[str] = typer.Option(
+        None,
+        help="Batch norm: train or frozen (default: train for finetune, frozen for the frozen stages of frozen-k).",
+    ),
     backbone: str = typer.Option(DEFAULT_BACKBONE, help="Backbone when training from scratch."),
     width: float = typer.Option(DEFAULT_WIDTH, help="Width multiplier when training from scratch."),
     colour: str = typer.Option(DEFAULT_COLOUR, help="Input colour space when training from scratch: rgb or lab."),
@@ -127,9 +191,14 @@ def finetune(
     lr: float = typer.Option(2e-3, help="Peak learning rate."),
     weight_decay: float = typer.Option(5e-4, help="AdamW weight decay."),
     schedule: str = typer.Option("cosine", help="Decay after the warm-up: cosine or linear."),
-    params_file: Optional[Path] = typer.Option(None, help="best_params.json from `selfsup tune`: its lr, weight decay and schedule win."),
-    shard: Optional[str] = typer.Option(None, help="I/N: train only job I's share of the budget × seed cells (I counted from 0); "
-                                        "results.csv is written by the job (or rerun) that finds every cell done."),
+    params_file: Optional[Path] = typer.Option(
+        None, help="best_params.json from `selfsup tune`: its lr, weight decay and schedule win."
+    ),
+    shard: Optional[str] = typer.Option(
+        None,
+        help="I/N: train only job I's share of the budget × seed cells (I counted from 0); "
+        "results.csv is written by the job (or rerun) that finds every cell done.",
+    ),
     verify: bool = typer.Option(False, "--verify", help=VERIFY_HELP),
 ) -> None:
     """Train a task at several label budgets and seeds, from scratch or from a pretrained backbone.
@@ -145,31 +214,52 @@ def finetune(
     from .finetune import finetune as run
     from .shards import parse_shard
 
-    cfg = FinetuneConfig(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                         schedule=schedule)
+    cfg = FinetuneConfig(
+        steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule
+    )
     if params_file is not None:
         from .tuned import read_best
 
         cfg = dataclasses.replace(cfg, **read_best(params_file))
     init = _optional_path(init)
-    res = run(task, data, out, init, parse_int_list(budgets, "label budget"), parse_int_list(seeds, "seed"), protocol,
-              backbone, width, cfg, colour=colour, bn=bn, shard=parse_shard(shard), verify=verify)
+    res = run(
+        task,
+        data,
+        out,
+        init,
+        parse_int_list(budgets, "label budget"),
+        parse_int_list(seeds, "seed"),
+        protocol,
+        backbone,
+        width,
+        cfg,
+        colour=colour,
+        bn=bn,
+        shard=parse_shard(shard),
+        verify=verify,
+    )
     if res.attrs.get("missing"):
-        typer.echo(f"shard {shard}: cells done into {out / 'cells'}; {res.attrs['missing']} cells of other jobs still "
-                   "missing, so no results.csv yet (the last job, or a rerun without --shard, writes it)")
+        typer.echo(
+            f"shard {shard}: cells done into {out / 'cells'}; {res.attrs['missing']} cells of other jobs still "
+            "missing, so no results.csv yet (the last job, or a rerun without --shard, writes it)"
+        )
     else:
         typer.echo(f"wrote {len(res)} rows to {out / 'results.csv'}")
 
 
 @app.command()
 def probe(
-    task: str = typer.Option("classification", help="classification or pose (single set); segmentation or depth (multi set, linear only)."),
+    task: str = typer.Option(
+        "classification", help="classification or pose (single set); segmentation or depth (multi set, linear only)."
+    ),
     data: Path = typer.Option(..., help="Dataset folder."),
     out: Path = typer.Option(..., help="Folder for results.csv (and per-cell results for resuming)."),
     init: Path = typer.Option(..., help="Folder from `selfsup pretrain` with the frozen backbone."),
     protocol: str = typer.Option("linear", help="linear (logistic / ridge regression on frozen features) or knn."),
     budgets: str = typer.Option(as_csv(DEFAULT_BUDGETS), help="Label budgets (labelled images), comma-separated."),
-    seeds: str = typer.Option(as_csv(DEFAULT_SEEDS), help="Seeds, comma-separated (each picks its own nested subsets)."),
+    seeds: str = typer.Option(
+        as_csv(DEFAULT_SEEDS), help="Seeds, comma-separated (each picks its own nested subsets)."
+    ),
     knn_metric: str = typer.Option("cosine", help="kNN distance: cosine or euclidean."),
     k: int = typer.Option(20, help="Neighbours of the kNN probe (votes weighted by 1/distance)."),
     verify: bool = typer.Option(False, "--verify", help=VERIFY_HELP),
@@ -178,13 +268,23 @@ def probe(
 
     Writes OUT/results.csv in the same format as finetune (protocol linear, knn-cosine or knn-euclidean).
 
-    Example: selfsup probe --protocol knn --task classification --data data/single --init models/rotation --out results/probe/rotation-knn
+    Example: selfsup probe --protocol knn --data data/single --init models/rotation --out results/rot-knn
     """
     from .checks import parse_int_list
     from .probe import probe as run
 
-    res = run(task, data, out, init, parse_int_list(budgets, "label budget"), parse_int_list(seeds, "seed"), protocol,
-              knn_metric, k, verify=verify)
+    res = run(
+        task,
+        data,
+        out,
+        init,
+        parse_int_list(budgets, "label budget"),
+        parse_int_list(seeds, "seed"),
+        protocol,
+        knn_metric,
+        k,
+        verify=verify,
+    )
     typer.echo(f"wrote {len(res)} rows to {out / 'results.csv'}")
 
 
@@ -200,8 +300,10 @@ def verify(
     from .dataset import load_dataset
 
     ds = load_dataset(data, verify=True)
-    typer.echo(f"{data}: {len(ds.manifest['sha256'])} files match the manifest ({len(ds.labels)} images, "
-               f"dataset hash {ds.dataset_hash})")
+    typer.echo(
+        f"{data}: {len(ds.manifest['sha256'])} files match the manifest ({len(ds.labels)} images, "
+        f"dataset hash {ds.dataset_hash})"
+    )
 
 
 @app.command()
@@ -209,12 +311,20 @@ def tune(
     task: str = typer.Option("classification", help="The task to tune finetuning for."),
     data: Path = typer.Option(..., help="Dataset folder."),
     out: Path = typer.Option(..., help="Folder for best_params.json (and optuna.db with the default storage)."),
-    init: Optional[Path] = typer.Option(None, help="Folder from `selfsup pretrain`; omit (or a scratch folder) for scratch."),
+    init: Optional[Path] = typer.Option(
+        None, help="Folder from `selfsup pretrain`; omit (or a scratch folder) for scratch."
+    ),
     budget: int = typer.Option(100, help="The label budget of this tier: trials train on that many labels."),
-    trials: int = typer.Option(20, help="Trials of the whole study, however many workers share it (0: write the given values)."),
+    trials: int = typer.Option(
+        20, help="Trials of the whole study, however many workers share it (0: write the given values)."
+    ),
     seed: int = typer.Option(0, help="Seed of the label subset, the training and the TPE sampler."),
-    storage: Optional[str] = typer.Option(None, help="Optuna storage: a database URL or a journal file (*.log); default OUT/optuna.db."),
-    study_name: Optional[str] = typer.Option(None, help="Study name (default METHOD-TASK-PROTOCOL-nBUDGET); workers with the same name share it."),
+    storage: Optional[str] = typer.Option(
+        None, help="Optuna storage: a database URL or a journal file (*.log); default OUT/optuna.db."
+    ),
+    study_name: Optional[str] = typer.Option(
+        None, help="Study name (default METHOD-TASK-PROTOCOL-nBUDGET); workers with the same name share it."
+    ),
     protocol: str = typer.Option("finetune", help="finetune or frozen-1/2/3."),
     steps: int = typer.Option(200, help="Optimisation steps per trial."),
     epochs: int = typer.Option(2, help="Validation points per trial (the pruner sees each)."),
@@ -222,9 +332,13 @@ def tune(
     lr: float = typer.Option(2e-3, help="Learning rate written when --trials 0."),
     weight_decay: float = typer.Option(5e-4, help="Weight decay written when --trials 0."),
     schedule: str = typer.Option("cosine", help="Schedule written when --trials 0."),
-    pretrain: Optional[str] = typer.Option(None, "--pretrain", help="Tune pretraining of this method instead: lr, weight decay, schedule and the "
-                                           "method's knobs, scored by an online linear probe's val accuracy per epoch "
-                                           "(--epochs and --batch-size are then pretraining's; --init, --budget, --task unused)."),
+    pretrain: Optional[str] = typer.Option(
+        None,
+        "--pretrain",
+        help="Tune pretraining of this method instead: lr, weight decay, schedule and the "
+        "method's knobs, scored by an online linear probe's val accuracy per epoch "
+        "(--epochs and --batch-size are then pretraining's; --init, --budget, --task unused).",
+    ),
     backbone: Optional[str] = typer.Option(None, help="With --pretrain: resnet9 (default) or resnet50."),
     width: float = typer.Option(DEFAULT_WIDTH, help="With --pretrain: the backbone's width multiplier."),
     colour: str = typer.Option(DEFAULT_COLOUR, help="With --pretrain: rgb or lab input."),
@@ -234,7 +348,7 @@ def tune(
 
     Start the same command in several shells (or machines, with a shared --storage) to add workers.
 
-    Example: selfsup tune --task classification --data data/single --init models/rotation --budget 100 --trials 20 --out tuned/rotation-classification
+    Example: selfsup tune --data data/single --init models/rotation --budget 100 --trials 20 --out tuned/rot
     """
     from .finetune import FinetuneConfig
     from .tune import tune as run
@@ -243,14 +357,17 @@ def tune(
         from .pretrain import PretrainConfig
         from .tune import tune_pretrain
 
-        base = PretrainConfig(pretrain, backbone or None, width, colour, epochs, batch_size, lr, weight_decay, schedule,
-                              seed)
+        base = PretrainConfig(
+            pretrain, backbone or None, width, colour, epochs, batch_size, lr, weight_decay, schedule, seed
+        )
         best = tune_pretrain(base, data, out, trials, storage or None, study_name)
     else:
-        cfg = FinetuneConfig(steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
-                             schedule=schedule)
-        best = run(task, data, out, _optional_path(init), budget, trials, seed, storage or None, study_name, protocol,
-                   cfg)
+        cfg = FinetuneConfig(
+            steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule
+        )
+        best = run(
+            task, data, out, _optional_path(init), budget, trials, seed, storage or None, study_name, protocol, cfg
+        )
 
     value = "—" if best["best_value"] is None else f"{best['best_value']:.4f}"
     typer.echo(f"best {best['metric'] or 'params'} {value}: {best['params']} → {out / 'best_params.json'}")
@@ -258,12 +375,20 @@ def tune(
 
 @app.command()
 def report(
-    results: Optional[list[Path]] = typer.Option(None, help="results.csv files or folders holding them (repeat the option)."),
-    out: Path = typer.Option(..., help="Report folder: index.html, utility.csv, curves.csv, metrics.json and the analysis tables."),
+    results: Optional[list[Path]] = typer.Option(
+        None, help="results.csv files or folders holding them (repeat the option)."
+    ),
+    out: Path = typer.Option(
+        ..., help="Report folder: index.html, utility.csv, curves.csv, metrics.json and the analysis tables."
+    ),
     interpolation: str = typer.Option("log", help="Interpolate the scratch curve in log n (default) or linear n."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples over seeds for the intervals."),
-    mlflow_experiment: Optional[str] = typer.Option(None, help="Also read the finetune and probe cells of this MLflow experiment."),
-    export: str = typer.Option("", help="Also write every figure to OUT/figures: png, svg or png,svg (needs kaleido and Chromium)."),
+    mlflow_experiment: Optional[str] = typer.Option(
+        None, help="Also read the finetune and probe cells of this MLflow experiment."
+    ),
+    export: str = typer.Option(
+        "", help="Also write every figure to OUT/figures: png, svg or png,svg (needs kaleido and Chromium)."
+    ),
 ) -> None:
     """Compute the utility of pretraining and the analysis tables; write the offline HTML report.
 
@@ -278,8 +403,12 @@ def report(
 
 @app.command()
 def profile(
-    name: Optional[str] = typer.Argument(None, help="Profile to switch to (a file profiles/NAME.yaml); omit to list them."),
-    force: bool = typer.Option(False, "--force", help="Overwrite a params.yaml with edits in no profile (kept as params.yaml.bak)."),
+    name: Optional[str] = typer.Argument(
+        None, help="Profile to switch to (a file profiles/NAME.yaml); omit to list them."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Overwrite a params.yaml with edits in no profile (kept as params.yaml.bak)."
+    ),
 ) -> None:
     """Switch params.yaml (what `dvc repro` runs) to a profile: default (a 2-core CPU, ~40 min) or paper (many GPUs).
 
@@ -299,18 +428,25 @@ def profile(
             typer.echo("  (params.yaml matches no profile: it has edits)")
         return
     backup = use_profile(name, force=force)
-    typer.echo(f"params.yaml ← profiles/{name}.yaml" + (f" (your edits: {backup})" if backup else "")
-               + "; next: selfsup study (cost estimate, then dvc repro)")
+    typer.echo(
+        f"params.yaml ← profiles/{name}.yaml"
+        + (f" (your edits: {backup})" if backup else "")
+        + "; next: selfsup study (cost estimate, then dvc repro)"
+    )
 
 
 @app.command()
 def study(
     yes: bool = typer.Option(False, "--yes", "-y", help="Start without asking, whatever the estimate."),
-    estimate_only: bool = typer.Option(False, "--estimate-only", help="Print (and with --json write) the estimate; run nothing."),
+    estimate_only: bool = typer.Option(
+        False, "--estimate-only", help="Print (and with --json write) the estimate; run nothing."
+    ),
     confirm_above: float = typer.Option(1.0, help="Ask before starting when the estimate is above this many hours."),
     params: Path = typer.Option(Path("params.yaml"), help="The params file dvc reads."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the estimate as JSON here."),
-    all_stages: bool = typer.Option(False, "--all", help="Estimate every stage, not only those dvc status reports as changed."),
+    all_stages: bool = typer.Option(
+        False, "--all", help="Estimate every stage, not only those dvc status reports as changed."
+    ),
 ) -> None:
     """Estimate what `dvc repro` will cost on this machine, ask when it is large, then run it.
 
@@ -325,9 +461,8 @@ def study(
     from rich.console import Console
     from rich.table import Table
 
-    from .study import load_params, measure, pending, plan
-
     from .checks import numbers
+    from .study import load_params, measure, pending, plan
 
     numbers(confirm_above=confirm_above)
     if params.resolve() != Path("params.yaml").resolve() and not estimate_only:
@@ -410,8 +545,11 @@ def main(argv: list[str] | None = None) -> None:
         if type(e).__module__.startswith("mlflow"):  # the tracking server refused (login, network): not a bug
             where = os.environ.get("MLFLOW_TRACKING_URI", "the local MLflow store")
             _fail(f"error: MLflow tracking at {where}: {' '.join(str(e).split())}", 2)
-        _fail(f"error: internal error {type(e).__name__}: {first} (please report it; SELFSUP_DEBUG=1 shows the "
-              "traceback)", 1)
+        _fail(
+            f"error: internal error {type(e).__name__}: {first} (please report it; SELFSUP_DEBUG=1 shows the "
+            "traceback)",
+            1,
+        )
 
 
 if __name__ == "__main__":

@@ -14,9 +14,9 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -60,8 +60,10 @@ class Dataset:
         """Every split named must hold images (checked before any training starts)."""
         for split in splits:
             if not len(self.split_indices(split)):
-                raise UserError(f"dataset folder {str(self.path)!r} has no {split} images "
-                                f"({len(self.labels)} images in all): render more (--count)")
+                raise UserError(
+                    f"dataset folder {str(self.path)!r} has no {split} images "
+                    f"({len(self.labels)} images in all): render more (--count)"
+                )
 
 
 LABEL_COLUMNS = ("split", "class_id", "class_name", "model_id", "pose_bin")  # the contract (SPEC §9)
@@ -83,25 +85,35 @@ def load_dataset(path: str | Path, verify: bool = False) -> Dataset:
         labels = pd.read_parquet(path / "labels.parquet")
         dense = {k: np.load(path / f"{k}.npy", mmap_mode="r") for k in DENSE_ARRAYS if (path / f"{k}.npy").is_file()}
     except (OSError, ValueError) as e:
-        raise UserError(f"dataset folder {str(path)!r} is unreadable: {str(e).splitlines()[0] if str(e) else e!r}") from None
+        raise UserError(
+            f"dataset folder {str(path)!r} is unreadable: {str(e).splitlines()[0] if str(e) else e!r}"
+        ) from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("params"), dict) or "dataset_hash" not in manifest:
         raise UserError(f"dataset folder {str(path)!r} has a manifest.json without params and dataset_hash")
     for name, arr in {"images": images, **dense}.items():
         if arr.dtype != ARRAY_DTYPES[name]:
-            raise UserError(f"dataset folder {str(path)!r}: {name}.npy is {arr.dtype}, the format says "
-                            f"{np.dtype(ARRAY_DTYPES[name]).name}")
+            raise UserError(
+                f"dataset folder {str(path)!r}: {name}.npy is {arr.dtype}, the format says "
+                f"{np.dtype(ARRAY_DTYPES[name]).name}"
+            )
     if images.ndim != 4 or images.shape[3] != 3:
-        raise UserError(f"dataset folder {str(path)!r}: images.npy has shape {images.shape}, the format says (N, H, W, 3)")
+        raise UserError(
+            f"dataset folder {str(path)!r}: images.npy has shape {images.shape}, the format says (N, H, W, 3)"
+        )
     for name, arr in dense.items():
         if arr.shape != images.shape[:3]:
-            raise UserError(f"dataset folder {str(path)!r}: {name}.npy has shape {arr.shape}, images {images.shape[:3]}")
+            raise UserError(
+                f"dataset folder {str(path)!r}: {name}.npy has shape {arr.shape}, images {images.shape[:3]}"
+            )
     missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
     if missing:
         raise UserError(f"dataset folder {str(path)!r}: labels.parquet lacks column(s) {', '.join(missing)}")
     unknown = sorted(set(labels["split"].astype(str)) - set(SPLITS))
     if unknown:
-        raise UserError(f"dataset folder {str(path)!r}: unknown split {unknown[0]!r} in labels.parquet "
-                        f"(the format has {', '.join(SPLITS)})")
+        raise UserError(
+            f"dataset folder {str(path)!r}: unknown split {unknown[0]!r} in labels.parquet "
+            f"(the format has {', '.join(SPLITS)})"
+        )
     if any(len(a) != len(labels) for a in (images, *dense.values())):
         raise UserError(f"dataset folder {str(path)!r} is corrupt: {len(images)} images but {len(labels)} labels")
     if verify:
@@ -123,8 +135,10 @@ def verify_dataset(path: str | Path, manifest: dict | None = None) -> dict[str, 
             raise UserError(f"dataset folder {str(path)!r}: {name} is listed in the manifest but missing")
         got = sha256_file(f)
         if got != want:
-            raise UserError(f"dataset folder {str(path)!r}: {name} has sha256 {got[:16]}…, the manifest says "
-                            f"{want[:16]}… (changed since it was rendered)")
+            raise UserError(
+                f"dataset folder {str(path)!r}: {name} has sha256 {got[:16]}…, the manifest says "
+                f"{want[:16]}… (changed since it was rendered)"
+            )
     return sha
 
 
@@ -137,13 +151,15 @@ def write_dataset(out: Path, chunks: Iterable[dict[str, np.ndarray]], label_rows
     specs = {k: (v.dtype, v.shape[1:]) for k, v in first.items()}
     n = len(label_rows)
     files = {k: out / ("images.npy" if k == "image" else f"{k}.npy") for k in specs}
-    arrays = {k: np.lib.format.open_memmap(str(files[k]) + ".tmp", mode="w+", dtype=dt, shape=(n, *shape))
-              for k, (dt, shape) in specs.items()}
+    arrays = {
+        k: np.lib.format.open_memmap(str(files[k]) + ".tmp", mode="w+", dtype=dt, shape=(n, *shape))
+        for k, (dt, shape) in specs.items()
+    }
     i = 0
     for chunk in (first, *chunks):
         m = len(chunk["image"])
         for k, arr in arrays.items():
-            arr[i:i + m] = chunk[k]
+            arr[i : i + m] = chunk[k]
         i += m
     for arr in arrays.values():
         arr.flush()
@@ -159,21 +175,34 @@ def write_dataset(out: Path, chunks: Iterable[dict[str, np.ndarray]], label_rows
 
     sha = {f.name: sha256_file(f) for f in [*files.values(), out / "labels.parquet"]}
     per_object = labels.explode(["class_name", "pose_bin"]) if params["set"] == "multi" else labels
-    counts = {"images": n, **{f"split_{s}": int((labels["split"] == s).sum()) for s in SPLITS},
-              "classes": {c: int((per_object["class_name"] == c).sum()) for c in CLASSES},
-              "pose_bins": {str(b): int((per_object["pose_bin"] == b).sum()) for b in range(5)}}
+    counts = {
+        "images": n,
+        **{f"split_{s}": int((labels["split"] == s).sum()) for s in SPLITS},
+        "classes": {c: int((per_object["class_name"] == c).sum()) for c in CLASSES},
+        "pose_bins": {str(b): int((per_object["pose_bin"] == b).sum()) for b in range(5)},
+    }
     manifest = {
-        "params": params, "seed": params["seed"], "code_version": code_version(), "counts": counts,
-        "sha256": sha, "dataset_hash": hashlib.sha256(json.dumps(sha, sort_keys=True).encode()).hexdigest()[:16],
-        "image_shape": [n, *specs["image"][1]], "arrays": sorted(f.name for f in files.values()),
+        "params": params,
+        "seed": params["seed"],
+        "code_version": code_version(),
+        "counts": counts,
+        "sha256": sha,
+        "dataset_hash": hashlib.sha256(json.dumps(sha, sort_keys=True).encode()).hexdigest()[:16],
+        "image_shape": [n, *specs["image"][1]],
+        "arrays": sorted(f.name for f in files.values()),
         "classes": list(CLASSES),
     }
     atomic_write_json(out / "manifest.json", manifest)  # last: its presence marks the dataset finished
     return manifest
 
 
-DATASET_FILES = ("manifest.json", "images.npy", "labels.parquet", "contact_sheet.png",
-                 *(f"{k}.npy" for k in DENSE_ARRAYS))
+DATASET_FILES = (
+    "manifest.json",
+    "images.npy",
+    "labels.parquet",
+    "contact_sheet.png",
+    *(f"{k}.npy" for k in DENSE_ARRAYS),
+)
 
 
 def remove_dataset_files(out: Path) -> None:

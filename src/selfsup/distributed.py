@@ -64,7 +64,7 @@ def average_gradients(params: list[torch.Tensor]) -> None:
     offset = 0
     for p, g in zip(params, grads):
         n = g.numel()
-        p.grad = flat[offset:offset + n].view_as(g).clone()
+        p.grad = flat[offset : offset + n].view_as(g).clone()
         offset += n
 
 

@@ -18,9 +18,9 @@ a killed sweep rerun with the same settings trains only the missing cells (:mod:
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 import torch
@@ -53,8 +53,13 @@ class FinetuneConfig:
 
 def check_config(config: FinetuneConfig) -> None:
     check_schedule(config.schedule)
-    checks.numbers(steps=config.steps, epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                   weight_decay=config.weight_decay)
+    checks.numbers(
+        steps=config.steps,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+    )
 
 
 def config_key(config: FinetuneConfig) -> dict:
@@ -76,8 +81,9 @@ def parse_protocol(protocol: str, allowed=PROTOCOLS) -> int:
 class SupervisedModel(nn.Module):
     """Backbone + task head; the first ``frozen_blocks`` stages frozen, BN handled as ``bn`` says."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module, dense: bool = False, frozen_blocks: int = 0,
-                 bn: str = "train"):
+    def __init__(
+        self, backbone: nn.Module, head: nn.Module, dense: bool = False, frozen_blocks: int = 0, bn: str = "train"
+    ):
         super().__init__()
         self.backbone, self.head, self.dense = backbone, head, dense
         self.frozen = [m for group in backbone.groups()[:frozen_blocks] for m in group]
@@ -110,11 +116,23 @@ class SupervisedObjective:
         return self.task.loss(self.module(x), self.targets[idx]), {}
 
 
-def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | None = None,
-             budgets: list[int] = DEFAULT_BUDGETS, seeds: list[int] = DEFAULT_SEEDS, protocol: str = "finetune",
-             backbone: str = DEFAULT_BACKBONE, width: float = DEFAULT_WIDTH, config: FinetuneConfig = FinetuneConfig(),
-             progress: bool = True, colour: str = DEFAULT_COLOUR, bn: str | None = None,
-             shard: tuple[int, int] | None = None, verify: bool = False) -> pd.DataFrame:
+def finetune(
+    task: str,
+    data: str | Path,
+    out: str | Path,
+    init: str | Path | None = None,
+    budgets: list[int] = DEFAULT_BUDGETS,
+    seeds: list[int] = DEFAULT_SEEDS,
+    protocol: str = "finetune",
+    backbone: str = DEFAULT_BACKBONE,
+    width: float = DEFAULT_WIDTH,
+    config: FinetuneConfig = FinetuneConfig(),
+    progress: bool = True,
+    colour: str = DEFAULT_COLOUR,
+    bn: str | None = None,
+    shard: tuple[int, int] | None = None,
+    verify: bool = False,
+) -> pd.DataFrame:
     """Train ``task`` at every label budget × seed; writes and returns ``OUT/results.csv``
     (``shard``: only this job's cells, see :func:`selfsup.sweep.run_cells`)."""
     frozen = parse_protocol(protocol)
@@ -126,8 +144,20 @@ def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | No
     sweep = prepare(task, data, init, budgets, seeds, backbone, width, colour, verify)
     if frozen and sweep.pretrained is None:
         raise UserError(f"protocol {protocol!r} freezes pretrained stages: give --init")
-    spec = sweep.spec("finetune", protocol, budgets, seeds, init=init, data=data, key={"bn": bn, **config_key(config)},
-                      frozen_blocks=frozen, bn=bn, steps=config.steps, steps_per_cell=config.steps, shard=shard)
+    spec = sweep.spec(
+        "finetune",
+        protocol,
+        budgets,
+        seeds,
+        init=init,
+        data=data,
+        key={"bn": bn, **config_key(config)},
+        frozen_blocks=frozen,
+        bn=bn,
+        steps=config.steps,
+        steps_per_cell=config.steps,
+        shard=shard,
+    )
 
     def train_cell(cell: Cell, progress_cb) -> dict:
         return _train_cell(sweep, cell.budget, cell.seed, frozen, bn, config, progress_cb)
@@ -135,29 +165,47 @@ def finetune(task: str, data: str | Path, out: str | Path, init: str | Path | No
     return run_cells(sweep, spec, out, train_cell, progress)
 
 
-def _train_cell(sweep: Sweep, budget: int, seed: int, frozen: int, bn: str, config: FinetuneConfig,
-                progress) -> dict:
+def _train_cell(sweep: Sweep, budget: int, seed: int, frozen: int, bn: str, config: FinetuneConfig, progress) -> dict:
     model = train_model(sweep, budget, seed, frozen, bn, config, progress)
     return evaluate(model, sweep.task, sweep.ds.images[sweep.test_idx], sweep.targets[sweep.test_idx], sweep.device)
 
 
-def train_model(sweep: Sweep, budget: int, seed: int, frozen: int, bn: str, config: FinetuneConfig, progress,
-                on_val: Callable[[int, dict], None] | None = None) -> nn.Module:
+def train_model(
+    sweep: Sweep,
+    budget: int,
+    seed: int,
+    frozen: int,
+    bn: str,
+    config: FinetuneConfig,
+    progress,
+    on_val: Callable[[int, dict], None] | None = None,
+) -> nn.Module:
     """Train one cell's model; validate on held-out models after every epoch (logged, and passed to
     ``on_val(epoch, metrics)``, which may stop training by raising). The test split is not touched."""
     t, ds, device = sweep.task, sweep.ds, sweep.device
     subset = sweep.subset(budget, seed)
     torch.manual_seed(seed)
-    net = (copy.deepcopy(sweep.pretrained) if sweep.pretrained is not None
-           else create_backbone(sweep.backbone, width=sweep.width, colour=sweep.colour))
-    model = SupervisedModel(net, t.head(net.out_dim), t.dense, frozen, bn).to(device).to(
-        memory_format=torch.channels_last)
+    net = (
+        copy.deepcopy(sweep.pretrained)
+        if sweep.pretrained is not None
+        else create_backbone(sweep.backbone, width=sweep.width, colour=sweep.colour)
+    )
+    model = (
+        SupervisedModel(net, t.head(net.out_dim), t.dense, frozen, bn).to(device).to(memory_format=torch.channels_last)
+    )
     images = torch.from_numpy(ds.images[subset]).to(device)
     targets = torch.from_numpy(sweep.targets[subset]).to(device)
     steps_per_epoch = max(1, config.steps // config.epochs)
-    cfg = TrainConfig(epochs=config.epochs, steps_per_epoch=steps_per_epoch, batch_size=config.batch_size,
-                      lr=config.lr, weight_decay=config.weight_decay, warmup_epochs=min(1.0, config.epochs / 4),
-                      seed=seed, schedule=config.schedule)
+    cfg = TrainConfig(
+        epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_epochs=min(1.0, config.epochs / 4),
+        seed=seed,
+        schedule=config.schedule,
+    )
     val_images, val_targets = ds.images[sweep.val_idx], sweep.targets[sweep.val_idx]
 
     def on_epoch(epoch: int, logs: dict) -> dict:
@@ -169,6 +217,11 @@ def train_model(sweep: Sweep, budget: int, seed: int, frozen: int, bn: str, conf
         return val
 
     tracking.log_params({"n_labelled": len(subset)})
-    fit(SupervisedObjective(model, t, images, targets, config.pad), len(subset), cfg, on_epoch=on_epoch,
-        progress=progress)
+    fit(
+        SupervisedObjective(model, t, images, targets, config.pad),
+        len(subset),
+        cfg,
+        on_epoch=on_epoch,
+        progress=progress,
+    )
     return model

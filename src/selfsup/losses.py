@@ -12,8 +12,8 @@ def nt_xent(z0: torch.Tensor, z1: torch.Tensor, temperature: float = 0.1) -> tor
     ``z0[i]`` and ``z1[i]`` (B, D) are two views of image i; every other embedding of the 2B is a
     negative. Mean over the 2B anchors."""
     b = z0.shape[0]
-    z = F.normalize(torch.cat([z0, z1]), dim=1)                          # (2B, D)
-    sim = z @ z.t() / temperature                                        # (2B, 2B)
+    z = F.normalize(torch.cat([z0, z1]), dim=1)  # (2B, D)
+    sim = z @ z.t() / temperature  # (2B, 2B)
     sim = sim.masked_fill(torch.eye(2 * b, dtype=torch.bool, device=z.device), float("-inf"))
     positives = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
     return F.cross_entropy(sim, positives)
@@ -30,8 +30,9 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, negatives: torch.Tensor, temperat
     return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long, device=q.device))
 
 
-def cross_view_info_nce(q: torch.Tensor, k: torch.Tensor, bank: torch.Tensor | None = None,
-                        temperature: float = 0.07) -> torch.Tensor:
+def cross_view_info_nce(
+    q: torch.Tensor, k: torch.Tensor, bank: torch.Tensor | None = None, temperature: float = 0.07
+) -> torch.Tensor:
     """InfoNCE across two views with in-batch and bank negatives (CMC): anchor ``q[i]``, positive
     ``k[i]``, negatives every other ``k[j]`` and every row of ``bank`` (M, D), all L2-normalised here.
     Mean over anchors of −log(exp(q_i·k_i/τ) / (Σ_j exp(q_i·k_j/τ) + Σ_m exp(q_i·bank_m/τ)))."""
@@ -54,7 +55,7 @@ def barlow_twins(z0: torch.Tensor, z1: torch.Tensor, lambd: float = 5e-3, eps: f
     a1 = (z1 - z1.mean(0)) / torch.sqrt(z1.var(0, unbiased=False) + eps)
     c = a0.t() @ a1 / b
     on = torch.diagonal(c)
-    return ((1 - on) ** 2).sum() + lambd * ((c ** 2).sum() - (on ** 2).sum())
+    return ((1 - on) ** 2).sum() + lambd * ((c**2).sum() - (on**2).sum())
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -72,11 +73,11 @@ def amdim_nce(anchors: torch.Tensor, locals_: torch.Tensor, clip: float = 20.0) 
     AMDIM's regulariser)."""
     b, a, d = anchors.shape
     p = locals_.shape[1]
-    raw = torch.einsum("iad,jpd->iajp", anchors, locals_) / d ** 0.5            # (B, A, B, P)
+    raw = torch.einsum("iad,jpd->iajp", anchors, locals_) / d**0.5  # (B, A, B, P)
     s = clip * torch.tanh(raw / clip)
     eye = torch.eye(b, dtype=torch.bool, device=s.device).view(b, 1, b, 1)
-    pos = torch.diagonal(s, dim1=0, dim2=2).permute(2, 0, 1)                     # (B, A, P)
-    neg = s.masked_fill(eye, float("-inf")).reshape(b, a, b * p)                 # (B, A, B·P)
-    neg_lse = torch.logsumexp(neg, dim=2, keepdim=True)                          # (B, A, 1)
+    pos = torch.diagonal(s, dim1=0, dim2=2).permute(2, 0, 1)  # (B, A, P)
+    neg = s.masked_fill(eye, float("-inf")).reshape(b, a, b * p)  # (B, A, B·P)
+    neg_lse = torch.logsumexp(neg, dim=2, keepdim=True)  # (B, A, 1)
     loss = -(pos - torch.logaddexp(pos, neg_lse.expand_as(pos)))
     return loss.mean(), raw.pow(2).mean()

@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -36,7 +36,6 @@ from .schedule import check_schedule
 from .train import TrainConfig, fit
 
 
-
 @dataclass(frozen=True)
 class PretrainConfig:
     """What a pretraining run learns and how: everything that decides the saved weights."""
@@ -56,8 +55,14 @@ class PretrainConfig:
     compile: bool = False
 
     def check(self) -> None:
-        checks.numbers(width=self.width, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
-                       weight_decay=self.weight_decay, seed=self.seed)
+        checks.numbers(
+            width=self.width,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            seed=self.seed,
+        )
         if self.colour not in COLOURS:
             raise UserError(f"unknown colour space {self.colour!r}: choose from {', '.join(COLOURS)}")
 
@@ -82,7 +87,9 @@ class PretrainObjective:
 
 
 @torch.no_grad()
-def online_probe_accuracy(method: nn.Module, images: np.ndarray, targets: np.ndarray, device, batch: int = 512) -> float:
+def online_probe_accuracy(
+    method: nn.Module, images: np.ndarray, targets: np.ndarray, device, batch: int = 512
+) -> float:
     was = method.training
     method.eval()
     logits = map_batches(lambda x: method.online_probe(method.backbone(x).float()), images, device, batch)
@@ -90,9 +97,18 @@ def online_probe_accuracy(method: nn.Module, images: np.ndarray, targets: np.nda
     return float((logits.argmax(1).numpy() == targets).sum()) / max(1, len(images))
 
 
-def pretrain(config: PretrainConfig, data: str | Path, out: str | Path, *, progress: bool = True,
-             replace: bool = False, verify: bool = False, on_epoch_cb: Callable[[int, dict], None] | None = None,
-             parent_run_id: str | None = None, run_name: str | None = None) -> dict:
+def pretrain(
+    config: PretrainConfig,
+    data: str | Path,
+    out: str | Path,
+    *,
+    progress: bool = True,
+    replace: bool = False,
+    verify: bool = False,
+    on_epoch_cb: Callable[[int, dict], None] | None = None,
+    parent_run_id: str | None = None,
+    run_name: str | None = None,
+) -> dict:
     """Pretrain ``config.method`` on the train split of ``data``; writes ``backbone.safetensors`` and
     ``meta.json`` to ``out`` (and ``checkpoint.pt`` after every epoch, to resume from).
 
@@ -122,16 +138,29 @@ def pretrain(config: PretrainConfig, data: str | Path, out: str | Path, *, progr
     ds = load_dataset(data, verify=verify)
     ds.require_splits("train", *(["val"] if online else []))
     if online and ds.set_name != "single":
-        raise UserError(f"the online probe classifies single-object images; {str(data)!r} is a {ds.set_name}-object dataset")
+        raise UserError(
+            f"the online probe classifies single-object images; {str(data)!r} is a {ds.set_name}-object dataset"
+        )
     rank, world = distributed.setup()
     if batch_size % world:
         raise UserError(f"batch size {batch_size} does not split over {world} processes")
     main = rank == 0
     colour = "lab" if backbone.endswith("_split") else colour  # the split backbone is Lab whatever was asked
-    settings = {"method": method, "backbone": backbone, "width": width, "colour": colour, "epochs": epochs,
-                "batch_size": batch_size, "lr": lr, "schedule": schedule, "weight_decay": weight_decay, "seed": seed,
-                "dataset_hash": ds.dataset_hash, "online_probe": online,
-                **{f"method.{k}": v for k, v in c.method_kwargs.items()}}
+    settings = {
+        "method": method,
+        "backbone": backbone,
+        "width": width,
+        "colour": colour,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "schedule": schedule,
+        "weight_decay": weight_decay,
+        "seed": seed,
+        "dataset_hash": ds.dataset_hash,
+        "online_probe": online,
+        **{f"method.{k}": v for k, v in c.method_kwargs.items()},
+    }
     finished = _claim_output(out, settings, replace)
     if finished is not None:
         return finished
@@ -154,14 +183,38 @@ def pretrain(config: PretrainConfig, data: str | Path, out: str | Path, *, progr
     if c.compile:
         net.backbone.compile()  # in place: parameter names (and the saved file) stay the same
     images = torch.from_numpy(ds.images[train_idx.numpy()]).to(device)  # (N, H, W, 3) uint8
-    class_targets = torch.from_numpy(ds.labels["class_id"].to_numpy()[train_idx.numpy()]).long().to(device) if online else None
+    class_targets = (
+        torch.from_numpy(ds.labels["class_id"].to_numpy()[train_idx.numpy()]).long().to(device) if online else None
+    )
     steps = max(1, len(images) // batch_size)
-    cfg = TrainConfig(epochs=epochs, steps_per_epoch=steps, batch_size=batch_size, lr=lr,
-                      weight_decay=weight_decay, seed=seed, schedule=schedule)
-    params = {"method": method, "backbone": backbone, "width": width, "colour": colour, "epochs": epochs,
-              "batch_size": batch_size, "lr": lr, "schedule": schedule, "weight_decay": weight_decay, "seed": seed, "data": str(data),
-              "n_images": len(images), "device": str(device), "world_size": world, "compile": c.compile,
-              "online_probe": online, **{f"method.{k}": v for k, v in method_kwargs.items()}}
+    cfg = TrainConfig(
+        epochs=epochs,
+        steps_per_epoch=steps,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        schedule=schedule,
+    )
+    params = {
+        "method": method,
+        "backbone": backbone,
+        "width": width,
+        "colour": colour,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "schedule": schedule,
+        "weight_decay": weight_decay,
+        "seed": seed,
+        "data": str(data),
+        "n_images": len(images),
+        "device": str(device),
+        "world_size": world,
+        "compile": c.compile,
+        "online_probe": online,
+        **{f"method.{k}": v for k, v in method_kwargs.items()},
+    }
     val_idx = ds.split_indices("val")
     val_images, val_targets = ds.images[val_idx], ds.labels["class_id"].to_numpy()[val_idx]
 
@@ -173,17 +226,39 @@ def pretrain(config: PretrainConfig, data: str | Path, out: str | Path, *, progr
                 on_epoch_cb(epoch, {**logs, **more})
         return more
 
-    run = (tracking.run("pretrain", params, ds.dataset_hash, tags={"method": method, "device": str(device), "set": ds.set_name,
-                                                                  "variant": ds.variant},
-                        run_name=run_name or f"pretrain-{method}", parent_run_id=parent_run_id)
-           if main else contextlib.nullcontext())
+    run = (
+        tracking.run(
+            "pretrain",
+            params,
+            ds.dataset_hash,
+            tags={"method": method, "device": str(device), "set": ds.set_name, "variant": ds.variant},
+            run_name=run_name or f"pretrain-{method}",
+            parent_run_id=parent_run_id,
+        )
+        if main
+        else contextlib.nullcontext()
+    )
     with run, step_bar(f"pretrain {method}", progress and main) as bar:
-        history = fit(PretrainObjective(net, images, class_targets), len(images), cfg, on_epoch=on_epoch,
-                      checkpoint=out / CHECKPOINT_FILE, resume=True, progress=bar, checkpoint_tag=settings)
+        history = fit(
+            PretrainObjective(net, images, class_targets),
+            len(images),
+            cfg,
+            on_epoch=on_epoch,
+            checkpoint=out / CHECKPOINT_FILE,
+            resume=True,
+            progress=bar,
+            checkpoint_tag=settings,
+        )
         synced = distributed.in_sync(net)
-        meta = {**params, "dataset_hash": ds.dataset_hash, "variant": ds.variant, "final_loss": history[-1]["loss"],
-                "train_time_s": sum(h["epoch_time_s"] for h in history),
-                "images_per_s": history[-1]["images_per_s"], "ranks_in_sync": synced}
+        meta = {
+            **params,
+            "dataset_hash": ds.dataset_hash,
+            "variant": ds.variant,
+            "final_loss": history[-1]["loss"],
+            "train_time_s": sum(h["epoch_time_s"] for h in history),
+            "images_per_s": history[-1]["images_per_s"],
+            "ranks_in_sync": synced,
+        }
         if online:
             meta["probe_val_acc"] = history[-1]["probe_val_acc"]
         if main:
@@ -222,31 +297,48 @@ def _claim_output(out: Path, settings: dict, replace: bool) -> dict | None:
     if meta is not None:
         same = all(meta.get(k) == v for k, v in settings.items())
         if same and (settings["method"] == SCRATCH or (out / BACKBONE_FILE).is_file()):
-            return {**meta, "train_time_s": meta.get("train_time_s", 0.0), "final_loss": meta.get("final_loss", float("nan")),
-                    "already_done": True}
+            return {
+                **meta,
+                "train_time_s": meta.get("train_time_s", 0.0),
+                "final_loss": meta.get("final_loss", float("nan")),
+                "already_done": True,
+            }
         if same:
-            raise UserError(f"output folder {str(out)!r} holds the {META_FILE} of this pretraining but no {BACKBONE_FILE}: "
-                            "pass --replace to train it again, or choose another --out")
-        what = "a scratch description" if meta.get("method") == SCRATCH else f"a pretrained {meta.get('method')} backbone"
-        raise UserError(f"output folder {str(out)!r} already holds {what} with other settings ({_describe(settings, meta)}): "
-                        "pass --replace to overwrite it, or choose another --out")
+            raise UserError(
+                f"output folder {str(out)!r} holds the {META_FILE} of this pretraining but no {BACKBONE_FILE}: "
+                "pass --replace to train it again, or choose another --out"
+            )
+        what = (
+            "a scratch description" if meta.get("method") == SCRATCH else f"a pretrained {meta.get('method')} backbone"
+        )
+        raise UserError(
+            f"output folder {str(out)!r} already holds {what} with other settings ({_describe(settings, meta)}): "
+            "pass --replace to overwrite it, or choose another --out"
+        )
     if (out / BACKBONE_FILE).is_file():
-        raise UserError(f"output folder {str(out)!r} holds a {BACKBONE_FILE} without {META_FILE}: "
-                        "pass --replace to overwrite it, or choose another --out")
+        raise UserError(
+            f"output folder {str(out)!r} holds a {BACKBONE_FILE} without {META_FILE}: "
+            "pass --replace to overwrite it, or choose another --out"
+        )
     if ckpt.is_file():
         if settings["method"] == SCRATCH:
-            raise UserError(f"output folder {str(out)!r} holds a pretraining checkpoint: pass --replace to "
-                            "overwrite it with a scratch description, or choose another --out")
+            raise UserError(
+                f"output folder {str(out)!r} holds a pretraining checkpoint: pass --replace to "
+                "overwrite it with a scratch description, or choose another --out"
+            )
         try:
             # mmap: only the small tag is read here; fit() loads the tensors when it resumes
             tag = torch.load(ckpt, map_location="cpu", weights_only=True, mmap=True).get("tag")
         except Exception as e:  # noqa: BLE001  (torch raises many kinds for a damaged file)
-            raise UserError(f"checkpoint {str(ckpt)!r} is unreadable ({type(e).__name__}): pass --replace to "
-                            "start over") from None
+            raise UserError(
+                f"checkpoint {str(ckpt)!r} is unreadable ({type(e).__name__}): pass --replace to start over"
+            ) from None
         if tag != settings:
-            raise UserError(f"output folder {str(out)!r} holds a checkpoint of other settings "
-                            f"({_describe(settings, tag or {})}): --resume continues only a checkpoint of the same "
-                            "settings; pass --replace to start over, or choose another --out")
+            raise UserError(
+                f"output folder {str(out)!r} holds a checkpoint of other settings "
+                f"({_describe(settings, tag or {})}): --resume continues only a checkpoint of the same "
+                "settings; pass --replace to start over, or choose another --out"
+            )
     return None
 
 

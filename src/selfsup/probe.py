@@ -30,19 +30,27 @@ from .sweep import Cell, Sweep, eval_batch, prepare, run_cells
 
 PROBES = ("linear", "knn")
 KNN_METRICS = ("cosine", "euclidean")
-C_GRID = (0.01, 0.1, 1.0, 10.0)          # inverse L2 strength of the logistic probe
-ALPHA_GRID = (0.1, 1.0, 10.0, 100.0)     # ridge penalty of the regression probe
+C_GRID = (0.01, 0.1, 1.0, 10.0)  # inverse L2 strength of the logistic probe
+ALPHA_GRID = (0.1, 1.0, 10.0, 100.0)  # ridge penalty of the regression probe
 
 
-def fit_logistic(x: torch.Tensor, y: torch.Tensor, n_classes: int, c: float = 1.0,
-                 max_iter: int = 500, tol: float = 1e-10) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_logistic(
+    x: torch.Tensor, y: torch.Tensor, n_classes: int, c: float = 1.0, max_iter: int = 500, tol: float = 1e-10
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Multinomial logistic regression, min Σ_i CE(W x_i + b, y_i) + ‖W‖²/(2C), by L-BFGS in float64.
     Returns (W (K, D), b (K,))."""
     x, y = x.double(), y.long()
     w = torch.zeros(n_classes, x.shape[1], dtype=torch.float64, requires_grad=True)
     b = torch.zeros(n_classes, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=max_iter, tolerance_grad=tol, tolerance_change=tol * 1e-3,
-                            history_size=20, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=1,
+        max_iter=max_iter,
+        tolerance_grad=tol,
+        tolerance_change=tol * 1e-3,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
     scale = 1.0 / len(x)  # a mean keeps the line search well scaled; the minimiser is the same
 
     def closure():
@@ -64,8 +72,14 @@ def fit_ridge(x: torch.Tensor, y: torch.Tensor, alpha: float = 1.0) -> tuple[tor
     return w, ym - xm @ w
 
 
-def knn_predict(train_x: torch.Tensor, train_y: torch.Tensor, query: torch.Tensor, n_classes: int, k: int = 20,
-                metric: str = "cosine") -> torch.Tensor:
+def knn_predict(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    query: torch.Tensor,
+    n_classes: int,
+    k: int = 20,
+    metric: str = "cosine",
+) -> torch.Tensor:
     """Class scores (Q, n_classes) of distance-weighted k-NN votes (weight 1/d); a query at distance 0
     from some training points takes only their votes, as scikit-learn does."""
     if metric == "cosine":
@@ -85,17 +99,28 @@ def knn_predict(train_x: torch.Tensor, train_y: torch.Tensor, query: torch.Tenso
 def features(backbone, images: np.ndarray, dense: bool, device, batch: int) -> torch.Tensor:
     """Frozen features on the CPU: (N, D) pooled, or (N, h, w, D) per location for dense tasks."""
     backbone.eval()
-    return map_batches((lambda x: backbone.feature_map(x).permute(0, 2, 3, 1)) if dense else backbone, images,
-                       device, batch)
+    return map_batches(
+        (lambda x: backbone.feature_map(x).permute(0, 2, 3, 1)) if dense else backbone, images, device, batch
+    )
 
 
 def _rows(f: torch.Tensor) -> torch.Tensor:
     return f.reshape(-1, f.shape[-1])
 
 
-def probe(task: str, data: str | Path, out: str | Path, init: str | Path, budgets: list[int] = DEFAULT_BUDGETS,
-          seeds: list[int] = DEFAULT_SEEDS, protocol: str = "linear", knn_metric: str = "cosine", k: int = 20,
-          progress: bool = True, verify: bool = False) -> pd.DataFrame:
+def probe(
+    task: str,
+    data: str | Path,
+    out: str | Path,
+    init: str | Path,
+    budgets: list[int] = DEFAULT_BUDGETS,
+    seeds: list[int] = DEFAULT_SEEDS,
+    protocol: str = "linear",
+    knn_metric: str = "cosine",
+    k: int = 20,
+    progress: bool = True,
+    verify: bool = False,
+) -> pd.DataFrame:
     """Probe the frozen backbone in ``init`` on ``task`` at every label budget × seed; writes and returns
     ``OUT/results.csv`` (protocol ``linear`` or ``knn-cosine`` / ``knn-euclidean``)."""
     if protocol not in PROBES:
@@ -116,11 +141,24 @@ def probe(task: str, data: str | Path, out: str | Path, init: str | Path, budget
     name = protocol if protocol == "linear" else f"knn-{knn_metric}"
     backbone = sweep.pretrained.to(sweep.device)
     ds = sweep.ds
-    feats = {split: features(backbone, ds.images[idx], t.dense, sweep.device, eval_batch(t))
-             for split, idx in (("train", sweep.train_idx), ("val", sweep.val_idx), ("test", sweep.test_idx))}
+    feats = {
+        split: features(backbone, ds.images[idx], t.dense, sweep.device, eval_batch(t))
+        for split, idx in (("train", sweep.train_idx), ("val", sweep.val_idx), ("test", sweep.test_idx))
+    }
     position = {i: j for j, i in enumerate(sweep.train_idx)}
-    spec = sweep.spec("probe", name, budgets, seeds, init=init, data=data, key={"k": k}, frozen_blocks=4,
-                      bn="frozen", steps=0, steps_per_cell=1)
+    spec = sweep.spec(
+        "probe",
+        name,
+        budgets,
+        seeds,
+        init=init,
+        data=data,
+        key={"k": k},
+        frozen_blocks=4,
+        bn="frozen",
+        steps=0,
+        steps_per_cell=1,
+    )
 
     def cell(c: Cell, progress_cb) -> dict:
         subset = sweep.subset(c.budget, c.seed)

@@ -9,8 +9,8 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from . import __version__
 
@@ -20,8 +20,9 @@ _PKG_DIR = Path(__file__).resolve().parent
 def git_commit(path: Path | None = None) -> str | None:
     """The commit of the git work tree holding ``path`` (the package by default), or None."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path or _PKG_DIR, capture_output=True,
-                             text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=path or _PKG_DIR, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None
@@ -88,10 +89,9 @@ def sqlite_init_lock(uri: str) -> Iterator[None]:
         return
     import fcntl
 
-    with open(str(uri)[len("sqlite:///"):] + ".lock", "a") as f:
+    with open(str(uri)[len("sqlite:///") :] + ".lock", "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
-

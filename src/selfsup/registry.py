@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from .errors import UserError
 
@@ -22,6 +23,7 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.kind} {name!r} registered twice")
             self._factories[name] = factory
             return factory
+
         return deco
 
     def names(self) -> list[str]:

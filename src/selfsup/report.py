@@ -15,8 +15,7 @@ import pandas as pd
 from . import checks, tracking
 from .errors import UserError
 from .provenance import atomic_write_json, atomic_write_text, staged_folder
-from .tables import (REQUIRED, check_results, groups, report_tables, results_from_mlflow, stage_times,
-                     tuning_trials)
+from .tables import REQUIRED, check_results, groups, report_tables, results_from_mlflow, stage_times, tuning_trials
 from .tasks import TASKS
 from .utility import CONTEXT, INTERPOLATIONS, LOWER_BOUND, OK
 
@@ -69,8 +68,14 @@ def headline_metric(task: str, results: pd.DataFrame) -> str:
     return str(results.loc[results.task == task, "metric"].iloc[0])
 
 
-def make_report(paths: list[str | Path], out: str | Path, interpolation: str = "log", n_boot: int = 1000,
-                mlflow_experiment: str | None = None, export: tuple[str, ...] = ()) -> dict:
+def make_report(
+    paths: list[str | Path],
+    out: str | Path,
+    interpolation: str = "log",
+    n_boot: int = 1000,
+    mlflow_experiment: str | None = None,
+    export: tuple[str, ...] = (),
+) -> dict:
     """Write ``utility.csv``, ``curves.csv``, ``metrics.json``, the analysis tables and ``index.html``
     to ``out``. Results come from ``paths`` (results.csv files or folders) and, with
     ``mlflow_experiment``, from that experiment's cell runs; compute accounting reads the stage runs
@@ -98,21 +103,42 @@ def make_report(paths: list[str | Path], out: str | Path, interpolation: str = "
     results["value"] = results["value"].astype(float)
     if mlflow_experiment:  # files alone were checked above, before MLflow was opened
         check_results(results)
-    with tracking.run("report", {"results": ",".join(map(str, paths)), "interpolation": interpolation,
-                                 "n_boot": n_boot, "out": str(out), "mlflow_experiment": mlflow_experiment or ""},
-                      run_name="report"):
-        hashes = {str(h) for col in ("dataset_hash", "pretrain_dataset_hash") if col in results.columns
-                  for h in results[col].dropna() if str(h)}
+    with tracking.run(
+        "report",
+        {
+            "results": ",".join(map(str, paths)),
+            "interpolation": interpolation,
+            "n_boot": n_boot,
+            "out": str(out),
+            "mlflow_experiment": mlflow_experiment or "",
+        },
+        run_name="report",
+    ):
+        hashes = {
+            str(h)
+            for col in ("dataset_hash", "pretrain_dataset_hash")
+            if col in results.columns
+            for h in results[col].dropna()
+            if str(h)
+        }
         with staged_folder(out) as stage:  # a failure half-way leaves the previous report whole
-            metrics = _write_report(results, stage, interpolation, n_boot, stage_times(runs, hashes), export,
-                              tuning_trials(runs))
+            metrics = _write_report(
+                results, stage, interpolation, n_boot, stage_times(runs, hashes), export, tuning_trials(runs)
+            )
         for name in ("utility.csv", "curves.csv", "metrics.json", "index.html"):
             tracking.log_artifact(Path(out) / name)
     return metrics
 
 
-def _write_report(results: pd.DataFrame, out: Path, interpolation: str, n_boot: int, times: pd.DataFrame,
-                  export: tuple[str, ...] = (), tuning: pd.DataFrame | None = None) -> dict:
+def _write_report(
+    results: pd.DataFrame,
+    out: Path,
+    interpolation: str,
+    n_boot: int,
+    times: pd.DataFrame,
+    export: tuple[str, ...] = (),
+    tuning: pd.DataFrame | None = None,
+) -> dict:
     """Build every table (pure: :func:`selfsup.tables.report_tables`), then write the files and the page."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -145,12 +171,21 @@ def _figures(curves: pd.DataFrame, util: pd.DataFrame, metric_of_task: dict[str,
     for task, metric in metric_of_task.items():
         fig = go.Figure()
         for k, g in groups(curves[curves.task == task], ["method", "protocol"]):
-            fig.add_trace(go.Scatter(x=g.label_budget, y=g["mean"], name=_label(k["method"], k["protocol"], k),
-                                     mode="lines+markers",
-                                     error_y=dict(type="data", array=g["std"].fillna(0), visible=True)))
-        fig.update_layout(title=f"{task}: test {metric} vs labels (mean ± s.d. over seeds)",
-                          xaxis=dict(type="log", title="labelled training images"), yaxis_title=metric,
-                          template="plotly_white")
+            fig.add_trace(
+                go.Scatter(
+                    x=g.label_budget,
+                    y=g["mean"],
+                    name=_label(k["method"], k["protocol"], k),
+                    mode="lines+markers",
+                    error_y=dict(type="data", array=g["std"].fillna(0), visible=True),
+                )
+            )
+        fig.update_layout(
+            title=f"{task}: test {metric} vs labels (mean ± s.d. over seeds)",
+            xaxis=dict(type="log", title="labelled training images"),
+            yaxis_title=metric,
+            template="plotly_white",
+        )
         figs.append((f"{task}-metric", fig))
         u = util[util.task == task]
         if u.empty:
@@ -159,17 +194,38 @@ def _figures(curves: pd.DataFrame, util: pd.DataFrame, metric_of_task: dict[str,
         for k, g in groups(u, ["method", "protocol"]):
             name = _label(k["method"], k["protocol"], k)
             ok, lb = g[g.status == OK], g[g.status == LOWER_BOUND]
-            fig.add_trace(go.Scatter(x=ok.label_budget, y=ok.utility, name=name, mode="lines+markers",
-                                     error_y=dict(type="data", symmetric=False, array=(ok.ci_high - ok.utility).fillna(0),
-                                                  arrayminus=(ok.utility - ok.ci_low).fillna(0), visible=True)))
+            fig.add_trace(
+                go.Scatter(
+                    x=ok.label_budget,
+                    y=ok.utility,
+                    name=name,
+                    mode="lines+markers",
+                    error_y=dict(
+                        type="data",
+                        symmetric=False,
+                        array=(ok.ci_high - ok.utility).fillna(0),
+                        arrayminus=(ok.utility - ok.ci_low).fillna(0),
+                        visible=True,
+                    ),
+                )
+            )
             if len(lb):
-                fig.add_trace(go.Scatter(x=lb.label_budget, y=lb.utility, name=f"{name}: lower bound",
-                                         mode="markers", marker=dict(color="lightgrey", symbol="triangle-up", size=12,
-                                                                     line=dict(color="grey", width=1))))
+                fig.add_trace(
+                    go.Scatter(
+                        x=lb.label_budget,
+                        y=lb.utility,
+                        name=f"{name}: lower bound",
+                        mode="markers",
+                        marker=dict(color="lightgrey", symbol="triangle-up", size=12, line=dict(color="grey", width=1)),
+                    )
+                )
         fig.add_hline(y=0, line_dash="dot", line_color="grey")
-        fig.update_layout(title=f"{task}: utility U(n) = n̂/n − 1 (grey ▲: pretrained beats every scratch run; a lower bound)",
-                          xaxis=dict(type="log", title="labelled training images"), yaxis_title="utility",
-                          template="plotly_white")
+        fig.update_layout(
+            title=f"{task}: utility U(n) = n̂/n − 1 (grey ▲: pretrained beats every scratch run; a lower bound)",
+            xaxis=dict(type="log", title="labelled training images"),
+            yaxis_title="utility",
+            template="plotly_white",
+        )
         figs.append((f"{task}-utility", fig))
     return figs
 
@@ -183,42 +239,73 @@ def _analysis_figures(tables: dict[str, pd.DataFrame]) -> list[tuple[str, object
         fig = go.Figure()
         for (a, b), g in agree.groupby(["protocol_a", "protocol_b"]):
             for task, h in g.groupby("task"):
-                fig.add_trace(go.Scatter(x=h.label_budget, y=h.kendall_tau, mode="lines+markers",
-                                         name=f"{task}: {a} vs {b}"))
-        fig.update_layout(title="Protocol study: Kendall τ between the method rankings of two protocols",
-                          xaxis=dict(type="log", title="labelled training images"), yaxis=dict(range=[-1.05, 1.05]),
-                          yaxis_title="Kendall τ", template="plotly_white")
+                fig.add_trace(
+                    go.Scatter(x=h.label_budget, y=h.kendall_tau, mode="lines+markers", name=f"{task}: {a} vs {b}")
+                )
+        fig.update_layout(
+            title="Protocol study: Kendall τ between the method rankings of two protocols",
+            xaxis=dict(type="log", title="labelled training images"),
+            yaxis=dict(range=[-1.05, 1.05]),
+            yaxis_title="Kendall τ",
+            template="plotly_white",
+        )
         figs.append(("protocol-agreement", fig))
     frozen = tables["frozen_blocks"]
     if not frozen.empty:
         fig = go.Figure()
         for (method, task, budget), g in frozen.groupby(["method", "task", "label_budget"]):
-            fig.add_trace(go.Scatter(x=g.frozen_blocks, y=g.value, mode="lines+markers", name=f"{method}/{task} n={budget}"))
-        fig.update_layout(title="Frozen stages k (0 = finetune everything)", xaxis_title="frozen stages",
-                          yaxis_title="test metric", template="plotly_white")
+            fig.add_trace(
+                go.Scatter(x=g.frozen_blocks, y=g.value, mode="lines+markers", name=f"{method}/{task} n={budget}")
+            )
+        fig.update_layout(
+            title="Frozen stages k (0 = finetune everything)",
+            xaxis_title="frozen stages",
+            yaxis_title="test metric",
+            template="plotly_white",
+        )
         figs.append(("frozen-blocks", fig))
     effects = tables["factor_effects"]
     if not effects.empty:
         mean = effects.groupby(["method", "factor"]).delta_utility.mean().reset_index()
         fig = go.Figure([go.Bar(x=g.factor, y=g.delta_utility, name=m) for m, g in mean.groupby("method")])
-        fig.update_layout(title="Change in mean utility when one factor is switched on", barmode="group",
-                          xaxis_title="factor", yaxis_title="Δ utility", template="plotly_white")
+        fig.update_layout(
+            title="Change in mean utility when one factor is switched on",
+            barmode="group",
+            xaxis_title="factor",
+            yaxis_title="Δ utility",
+            template="plotly_white",
+        )
         figs.append(("factor-effects", fig))
     transfer = tables["transfer"]
     if not transfer.empty:
         for (method, task, protocol), g in transfer.groupby(["method", "task", "protocol"]):
             m = g.pivot_table(index="pretrain_variant", columns="finetune_variant", values="value")
-            fig = go.Figure(go.Heatmap(z=m.values, x=list(m.columns), y=list(m.index), colorscale="Viridis",
-                                       text=m.round(3).values, texttemplate="%{text}"))
-            fig.update_layout(title=f"Transfer: {_label(method, protocol)} on {task} (rows: pretrained on, "
-                                    "columns: finetuned on)", template="plotly_white")
+            fig = go.Figure(
+                go.Heatmap(
+                    z=m.values,
+                    x=list(m.columns),
+                    y=list(m.index),
+                    colorscale="Viridis",
+                    text=m.round(3).values,
+                    texttemplate="%{text}",
+                )
+            )
+            fig.update_layout(
+                title=f"Transfer: {_label(method, protocol)} on {task} (rows: pretrained on, columns: finetuned on)",
+                template="plotly_white",
+            )
             figs.append((f"transfer-{method}-{task}-{protocol}", fig))
     saved = tables["labels_saved"]
     if not saved.empty and saved.max_labels_saved.max() > 0:
-        fig = go.Figure([go.Bar(x=g.task + " " + g.protocol, y=g.max_labels_saved, name=m)
-                         for m, g in saved.groupby("method")])
-        fig.update_layout(title="Most labels saved at any budget (n̂ − n)", barmode="group",
-                          yaxis_title="labels", template="plotly_white")
+        fig = go.Figure(
+            [go.Bar(x=g.task + " " + g.protocol, y=g.max_labels_saved, name=m) for m, g in saved.groupby("method")]
+        )
+        fig.update_layout(
+            title="Most labels saved at any budget (n̂ − n)",
+            barmode="group",
+            yaxis_title="labels",
+            template="plotly_white",
+        )
         figs.append(("labels-saved", fig))
     return figs
 
@@ -246,9 +333,11 @@ def _findings(util: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[str]:
             lines.append(f"{r.method} on {r.task} ({r.protocol}) stops paying at {int(r.stops_paying_at)} labels.")
     agree = tables["protocol_agreement"]
     if not agree.empty:
-        lines.append(f"Method rankings by different protocols: mean Kendall τ {agree.kendall_tau.mean():+.2f} over "
-                     f"{len(agree)} (task, budget, protocol pair) comparisons"
-                     f"{' (2 methods only: τ is ±1)' if agree.methods.max() < 3 else ''}.")
+        lines.append(
+            f"Method rankings by different protocols: mean Kendall τ {agree.kendall_tau.mean():+.2f} over "
+            f"{len(agree)} (task, budget, protocol pair) comparisons"
+            f"{' (2 methods only: τ is ±1)' if agree.methods.max() < 3 else ''}."
+        )
     return lines
 
 
@@ -258,13 +347,24 @@ def _table_html(df: pd.DataFrame, empty_note: str) -> str:
     return df.to_html(index=False, float_format=lambda v: f"{v:.3g}", na_rep="–", border=0, classes="data")
 
 
-def _write_html(out: Path, results, curves, util, metric_of_task, interpolation: str, metrics: dict,
-                tables: dict[str, pd.DataFrame], figures) -> None:
+def _write_html(
+    out: Path,
+    results,
+    curves,
+    util,
+    metric_of_task,
+    interpolation: str,
+    metrics: dict,
+    tables: dict[str, pd.DataFrame],
+    figures,
+) -> None:
     import plotly.offline
 
     (out / "plotly.min.js").write_text(plotly.offline.get_plotlyjs())  # once, beside the page: opens offline
-    parts = [fig.to_html(full_html=False, include_plotlyjs=False, div_id=name, config={"displaylogo": False})
-             for name, fig in figures]
+    parts = [
+        fig.to_html(full_html=False, include_plotlyjs=False, div_id=name, config={"displaylogo": False})
+        for name, fig in figures
+    ]
     methods = sorted(results.method.unique())
     seeds = sorted(results.seed.unique())
     budgets = sorted(results.label_budget.unique())
@@ -272,11 +372,16 @@ def _write_html(out: Path, results, curves, util, metric_of_task, interpolation:
     rows = []
     for key, v in metrics["utility"].items():
         mu = "n/a" if v["mean_utility"] is None else f"{v['mean_utility']:+.2f}"
-        rows.append(f"<tr><td>{html.escape(key)}</td><td>{mu}</td><td>{v['budgets_ok']}</td>"
-                    f"<td>{v['budgets_lower_bound']}</td></tr>")
+        rows.append(
+            f"<tr><td>{html.escape(key)}</td><td>{mu}</td><td>{v['budgets_ok']}</td>"
+            f"<td>{v['budgets_lower_bound']}</td></tr>"
+        )
     data_cols = [c for c in ("finetune_variant", "dataset_hash") if c in results.columns]
-    datasets = (results.groupby(["task", *data_cols]).size().reset_index()[["task", *data_cols]]
-                if data_cols else pd.DataFrame())
+    datasets = (
+        results.groupby(["task", *data_cols]).size().reset_index()[["task", *data_cols]]
+        if data_cols
+        else pd.DataFrame()
+    )
     findings = "".join(f"<li>{html.escape(line)}</li>" for line in _findings(util, tables))
     notes = {
         "protocol_agreement": "Needs at least two pretrained methods run under at least two protocols.",
@@ -300,8 +405,11 @@ def _write_html(out: Path, results, curves, util, metric_of_task, interpolation:
         "compute": "Compute: wall time and device of every stage (from MLflow)",
         "tuning": "Hyperparameter search: trials per study (the same for scratch and every method)",
     }
-    sections = "".join(f"<h3>{html.escape(titles[k])}</h3>{_table_html(tables[k], notes[k])}"
-                       f"<p class='note'>CSV: <a href='{k}.csv'>{k}.csv</a></p>" for k in titles)
+    sections = "".join(
+        f"<h3>{html.escape(titles[k])}</h3>{_table_html(tables[k], notes[k])}"
+        f"<p class='note'>CSV: <a href='{k}.csv'>{k}.csv</a></p>"
+        for k in titles
+    )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>selfsup report</title>
 <script src="plotly.min.js"></script>
@@ -310,14 +418,16 @@ table{{border-collapse:collapse;margin:0.5em 0}}td,th{{border:1px solid #ccc;pad
 .note{{color:#666}}</style></head><body>
 <h1>How many labels does self-supervised pretraining save?</h1>
 <h2>What was run</h2>
-<p>Methods: {html.escape(', '.join(methods))} (scratch is the baseline). Tasks and headline metrics:
-{html.escape(', '.join(f'{t} ({m})' for t, m in metric_of_task.items()))}. Protocols: {html.escape(', '.join(protocols))}.
-Label budgets: {', '.join(map(str, budgets))}. Seeds: {', '.join(map(str, seeds))}.
-Results: {len(results)} rows from {results.source.nunique() if 'source' in results else 1} source(s).</p>
-{_table_html(datasets, 'Datasets not recorded in the results.')}
+<p>Methods: {html.escape(", ".join(methods))} (scratch is the baseline). Tasks and headline metrics:
+{html.escape(", ".join(f"{t} ({m})" for t, m in metric_of_task.items()))}.
+Protocols: {html.escape(", ".join(protocols))}.
+Label budgets: {", ".join(map(str, budgets))}. Seeds: {", ".join(map(str, seeds))}.
+Results: {len(results)} rows from {results.source.nunique() if "source" in results else 1} source(s).</p>
+{_table_html(datasets, "Datasets not recorded in the results.")}
 <p>Utility U(n) = n̂/n − 1, where n̂ is the number of labels training from scratch needs to match the pretrained
 model trained on n labels; n̂ is read off the scratch curve (made monotone) by interpolation in
-{'log n' if interpolation == 'log' else 'linear n'}. U = 0: pretraining saves nothing; U = 4: scratch needs 5× the labels.
+{"log n" if interpolation == "log" else "linear n"}. U = 0: pretraining saves nothing;
+U = 4: scratch needs 5× the labels.
 Intervals are 95 % bootstrap intervals over seeds. Where the pretrained model beats every scratch run, U is only a
 lower bound (grey). Metrics are on the test split; each budget's subset is nested in the next, and every budget
 trains for the same number of steps.</p>
@@ -325,9 +435,9 @@ trains for the same number of steps.</p>
 <ul>{findings}</ul>
 <h2>Headline</h2>
 <table><tr><th>method / task / protocol</th><th>mean utility where defined</th><th>budgets with U</th>
-<th>budgets with a lower bound</th></tr>{''.join(rows)}</table>
+<th>budgets with a lower bound</th></tr>{"".join(rows)}</table>
 <h2>Figures</h2>
-{''.join(f'<div class="figure">{p}</div>' for p in parts)}
+{"".join(f'<div class="figure">{p}</div>' for p in parts)}
 <h2>Tables</h2>
 {sections}
 </body></html>

@@ -37,29 +37,36 @@ class Variant:
     lighting: bool = False
 
     @classmethod
-    def parse(cls, name: str) -> "Variant":
+    def parse(cls, name: str) -> Variant:
         """``'TC--'`` → texture and random colour on, fixed view and light."""
         if len(name) != 4 or any(ch not in (f, "-") for ch, f in zip(name, FACTORS)):
-            raise UserError(f"invalid variant {name!r}: use four letters from 'TCVL' in that order, '-' for off (e.g. '-C--')")
+            raise UserError(
+                f"invalid variant {name!r}: use four letters from 'TCVL' in that order, '-' for off (e.g. '-C--')"
+            )
         return cls(*(ch != "-" for ch in name))
 
     @property
     def name(self) -> str:
-        return "".join(f if on else "-" for f, on in zip(FACTORS, (self.texture, self.colour, self.viewpoint, self.lighting)))
+        return "".join(
+            f if on else "-" for f, on in zip(FACTORS, (self.texture, self.colour, self.viewpoint, self.lighting))
+        )
 
     @classmethod
-    def try_parse(cls, name: str) -> "Variant | None":
+    def try_parse(cls, name: str) -> Variant | None:
         """The variant named ``name``, or None when it names none (an empty or foreign value)."""
         try:
             return cls.parse(name)
         except UserError:
             return None
 
-    def switched_on(self) -> list[tuple[str, "Variant"]]:
+    def switched_on(self) -> list[tuple[str, Variant]]:
         """For every factor that is off: (its letter, this variant with that factor on)."""
         flags = [self.texture, self.colour, self.viewpoint, self.lighting]
-        return [(letter, Variant(*(flags[:i] + [True] + flags[i + 1:]))) for i, letter in enumerate(FACTORS)
-                if not flags[i]]
+        return [
+            (letter, Variant(*(flags[:i] + [True] + flags[i + 1 :])))
+            for i, letter in enumerate(FACTORS)
+            if not flags[i]
+        ]
 
 
 def model_split(class_id: int, n_models: int = MODELS_PER_CLASS) -> dict[str, np.ndarray]:
@@ -68,7 +75,7 @@ def model_split(class_id: int, n_models: int = MODELS_PER_CLASS) -> dict[str, np
     perm = np.random.default_rng([class_id, 80_20]).permutation(n_models)
     n_train = max(1, min(n_models - 1, int(n_models * TRAIN_MODEL_FRACTION)))
     held = perm[n_train:]
-    val, test = held[:len(held) // 2], held[len(held) // 2:]
+    val, test = held[: len(held) // 2], held[len(held) // 2 :]
     return {"train": np.sort(perm[:n_train]), "val": np.sort(val if len(val) else held), "test": np.sort(test)}
 
 
@@ -86,6 +93,8 @@ def _texture(rng: np.random.Generator, assets: Assets) -> str:
     if assets.textures is None:
         return str(rng.choice(TEXTURES))
     return f"image:{int(rng.integers(len(assets.textures)))}"
+
+
 # Evenly spaced class hues in a fixed shuffled order, the same for every dataset (cross-variant transfer).
 CLASS_HUES = tuple(float(h) for h in np.random.default_rng(2020).permutation(len(CLASSES)) / len(CLASSES))
 
@@ -119,15 +128,25 @@ class SingleScene:
     def label_row(self) -> dict:
         """Flat label columns for ``labels.parquet``."""
         d = asdict(self)
-        row = {"index": self.index, "split": self.split, "class_id": self.class_id,
-               "class_name": self.class_name, "model_id": self.model_id, "pose_bin": self.pose_bin}
+        row = {
+            "index": self.index,
+            "split": self.split,
+            "class_id": self.class_id,
+            "class_name": self.class_name,
+            "model_id": self.model_id,
+            "pose_bin": self.pose_bin,
+        }
         for k in ("euler", "stretch"):
             row.update({f"{k}_{a}": float(v) for a, v in zip("xyz", d[k])})
         for k in ("object_rgb", "background_rgb"):
             row.update({f"{k[:-4]}_{c}": float(v) for c, v in zip("rgb", d[k])})
-        row.update(light_angle=self.light_angle, object_texture=self.object_texture,
-                   background_texture=self.background_texture, texture_scale=self.texture_scale,
-                   texture_seed=self.texture_seed)
+        row.update(
+            light_angle=self.light_angle,
+            object_texture=self.object_texture,
+            background_texture=self.background_texture,
+            texture_scale=self.texture_scale,
+            texture_seed=self.texture_seed,
+        )
         return row
 
 
@@ -180,8 +199,21 @@ def sample_single_scene(index: int, variant: Variant, seed: int, assets: Assets 
         obj_tex, bg_tex = _texture(rng, assets), _texture(rng, assets)
     else:
         obj_tex = bg_tex = ""
-    return SingleScene(index, split, class_id, model_id, euler, stretch, light_angle, obj_rgb, bg_rgb,
-                       obj_tex, bg_tex, float(rng.uniform(2.0, 8.0)), float(rng.uniform(0, 100)))
+    return SingleScene(
+        index,
+        split,
+        class_id,
+        model_id,
+        euler,
+        stretch,
+        light_angle,
+        obj_rgb,
+        bg_rgb,
+        obj_tex,
+        bg_tex,
+        float(rng.uniform(2.0, 8.0)),
+        float(rng.uniform(0, 100)),
+    )
 
 
 def sample_single_scenes(count: int, variant: Variant, seed: int) -> list[SingleScene]:
@@ -225,15 +257,27 @@ class MultiScene:
     def label_row(self) -> dict:
         """One row per image; per-object labels are lists in instance order."""
         objs = self.objects
-        return {"index": self.index, "split": self.split, "n_objects": len(objs),
-                "class_id": [o.class_id for o in objs], "class_name": [CLASSES[o.class_id] for o in objs],
-                "model_id": [o.model_id for o in objs], "pose_bin": [pose_bin(o.euler) for o in objs],
-                "euler": [list(o.euler) for o in objs], "stretch": [list(o.stretch) for o in objs],
-                "location": [list(o.location) for o in objs], "object_rgb": [list(o.rgb) for o in objs],
-                "object_texture": [o.texture for o in objs], "light_angle": self.light_angle,
-                "background_r": self.background_rgb[0], "background_g": self.background_rgb[1],
-                "background_b": self.background_rgb[2], "background_texture": self.background_texture,
-                "texture_scale": self.texture_scale, "texture_seed": self.texture_seed}
+        return {
+            "index": self.index,
+            "split": self.split,
+            "n_objects": len(objs),
+            "class_id": [o.class_id for o in objs],
+            "class_name": [CLASSES[o.class_id] for o in objs],
+            "model_id": [o.model_id for o in objs],
+            "pose_bin": [pose_bin(o.euler) for o in objs],
+            "euler": [list(o.euler) for o in objs],
+            "stretch": [list(o.stretch) for o in objs],
+            "location": [list(o.location) for o in objs],
+            "object_rgb": [list(o.rgb) for o in objs],
+            "object_texture": [o.texture for o in objs],
+            "light_angle": self.light_angle,
+            "background_r": self.background_rgb[0],
+            "background_g": self.background_rgb[1],
+            "background_b": self.background_rgb[2],
+            "background_texture": self.background_texture,
+            "texture_scale": self.texture_scale,
+            "texture_seed": self.texture_seed,
+        }
 
 
 def random_walk_positions(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -251,8 +295,9 @@ def random_walk_positions(rng: np.random.Generator, n: int) -> np.ndarray:
     return (arr - arr.mean(0)) / WALK_SCALE
 
 
-def sample_multi_scene(index: int, variant: Variant, seed: int, assets: Assets = Assets(),
-                       n_objects: int = MULTI_OBJECTS) -> MultiScene:
+def sample_multi_scene(
+    index: int, variant: Variant, seed: int, assets: Assets = Assets(), n_objects: int = MULTI_OBJECTS
+) -> MultiScene:
     """The scene of image ``index`` of a multi-object dataset (deterministic in seed and index)."""
     rng = np.random.default_rng([seed, index, 2])
     split = SPLITS[int(rng.choice(3, p=SPLIT_FRACTIONS))]
@@ -271,8 +316,16 @@ def sample_multi_scene(index: int, variant: Variant, seed: int, assets: Assets =
     light_angle = float(-0.5 + (2.0 * rng.normal() if variant.lighting else 0.0))
     bg_rgb = tuple(float(v) for v in rng.uniform(0.1, 0.9, 3))
     bg_tex = _texture(rng, assets) if variant.texture else ""
-    return MultiScene(index, split, tuple(objects), light_angle, bg_rgb, bg_tex, float(rng.uniform(2.0, 8.0)),
-                      float(rng.uniform(0, 100)))
+    return MultiScene(
+        index,
+        split,
+        tuple(objects),
+        light_angle,
+        bg_rgb,
+        bg_tex,
+        float(rng.uniform(2.0, 8.0)),
+        float(rng.uniform(0, 100)),
+    )
 
 
 def sample_scenes(set_name: str, count: int, variant: Variant, seed: int, assets: Assets = Assets()) -> list:

@@ -6,14 +6,22 @@ front facing +x. The same (class, model id) always gives the same shape, whateve
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
 CLASSES = (
-    "airplane", "bench", "cabinet", "car", "chair",
-    "lamp", "sofa", "table", "watercraft", "motorcycle",
+    "airplane",
+    "bench",
+    "cabinet",
+    "car",
+    "chair",
+    "lamp",
+    "sofa",
+    "table",
+    "watercraft",
+    "motorcycle",
 )
 MODELS_PER_CLASS = 1000
 
@@ -43,8 +51,11 @@ def _cyl(c, diameter, length, axis="z", taper=1.0) -> Part:
 def _legs(rng, w, d, h, thick) -> list[Part]:
     """Four legs under a rectangle of width ``w`` (y) and depth ``d`` (x), ``h`` tall."""
     inset = rng.uniform(0.0, 0.1)
-    return [_box(((d / 2 - inset * d) * sx, (w / 2 - inset * w) * sy, h / 2), (thick, thick, h))
-            for sx in (-1, 1) for sy in (-1, 1)]
+    return [
+        _box(((d / 2 - inset * d) * sx, (w / 2 - inset * w) * sy, h / 2), (thick, thick, h))
+        for sx in (-1, 1)
+        for sy in (-1, 1)
+    ]
 
 
 def airplane(rng: np.random.Generator) -> list[Part]:
@@ -90,8 +101,12 @@ def cabinet(rng: np.random.Generator) -> list[Part]:
             pz = h * (r + 0.5) / rows
             py = w * ((c + 0.5) / cols - 0.5)
             parts.append(_box((d / 2 + 0.01, py, pz), (0.02, w / cols * 0.85, h / rows * 0.85)))
-            parts.append(_box((d / 2 + 0.04, py + w / cols * 0.3 * (1 if c % 2 else -1) * (cols > 1), pz),
-                              (0.04, 0.04, 0.12 if rows < 3 else 0.04)))
+            parts.append(
+                _box(
+                    (d / 2 + 0.04, py + w / cols * 0.3 * (1 if c % 2 else -1) * (cols > 1), pz),
+                    (0.04, 0.04, 0.12 if rows < 3 else 0.04),
+                )
+            )
     return parts
 
 
@@ -186,8 +201,16 @@ def motorcycle(rng: np.random.Generator) -> list[Part]:
 
 
 GENERATORS: dict[str, Callable[[np.random.Generator], list[Part]]] = {
-    "airplane": airplane, "bench": bench, "cabinet": cabinet, "car": car, "chair": chair,
-    "lamp": lamp, "sofa": sofa, "table": table, "watercraft": watercraft, "motorcycle": motorcycle,
+    "airplane": airplane,
+    "bench": bench,
+    "cabinet": cabinet,
+    "car": car,
+    "chair": chair,
+    "lamp": lamp,
+    "sofa": sofa,
+    "table": table,
+    "watercraft": watercraft,
+    "motorcycle": motorcycle,
 }
 
 
@@ -199,8 +222,16 @@ def model_parts(class_id: int, model_id: int, stretch=(1.0, 1.0, 1.0), max_exten
     st = np.asarray(stretch, dtype=float)
     lo, hi = _bounds(parts, st)
     centre, scale = (lo + hi) / 2, max_extent / float(np.max(hi - lo))
-    return [Part(p.kind, tuple(((np.asarray(p.center) * st - centre) * scale).tolist()),
-                 tuple((np.asarray(p.size) * st * scale).tolist()), p.axis, p.taper) for p in parts]
+    return [
+        Part(
+            p.kind,
+            tuple(((np.asarray(p.center) * st - centre) * scale).tolist()),
+            tuple((np.asarray(p.size) * st * scale).tolist()),
+            p.axis,
+            p.taper,
+        )
+        for p in parts
+    ]
 
 
 def _bounds(parts: list[Part], stretch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,7 +7,8 @@ folder. The pieces land as files in that folder; a final run without ``--shard``
 
 from __future__ import annotations
 
-from typing import Sequence, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 from .errors import UserError
 

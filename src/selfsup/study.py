@@ -18,11 +18,11 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
@@ -38,11 +38,12 @@ TRAIN, VAL, TEST = SPLIT_FRACTIONS
 @dataclass(frozen=True)
 class Job:
     """One dvc stage and the work in it, in images through the network (or rendered)."""
-    stage: str                 # the dvc stage name, e.g. pretrain_single@single-resnet9-rotation
-    kind: str                  # render | pretrain | tune | finetune | probe
-    key: tuple                 # what its per-image cost depends on (see ``measure``)
+
+    stage: str  # the dvc stage name, e.g. pretrain_single@single-resnet9-rotation
+    kind: str  # render | pretrain | tune | finetune | probe
+    key: tuple  # what its per-image cost depends on (see ``measure``)
     train_images: float = 0.0  # images through forward + backward (or rendered, for render)
-    eval_images: float = 0.0   # images through a forward pass only
+    eval_images: float = 0.0  # images through a forward pass only
 
 
 @dataclass
@@ -69,9 +70,13 @@ class Estimate:
         return sum(self.seconds(j) for j in self.jobs) / 3600
 
     def to_json(self) -> dict:
-        return {"device": self.device, "hours": self.hours, "by_stage": self.by_kind(),
-                "seconds_per_image": {"|".join(map(str, k)): v for k, v in self.seconds_per_image.items()},
-                "stages": [j.stage for j in self.jobs]}
+        return {
+            "device": self.device,
+            "hours": self.hours,
+            "by_stage": self.by_kind(),
+            "seconds_per_image": {"|".join(map(str, k)): v for k, v in self.seconds_per_image.items()},
+            "stages": [j.stage for j in self.jobs],
+        }
 
 
 def load_params(path: str | Path) -> dict:
@@ -82,8 +87,16 @@ def load_params(path: str | Path) -> dict:
         params = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise UserError(f"params file {str(path)!r} is not valid YAML: {str(e).splitlines()[0]}") from None
-    needed = ("datasets", "render", "study", "pretrain_single", "pretrain_multi", "finetune_single",
-              "finetune_multi", "probe")
+    needed = (
+        "datasets",
+        "render",
+        "study",
+        "pretrain_single",
+        "pretrain_multi",
+        "finetune_single",
+        "finetune_multi",
+        "probe",
+    )
     missing = [k for k in needed if not isinstance(params, dict) or k not in params]
     if missing:
         raise UserError(f"params file {str(path)!r} lacks section(s) {', '.join(missing)}")
@@ -93,6 +106,7 @@ def load_params(path: str | Path) -> dict:
 def check_params(params: dict) -> None:
     """The numbers of a params file, checked as the stages' own commands will check them (so a bad
     value fails here, before hours of earlier stages), and every key ``plan`` reads present."""
+
     def section(*path):
         node = params
         for key in path:
@@ -102,15 +116,19 @@ def check_params(params: dict) -> None:
         return node
 
     try:
-        for name, d in section("datasets").items():
+        for name in section("datasets"):
             checks.numbers(count=section("datasets", name, "count"), resolution=section("datasets", name, "resolution"))
-        checks.numbers(seed=section("render", "seed"), samples=section("render", "samples"),
-                       workers=section("render", "workers"))
+        checks.numbers(
+            seed=section("render", "seed"), samples=section("render", "samples"), workers=section("render", "workers")
+        )
         for set_name in ("single", "multi"):
             pre, ft = f"pretrain_{set_name}", f"finetune_{set_name}"
             checks.numbers(**{k: section(pre, k) for k in ("width", "epochs", "batch_size", "lr", "seed")})
-            checks.numbers(**{k: section(ft, k) for k in ("steps", "epochs", "batch_size", "lr")},
-                           trials=section(ft, "tune_trials"), budget=section(ft, "tune_budget"))
+            checks.numbers(
+                **{k: section(ft, k) for k in ("steps", "epochs", "batch_size", "lr")},
+                trials=section(ft, "tune_trials"),
+                budget=section(ft, "tune_budget"),
+            )
             checks.parse_int_list(section(ft, "budgets"), "label budget")
             checks.parse_int_list(section(ft, "seeds"), "seed")
             section(ft, "tasks")
@@ -132,8 +150,14 @@ def plan(params: dict) -> list[Job]:
     datasets, study = params["datasets"], params["study"]
     jobs: list[Job] = []
     for name, d in datasets.items():
-        jobs.append(Job(f"render@{name}", "render", ("render", d["set"], d["resolution"], params["render"]["samples"]),
-                        train_images=d["count"]))
+        jobs.append(
+            Job(
+                f"render@{name}",
+                "render",
+                ("render", d["set"], d["resolution"], params["render"]["samples"]),
+                train_images=d["count"],
+            )
+        )
     for backbone in study["backbones"]:
         BACKBONES.get(backbone)
     for init in study["inits"]:
@@ -148,10 +172,14 @@ def plan(params: dict) -> list[Job]:
             if d["set"] != set_name:
                 raise UserError(f"dataset {data!r} is a {d['set']}-object set but is listed in study.{set_name}")
             n = d["count"]
-            too_big = [b for b in checks.parse_int_list(ft["budgets"], "label budget") + [ft["tune_budget"]] if b > TRAIN * n]
+            too_big = [
+                b for b in checks.parse_int_list(ft["budgets"], "label budget") + [ft["tune_budget"]] if b > TRAIN * n
+            ]
             if too_big:
-                raise UserError(f"label budget {max(too_big)} is larger than the train split of dataset {data!r} "
-                                f"(about {TRAIN * n:.0f} of {n} images)")
+                raise UserError(
+                    f"label budget {max(too_big)} is larger than the train split of dataset {data!r} "
+                    f"(about {TRAIN * n:.0f} of {n} images)"
+                )
             res = d["resolution"]
             for backbone in study["backbones"]:
                 for init in study["inits"]:
@@ -160,20 +188,46 @@ def plan(params: dict) -> list[Job]:
                         jobs.append(Job(f"pretrain_{set_name}@{tag}", "pretrain", ("none",)))
                     else:
                         steps = max(1, int(TRAIN * n) // pre["batch_size"])
-                        jobs.append(Job(f"pretrain_{set_name}@{tag}", "pretrain",
-                                        ("pretrain", init, default_backbone(init, backbone), pre["width"], res,
-                                         min(pre["batch_size"], 512)),
-                                        train_images=pre["epochs"] * steps * pre["batch_size"]))
+                        jobs.append(
+                            Job(
+                                f"pretrain_{set_name}@{tag}",
+                                "pretrain",
+                                (
+                                    "pretrain",
+                                    init,
+                                    default_backbone(init, backbone),
+                                    pre["width"],
+                                    res,
+                                    min(pre["batch_size"], 512),
+                                ),
+                                train_images=pre["epochs"] * steps * pre["batch_size"],
+                            )
+                        )
                     sup = ("supervised", backbone, pre["width"], res, set_name == "multi", min(ft["batch_size"], 512))
-                    cells = (len(checks.parse_int_list(ft["budgets"], "label budget"))
-                             * len(checks.parse_int_list(ft["seeds"], "seed")))
+                    cells = len(checks.parse_int_list(ft["budgets"], "label budget")) * len(
+                        checks.parse_int_list(ft["seeds"], "seed")
+                    )
                     per_run = ft["steps"] * ft["batch_size"], ft["epochs"] * VAL * n + TEST * n
                     for task in ft["tasks"]:
                         trials = ft["tune_trials"]
-                        jobs.append(Job(f"tune_{set_name}@{tag}-{task}", "tune", sup, trials * per_run[0],
-                                        trials * ft["epochs"] * VAL * n))
-                        jobs.append(Job(f"finetune_{set_name}@{tag}-{task}", "finetune", sup, cells * per_run[0],
-                                        cells * per_run[1]))
+                        jobs.append(
+                            Job(
+                                f"tune_{set_name}@{tag}-{task}",
+                                "tune",
+                                sup,
+                                trials * per_run[0],
+                                trials * ft["epochs"] * VAL * n,
+                            )
+                        )
+                        jobs.append(
+                            Job(
+                                f"finetune_{set_name}@{tag}-{task}",
+                                "finetune",
+                                sup,
+                                cells * per_run[0],
+                                cells * per_run[1],
+                            )
+                        )
     probe = params["probe"]
     for data in study["single"]:
         for backbone in study["backbones"]:
@@ -181,8 +235,9 @@ def plan(params: dict) -> list[Job]:
             key = ("supervised", backbone, width, res, False, min(params["finetune_single"]["batch_size"], 512))
             for method in probe["methods"]:
                 for protocol in probe["protocols"]:  # features of every image once; the fits are cheap
-                    jobs.append(Job(f"probe@{data}-{backbone}-{method}-{protocol}", "probe", key, 0.0,
-                                    datasets[data]["count"]))
+                    jobs.append(
+                        Job(f"probe@{data}-{backbone}-{method}-{protocol}", "probe", key, 0.0, datasets[data]["count"])
+                    )
     jobs.append(Job("report", "report", ("none",)))
     return jobs
 
@@ -191,8 +246,9 @@ def pending(jobs: list[Job], cwd: str | Path = ".") -> tuple[list[Job], str]:
     """The jobs ``dvc status`` reports as changed (what ``dvc repro`` would run), and a note on how
     that was decided."""
     try:
-        r = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=cwd, capture_output=True, text=True,
-                           timeout=600)
+        r = subprocess.run(
+            [sys.executable, "-m", "dvc", "status", "--json"], cwd=cwd, capture_output=True, text=True, timeout=600
+        )
         changed = json.loads(r.stdout) if r.returncode == 0 else None
     except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
         changed = None
@@ -204,6 +260,7 @@ def pending(jobs: list[Job], cwd: str | Path = ".") -> tuple[list[Job], str]:
 
 # ---------------------------------------------------------------- measurement
 
+
 def _time_steps(objective, n_items: int, batch: int, steps: int, device) -> float:
     """Seconds per image of training steps, after one warm-up step."""
     from .train import TrainConfig, fit
@@ -213,6 +270,7 @@ def _time_steps(objective, n_items: int, batch: int, steps: int, device) -> floa
     def tick(step: int, total: int) -> None:
         if device.type == "cuda":
             import torch
+
             torch.cuda.synchronize()
         marks.append(time.perf_counter())
 
@@ -256,8 +314,11 @@ def _measure_training(key: tuple, device, steps: int) -> tuple[float, float]:
     if key[0] == "pretrain":
         _, method, backbone, width, res, batch = key
         batch = _measured_batch(batch, backbone, width, res, device)
-        net = create_method(method, create_backbone(backbone, width=width)).to(device).to(
-            memory_format=torch.channels_last)
+        net = (
+            create_method(method, create_backbone(backbone, width=width))
+            .to(device)
+            .to(memory_format=torch.channels_last)
+        )
         images = torch.randint(0, 256, (batch * 2, res, res, 3), dtype=torch.uint8, device=device)
         return _time_steps(PretrainObjective(net, images), len(images), batch, steps, device), 0.0
     _, backbone, width, res, dense, batch = key
@@ -268,8 +329,9 @@ def _measure_training(key: tuple, device, steps: int) -> tuple[float, float]:
     images = torch.randint(0, 256, (batch * 2, res, res, 3), dtype=torch.uint8, device=device)
     shape = (len(images), res // 8, res // 8) if dense else (len(images),)
     targets = torch.zeros(shape, dtype=torch.long, device=device)
-    train = _time_steps(SupervisedObjective(model, task, images, targets, pad=res // 8), len(images), batch, steps,
-                        device)
+    train = _time_steps(
+        SupervisedObjective(model, task, images, targets, pad=res // 8), len(images), batch, steps, device
+    )
     return train, _time_forward(model, res, batch, device)
 
 
@@ -282,8 +344,10 @@ def _measure_render(set_name: str, resolution: int, samples: int, n: int = 3) ->
         with ProcessPoolExecutor(1, mp_context=ctx) as pool:
             return pool.submit(measure_render_worker, set_name, resolution, samples, n).result()
     except BrokenProcessPool:
-        raise UserError("the render measurement's Blender worker died (is bpy installed with its system "
-                        "libraries? run scripts/setup.sh)") from None
+        raise UserError(
+            "the render measurement's Blender worker died (is bpy installed with its system "
+            "libraries? run scripts/setup.sh)"
+        ) from None
 
 
 def measure(jobs: list[Job], progress: Callable[[str], None] = lambda msg: None, steps: int = 2) -> Estimate:
@@ -304,12 +368,15 @@ def measure(jobs: list[Job], progress: Callable[[str], None] = lambda msg: None,
             try:
                 est.seconds_per_image[key] = _measure_training(key, device, steps)
             except torch.OutOfMemoryError:
-                raise UserError(f"{' '.join(map(str, key))}: one training step does not fit in {device} memory; "
-                                "lower that stage's batch_size") from None
+                raise UserError(
+                    f"{' '.join(map(str, key))}: one training step does not fit in {device} memory; "
+                    "lower that stage's batch_size"
+                ) from None
     return est
 
 
 # ---------------------------------------------------------------- profiles
+
 
 def profiles(root: str | Path = ".") -> dict[str, Path]:
     folder = Path(root) / PROFILES
@@ -334,8 +401,10 @@ def use_profile(name: str, root: str | Path = ".", force: bool = False) -> Path 
     backup = None
     if params.is_file() and current_profile(root) is None:
         if not force:
-            raise UserError("params.yaml has edits that are in no profile: save them as profiles/NAME.yaml, "
-                            "or pass --force to move them to params.yaml.bak")
+            raise UserError(
+                "params.yaml has edits that are in no profile: save them as profiles/NAME.yaml, "
+                "or pass --force to move them to params.yaml.bak"
+            )
         backup = params.with_name("params.yaml.bak")
         shutil.copyfile(params, backup)
     load_params(found[name])

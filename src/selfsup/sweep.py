@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -79,22 +80,58 @@ class Sweep:
         return label_subset(self.train_idx, self.task.strata(self.targets[self.train_idx]), budget, seed)
 
     def columns(self) -> dict:
-        return {"backbone": self.backbone, "width": self.width, "colour": self.colour,
-                "dataset_hash": self.ds.dataset_hash, "pretrain_dataset_hash": self.meta.get("dataset_hash", ""),
-                "pretrain_variant": self.meta.get("variant", ""), "finetune_variant": self.ds.variant}
+        return {
+            "backbone": self.backbone,
+            "width": self.width,
+            "colour": self.colour,
+            "dataset_hash": self.ds.dataset_hash,
+            "pretrain_dataset_hash": self.meta.get("dataset_hash", ""),
+            "pretrain_variant": self.meta.get("variant", ""),
+            "finetune_variant": self.ds.variant,
+        }
 
-    def spec(self, stage: str, protocol: str, budgets, seeds, *, init, data, key: Mapping, frozen_blocks: int,
-             bn: str, steps: int, steps_per_cell: int, shard: tuple[int, int] | None = None) -> "SweepSpec":
+    def spec(
+        self,
+        stage: str,
+        protocol: str,
+        budgets,
+        seeds,
+        *,
+        init,
+        data,
+        key: Mapping,
+        frozen_blocks: int,
+        bn: str,
+        steps: int,
+        steps_per_cell: int,
+        shard: tuple[int, int] | None = None,
+    ) -> SweepSpec:
         """The spec of one sweep of this task/init: ``key`` holds the stage's own settings that decide a
         cell's metrics (besides task, method, protocol, the columns and the pretrained weights)."""
         return SweepSpec(
-            stage=stage, protocol=protocol, cells=tuple(Cell(b, s) for b in budgets for s in seeds),
-            cache_key={"task": self.task.name, "method": self.method, "protocol": protocol, **key, **self.columns(),
-                       "init_weights": self.init_weights},
-            run_params={"budgets": as_csv(budgets), "seeds": as_csv(seeds), "init": str(init or ""), "data": str(data),
-                        "device": str(self.device), "stage": stage},
+            stage=stage,
+            protocol=protocol,
+            cells=tuple(Cell(b, s) for b in budgets for s in seeds),
+            cache_key={
+                "task": self.task.name,
+                "method": self.method,
+                "protocol": protocol,
+                **key,
+                **self.columns(),
+                "init_weights": self.init_weights,
+            },
+            run_params={
+                "budgets": as_csv(budgets),
+                "seeds": as_csv(seeds),
+                "init": str(init or ""),
+                "data": str(data),
+                "device": str(self.device),
+                "stage": stage,
+            },
             row_columns={**self.columns(), "frozen_blocks": frozen_blocks, "bn": bn, "steps": steps},
-            steps_per_cell=steps_per_cell, shard=shard)
+            steps_per_cell=steps_per_cell,
+            shard=shard,
+        )
 
 
 class Cell(NamedTuple):
@@ -112,13 +149,13 @@ class Cell(NamedTuple):
 class SweepSpec:
     """What one sweep runs and how its results are labelled (built by :meth:`Sweep.spec`)."""
 
-    stage: str                         # the MLflow run kind: finetune or probe
-    protocol: str                      # finetune, frozen-k, linear, knn-cosine, ...
+    stage: str  # the MLflow run kind: finetune or probe
+    protocol: str  # finetune, frozen-k, linear, knn-cosine, ...
     cells: tuple[Cell, ...]
-    cache_key: Mapping[str, object]    # everything that decides a cell's metrics: a finished cell is reused only if equal
-    run_params: Mapping[str, object]   # the sweep's MLflow parameters besides the cache key
+    cache_key: Mapping[str, object]  # everything that decides a cell's metrics: a finished cell is reused only if equal
+    run_params: Mapping[str, object]  # the sweep's MLflow parameters besides the cache key
     row_columns: Mapping[str, object]  # results.csv columns besides RESULT_COLUMNS
-    steps_per_cell: int = 1            # progress units of one cell
+    steps_per_cell: int = 1  # progress units of one cell
     shard: tuple[int, int] | None = field(default=None)  # (i, n): this job trains cells i, i+n, ... only
 
     @property
@@ -134,14 +171,17 @@ def check_targets(task: Task, targets: np.ndarray, data) -> None:
             raise UserError(f"dataset folder {str(data)!r}: {task.name} labels are {flat.dtype}, not class ids")
         bad = (flat < 0) | (flat >= task.outputs)
         if bad.any():
-            raise UserError(f"dataset folder {str(data)!r}: {task.name} label {int(flat[bad][0])} is out of range "
-                            f"0…{task.outputs - 1} ({int(bad.sum())} such labels)")
+            raise UserError(
+                f"dataset folder {str(data)!r}: {task.name} label {int(flat[bad][0])} is out of range "
+                f"0…{task.outputs - 1} ({int(bad.sum())} such labels)"
+            )
     elif not np.isfinite(flat.astype(np.float64)).all():
         raise UserError(f"dataset folder {str(data)!r}: {task.name} targets hold NaN or infinite values")
 
 
-def prepare(task: str, data, init, budgets, seeds, backbone: str, width: float, colour: str,
-            verify: bool = False) -> Sweep:
+def prepare(
+    task: str, data, init, budgets, seeds, backbone: str, width: float, colour: str, verify: bool = False
+) -> Sweep:
     """Check everything a sweep needs before anything is trained or written."""
     t = get_task(task)
     BACKBONES.get(backbone)
@@ -150,8 +190,9 @@ def prepare(task: str, data, init, budgets, seeds, backbone: str, width: float, 
     checks.numbers(width=width)
     ds = load_dataset(data, verify=verify)
     if ds.set_name != t.dataset_set:
-        raise UserError(f"task {task!r} needs a {t.dataset_set}-object dataset, but {str(data)!r} is a "
-                        f"{ds.set_name}-object dataset")
+        raise UserError(
+            f"task {task!r} needs a {t.dataset_set}-object dataset, but {str(data)!r} is a {ds.set_name}-object dataset"
+        )
     pretrained, meta = load_pretrained(init) if init else (None, {})
     method = meta.get("method", SCRATCH)
     if meta:  # a pretrained folder (or a scratch folder) says which backbone
@@ -162,16 +203,30 @@ def prepare(task: str, data, init, budgets, seeds, backbone: str, width: float, 
     ds.require_splits("train", "val", "test")  # val is read after training: check it before
     targets = t.targets(ds)
     check_targets(t, targets, data)
-    sweep = Sweep(t, ds, targets, ds.split_indices("train"), ds.split_indices("val"), ds.split_indices("test"),
-                  pretrained, meta, method, backbone, width, colour, default_device(),
-                  sha256_file(Path(init) / BACKBONE_FILE) if pretrained is not None else "")
+    sweep = Sweep(
+        t,
+        ds,
+        targets,
+        ds.split_indices("train"),
+        ds.split_indices("val"),
+        ds.split_indices("test"),
+        pretrained,
+        meta,
+        method,
+        backbone,
+        width,
+        colour,
+        default_device(),
+        sha256_file(Path(init) / BACKBONE_FILE) if pretrained is not None else "",
+    )
     for b in budgets:  # check every budget before any training
         sweep.subset(b, 0)
     return sweep
 
 
-def run_cells(sweep: Sweep, spec: SweepSpec, out: Path, train_cell: Callable[[Cell, Callable], dict],
-              progress: bool) -> pd.DataFrame:
+def run_cells(
+    sweep: Sweep, spec: SweepSpec, out: Path, train_cell: Callable[[Cell, Callable], dict], progress: bool
+) -> pd.DataFrame:
     """Run (or take from ``OUT/cells/``) every cell of ``spec`` inside one parent MLflow run; write
     ``OUT/results.csv`` atomically. ``train_cell(cell, progress_cb)`` returns the cell's test metrics.
 
@@ -190,35 +245,60 @@ def run_cells(sweep: Sweep, spec: SweepSpec, out: Path, train_cell: Callable[[Ce
 
     done: dict[Cell, dict] = {}
     run_name = f"{stage}-{method}-{task}-{protocol}" + (f"-shard{shard[0]}of{shard[1]}" if shard else "")
-    with tracking.run(stage, {**spec.cache_key, **spec.run_params, "shard": shard_label(shard)}, sweep.ds.dataset_hash,
-                      tags={"method": method, "task": task, "protocol": protocol}, run_name=run_name), \
-            step_bar(f"{protocol} {method}/{task}", progress) as bar:
+    with (
+        tracking.run(
+            stage,
+            {**spec.cache_key, **spec.run_params, "shard": shard_label(shard)},
+            sweep.ds.dataset_hash,
+            tags={"method": method, "task": task, "protocol": protocol},
+            run_name=run_name,
+        ),
+        step_bar(f"{protocol} {method}/{task}", progress) as bar,
+    ):
         per_cell = spec.steps_per_cell
         for k, cell in enumerate(cells):
             metrics = cached(cell)
             if metrics is None and cell in mine:
                 budget, seed = cell
                 tags = {"method": method, "task": task, "protocol": protocol, "label_budget": budget, "seed": seed}
-                with tracking.run("cell", {"label_budget": budget, "seed": seed}, sweep.ds.dataset_hash, tags=tags,
-                                  nested=True, run_name=f"{method}-{task}-{protocol}-n{budget}-s{seed}"):
+                with tracking.run(
+                    "cell",
+                    {"label_budget": budget, "seed": seed},
+                    sweep.ds.dataset_hash,
+                    tags=tags,
+                    nested=True,
+                    run_name=f"{method}-{task}-{protocol}-n{budget}-s{seed}",
+                ):
                     metrics = train_cell(cell, lambda i, n, k=k: bar(k * n + i, len(cells) * n))
                     tracking.log_metrics({f"test_{m}": v for m, v in metrics.items()})
-                atomic_write_json(out / "cells" / cell.file_name,
-                                  {"settings_hash": settings_hash, "test": metrics, "label_budget": budget, "seed": seed})
+                atomic_write_json(
+                    out / "cells" / cell.file_name,
+                    {"settings_hash": settings_hash, "test": metrics, "label_budget": budget, "seed": seed},
+                )
             if metrics is not None:
                 done[cell] = metrics
             bar((k + 1) * per_cell, len(cells) * per_cell)
         for cell in cells:  # other jobs' cells may have finished meanwhile
             if cell not in done and (metrics := cached(cell)) is not None:
                 done[cell] = metrics
-        rows = [{"method": method, "task": task, "protocol": protocol, "label_budget": cell.budget, "seed": cell.seed,
-                 "metric": name, "value": value, **spec.row_columns}
-                for cell in cells if cell in done for name, value in done[cell].items()]
+        rows = [
+            {
+                "method": method,
+                "task": task,
+                "protocol": protocol,
+                "label_budget": cell.budget,
+                "seed": cell.seed,
+                "metric": name,
+                "value": value,
+                **spec.row_columns,
+            }
+            for cell in cells
+            if cell in done
+            for name, value in done[cell].items()
+        ]
         results = pd.DataFrame(rows)
         results.attrs["missing"] = len(cells) - len(done)
         if not results.attrs["missing"]:
             atomic_write_text(out / "results.csv", results.to_csv(index=False))
             tracking.log_artifact(out / "results.csv")
     return results
-
-

@@ -22,8 +22,16 @@ REQUIRED = ["method", "task", "protocol", "label_budget", "seed", "metric", "val
 
 # what one result row is about: a second row with the same key is a duplicate
 ROW_KEY = ["method", "task", "protocol", "label_budget", "seed", "metric"]
-ROW_CONTEXT = ("backbone", "width", "colour", "bn", "finetune_variant", "pretrain_variant", "dataset_hash",
-               "pretrain_dataset_hash")
+ROW_CONTEXT = (
+    "backbone",
+    "width",
+    "colour",
+    "bn",
+    "finetune_variant",
+    "pretrain_variant",
+    "dataset_hash",
+    "pretrain_dataset_hash",
+)
 
 
 def _where(row) -> str:
@@ -41,8 +49,10 @@ def check_results(results: pd.DataFrame) -> None:
     bad = ~np.isfinite(results["value"].to_numpy(dtype=float))
     if bad.any():
         r = results[bad].iloc[0]
-        raise UserError(f"non-finite value {r['value']} ({r['metric']}) at {_where(r)}: "
-                        f"{int(bad.sum())} such row(s); fix or remove them (a diverged run?)")
+        raise UserError(
+            f"non-finite value {r['value']} ({r['metric']}) at {_where(r)}: "
+            f"{int(bad.sum())} such row(s); fix or remove them (a diverged run?)"
+        )
     small = results["label_budget"] < 1
     if small.any():
         r = results[small].iloc[0]
@@ -53,16 +63,28 @@ def check_results(results: pd.DataFrame) -> None:
         group = results.groupby(key, dropna=False, sort=False).ngroup()
         r = results[dup].iloc[0]
         first = results[group == group[dup].iloc[0]].iloc[0]
-        raise UserError(f"duplicate result row {r['metric']} at {_where(r)}, already given at "
-                        f"{_where(first).split(' (')[0]}: {int(dup.sum())} duplicate(s)")
+        raise UserError(
+            f"duplicate result row {r['metric']} at {_where(r)}, already given at "
+            f"{_where(first).split(' (')[0]}: {int(dup.sum())} duplicate(s)"
+        )
     scratch_tasks = set(results.loc[results.method == SCRATCH, "task"])
     for task in sorted(set(results.task) - scratch_tasks):
-        raise UserError(f"task {task!r} has no scratch results: utility needs the scratch curve "
-                        "(selfsup finetune without --init) among the results")
+        raise UserError(
+            f"task {task!r} has no scratch results: utility needs the scratch curve "
+            "(selfsup finetune without --init) among the results"
+        )
 
 
-EXTRA_FROM_PARAMS = ("backbone", "width", "colour", "bn", "finetune_variant", "pretrain_variant", "dataset_hash",
-                     "pretrain_dataset_hash")
+EXTRA_FROM_PARAMS = (
+    "backbone",
+    "width",
+    "colour",
+    "bn",
+    "finetune_variant",
+    "pretrain_variant",
+    "dataset_hash",
+    "pretrain_dataset_hash",
+)
 
 
 def results_from_mlflow(runs: pd.DataFrame) -> pd.DataFrame:
@@ -77,10 +99,19 @@ def results_from_mlflow(runs: pd.DataFrame) -> pd.DataFrame:
         extra = {k: parent.get(f"param.{k}") for k in EXTRA_FROM_PARAMS} if parent is not None else {}
         for key, value in r.items():
             if key.startswith("metric.test_") and pd.notna(value):
-                rows.append({"method": r["tag.method"], "task": r["tag.task"], "protocol": r["tag.protocol"],
-                             "label_budget": int(r["tag.label_budget"]), "seed": int(r["tag.seed"]),
-                             "metric": key[len("metric.test_"):], "value": float(value),
-                             **{k: v for k, v in extra.items() if v is not None}, "source": f"mlflow:{r['run_id']}"})
+                rows.append(
+                    {
+                        "method": r["tag.method"],
+                        "task": r["tag.task"],
+                        "protocol": r["tag.protocol"],
+                        "label_budget": int(r["tag.label_budget"]),
+                        "seed": int(r["tag.seed"]),
+                        "metric": key[len("metric.test_") :],
+                        "value": float(value),
+                        **{k: v for k, v in extra.items() if v is not None},
+                        "source": f"mlflow:{r['run_id']}",
+                    }
+                )
     return pd.DataFrame(rows, columns=None if rows else REQUIRED)
 
 
@@ -93,15 +124,29 @@ def stage_times(runs: pd.DataFrame, dataset_hashes: set[str] | None = None) -> p
         return pd.DataFrame(columns=cols)
     if dataset_hashes and "tag.dataset_hash" in runs.columns:
         runs = runs[runs["tag.dataset_hash"].isin(dataset_hashes) | (runs.stage == "report")]
-    top = runs[runs.parent_id.isna() & (runs.status == "FINISHED") & runs.stage.isin(["render", "pretrain", "tune", "finetune", "probe", "report"])]
+    top = runs[
+        runs.parent_id.isna()
+        & (runs.status == "FINISHED")
+        & runs.stage.isin(["render", "pretrain", "tune", "finetune", "probe", "report"])
+    ]
 
     def col(name: str) -> pd.Series:
         return top[name] if name in top.columns else pd.Series(index=top.index, dtype=object)
 
-    out = pd.DataFrame({"stage": top.stage, "run_name": top.run_name, "method": col("tag.method"),
-                        "set": col("tag.set"), "variant": col("tag.variant"), "backbone": col("param.backbone"),
-                        "dataset_hash": col("tag.dataset_hash"), "start": top.start, "wall_s": top.wall_s.round(1),
-                        "device": col("param.device")})
+    out = pd.DataFrame(
+        {
+            "stage": top.stage,
+            "run_name": top.run_name,
+            "method": col("tag.method"),
+            "set": col("tag.set"),
+            "variant": col("tag.variant"),
+            "backbone": col("param.backbone"),
+            "dataset_hash": col("tag.dataset_hash"),
+            "start": top.start,
+            "wall_s": top.wall_s.round(1),
+            "device": col("param.device"),
+        }
+    )
     # a stage run again replaces its earlier runs: the same name on the same data and backbone
     out = out.sort_values("start").drop_duplicates(["stage", "run_name", "dataset_hash", "backbone"], keep="last")
     return out.sort_values("start")[cols].reset_index(drop=True)
@@ -114,9 +159,16 @@ def tuning_trials(runs: pd.DataFrame) -> pd.DataFrame:
     if runs.empty or "param.study" not in runs.columns:
         return pd.DataFrame(columns=cols)
     studies = runs[runs.stage == "tune"]
-    rows = [{"study": r["param.study"], "method": r.get("tag.method"), "task": r.get("tag.task"),
-             "trials": int(r["param.trials"]), "trial_runs": int((runs.parent_id == r["run_id"]).sum())}
-            for r in studies.to_dict("records")]
+    rows = [
+        {
+            "study": r["param.study"],
+            "method": r.get("tag.method"),
+            "task": r.get("tag.task"),
+            "trials": int(r["param.trials"]),
+            "trial_runs": int((runs.parent_id == r["run_id"]).sum()),
+        }
+        for r in studies.to_dict("records")
+    ]
     return pd.DataFrame(rows, columns=cols)
 
 
@@ -147,33 +199,42 @@ def headline_numbers(util: pd.DataFrame, curves: pd.DataFrame) -> dict:
         ok = g[g.status == OK]
         out["utility"]["/".join(str(v) for v in k.values())] = {
             "mean_utility": round(float(ok.utility.mean()), 4) if len(ok) else None,
-            "budgets_ok": int(len(ok)), "budgets_lower_bound": int((g.status == LOWER_BOUND).sum())}
+            "budgets_ok": int(len(ok)),
+            "budgets_lower_bound": int((g.status == LOWER_BOUND).sum()),
+        }
     for k, g in groups(curves, keys):
         out["best_metric"]["/".join(str(v) for v in k.values())] = round(float(g["mean"].max()), 4)
     return out
 
 
-
-
 @dataclass
 class ReportTables:
     utility: pd.DataFrame  # utility.csv: U, n̂ and intervals per method, task, protocol, budget
-    curves: pd.DataFrame   # curves.csv: the headline metric's mean ± s.d. over seeds per curve point
+    curves: pd.DataFrame  # curves.csv: the headline metric's mean ± s.d. over seeds per curve point
     analysis: dict[str, pd.DataFrame]  # NAME.csv: the paper's analyses, compute and tuning accounting
-    metrics: dict          # metrics.json for `dvc metrics show`
+    metrics: dict  # metrics.json for `dvc metrics show`
 
 
-def report_tables(results: pd.DataFrame, metric_of_task: dict[str, str], interpolation: str, n_boot: int,
-                  times: pd.DataFrame, tuning: pd.DataFrame | None = None,
-                  set_of_task: dict[str, str] | None = None) -> ReportTables:
+def report_tables(
+    results: pd.DataFrame,
+    metric_of_task: dict[str, str],
+    interpolation: str,
+    n_boot: int,
+    times: pd.DataFrame,
+    tuning: pd.DataFrame | None = None,
+    set_of_task: dict[str, str] | None = None,
+) -> ReportTables:
     """Every table of the report from checked results, each task's headline metric (and the dataset
     set it reads) and the stage times (:func:`stage_times`)."""
     util = utility_table(results, metric_of_task, interpolation, n_boot)
     sel = analysis.headline_rows(results, metric_of_task)
     # curves are split by variant / backbone / width only where the results hold several of them
     ctx = [c for c in CONTEXT if c in sel.columns and sel[c].nunique() > 1]
-    curves = (sel.groupby(["method", "task", "protocol", *ctx, "label_budget"])["value"]
-              .agg(mean="mean", std="std", seeds="count").reset_index())
+    curves = (
+        sel.groupby(["method", "task", "protocol", *ctx, "label_budget"])["value"]
+        .agg(mean="mean", std="std", seeds="count")
+        .reset_index()
+    )
     tables = {
         "protocol_agreement": analysis.protocol_agreement(results, metric_of_task),
         "linear_probe_table": analysis.probe_table(results, metric_of_task),

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import os
 import platform
-from typing import Iterator
+from collections.abc import Iterator
 
 import pandas as pd
 
@@ -31,8 +31,15 @@ def _mlflow():
 
 
 @contextlib.contextmanager
-def run(stage: str, params: dict, dataset_hash: str | None = None, tags: dict | None = None,
-        nested: bool = False, run_name: str | None = None, parent_run_id: str | None = None) -> Iterator[object]:
+def run(
+    stage: str,
+    params: dict,
+    dataset_hash: str | None = None,
+    tags: dict | None = None,
+    nested: bool = False,
+    run_name: str | None = None,
+    parent_run_id: str | None = None,
+) -> Iterator[object]:
     """An MLflow run for one stage (or a nested child run) with params and provenance tags.
     ``parent_run_id`` nests the run under a run of another process (a shared Optuna study's run)."""
     mlflow = _mlflow()
@@ -44,8 +51,9 @@ def run(stage: str, params: dict, dataset_hash: str | None = None, tags: dict | 
         # last experiment id (also in MLFLOW_EXPERIMENT_ID), which is wrong once the tracking URI changes
         with sqlite_init_lock(mlflow.get_tracking_uri()):
             mlflow.set_experiment(os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT))
-    with mlflow.start_run(run_name=run_name, nested=nested,
-                          tags={"mlflow.parentRunId": parent_run_id} if parent_run_id else None) as active:
+    with mlflow.start_run(
+        run_name=run_name, nested=nested, tags={"mlflow.parentRunId": parent_run_id} if parent_run_id else None
+    ) as active:
         commit = git_commit()
         all_tags = {"stage": stage, "host": platform.node(), **(tags or {})}
         if commit:
@@ -76,10 +84,10 @@ def log_artifact(path, artifact_path: str | None = None) -> None:
 
 
 def experiment_runs(experiment: str | None = None) -> pd.DataFrame:
-    """Every ended run (finished, failed or killed: ``status``) of ``experiment`` (default: ``MLFLOW_EXPERIMENT_NAME`` or ``selfsup``) in the
-    current tracking store, one row per run: ``run_id``, ``parent_id``, ``stage``, ``run_name``,
-    ``start``, ``wall_s``, tags as ``tag.*``, params as ``param.*``, metrics as ``metric.*``. Empty
-    when the experiment does not exist."""
+    """Every ended run (finished, failed or killed: ``status``) of ``experiment`` (default:
+    ``MLFLOW_EXPERIMENT_NAME`` or ``selfsup``) in the current tracking store, one row per run:
+    ``run_id``, ``parent_id``, ``stage``, ``run_name``, ``start``, ``wall_s``, tags as ``tag.*``,
+    params as ``param.*``, metrics as ``metric.*``. Empty when the experiment does not exist."""
     mlflow = _mlflow()
     name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME", DEFAULT_EXPERIMENT)
     exp = mlflow.MlflowClient().get_experiment_by_name(name)
@@ -90,11 +98,18 @@ def experiment_runs(experiment: str | None = None) -> pd.DataFrame:
         if r.info.status == "RUNNING":
             continue
         tags = r.data.tags
-        rows.append({"run_id": r.info.run_id, "status": r.info.status, "parent_id": tags.get("mlflow.parentRunId"),
-                     "stage": tags.get("stage"), "run_name": r.info.run_name,
-                     "start": pd.Timestamp(r.info.start_time, unit="ms"),
-                     "wall_s": (r.info.end_time - r.info.start_time) / 1000 if r.info.end_time else float("nan"),
-                     **{f"tag.{k}": v for k, v in tags.items() if not k.startswith("mlflow.")},
-                     **{f"param.{k}": v for k, v in r.data.params.items()},
-                     **{f"metric.{k}": v for k, v in r.data.metrics.items()}})
+        rows.append(
+            {
+                "run_id": r.info.run_id,
+                "status": r.info.status,
+                "parent_id": tags.get("mlflow.parentRunId"),
+                "stage": tags.get("stage"),
+                "run_name": r.info.run_name,
+                "start": pd.Timestamp(r.info.start_time, unit="ms"),
+                "wall_s": (r.info.end_time - r.info.start_time) / 1000 if r.info.end_time else float("nan"),
+                **{f"tag.{k}": v for k, v in tags.items() if not k.startswith("mlflow.")},
+                **{f"param.{k}": v for k, v in r.data.params.items()},
+                **{f"metric.{k}": v for k, v in r.data.metrics.items()},
+            }
+        )
     return pd.DataFrame(rows)

@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -53,24 +54,32 @@ def _save_checkpoint(path: Path, state: dict) -> None:
     os.replace(tmp, path)  # never a half-written checkpoint
 
 
-def fit(objective: Objective, n_items: int, cfg: TrainConfig,
-        on_epoch: Callable[[int, dict], dict] | None = None,
-        checkpoint: Path | None = None, resume: bool = False,
-        progress: Callable[[int, int], None] | None = None, checkpoint_tag: dict | None = None) -> list[dict]:
+def fit(
+    objective: Objective,
+    n_items: int,
+    cfg: TrainConfig,
+    on_epoch: Callable[[int, dict], dict] | None = None,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    checkpoint_tag: dict | None = None,
+) -> list[dict]:
     """Train ``objective`` for ``cfg.epochs`` × ``cfg.steps_per_epoch`` steps; returns per-epoch logs.
 
     ``on_epoch(epoch, logs)`` may evaluate and return more scalars to log; ``progress(step, total)``
     is called after every step. ``checkpoint_tag`` (the run's settings) is saved in the checkpoint, and a
-    checkpoint with another tag is never resumed (an error). Under ``torchrun`` (see :mod:`selfsup.distributed`) every rank
-    trains on its slice of each batch and gradients are averaged; rank 0 writes the checkpoint.
+    checkpoint with another tag is never resumed (an error). Under ``torchrun`` (see
+    :mod:`selfsup.distributed`) every rank trains on its slice of each batch and gradients are
+    averaged; rank 0 writes the checkpoint.
     """
     module = objective.module
     rank, world = distributed.rank(), distributed.world_size()
     distributed.broadcast_module(module)
     params = [p for p in module.parameters() if p.requires_grad]
     dev = next(module.parameters()).device
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and dev.type == "cuda"
-                else contextlib.nullcontext())
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and dev.type == "cuda" else contextlib.nullcontext()
+    )
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * cfg.steps_per_epoch
     warmup = int(cfg.warmup_epochs * cfg.steps_per_epoch)
@@ -115,16 +124,30 @@ def fit(objective: Objective, n_items: int, cfg: TrainConfig,
             if progress:
                 progress(epoch * cfg.steps_per_epoch + i + 1, total)
         dt = time.perf_counter() - t0
-        logs = {"loss": float(loss_sum) / cfg.steps_per_epoch, "lr": opt.param_groups[0]["lr"],
-                "images_per_s": cfg.steps_per_epoch * cfg.batch_size / dt, "epoch_time_s": dt,
-                **{k: float(v) / cfg.steps_per_epoch for k, v in extra.items()}}
+        logs = {
+            "loss": float(loss_sum) / cfg.steps_per_epoch,
+            "lr": opt.param_groups[0]["lr"],
+            "images_per_s": cfg.steps_per_epoch * cfg.batch_size / dt,
+            "epoch_time_s": dt,
+            **{k: float(v) / cfg.steps_per_epoch for k, v in extra.items()},
+        }
         if on_epoch:
             logs.update(on_epoch(epoch, logs) or {})
         history.append(logs)
         aug_states = distributed.all_gather_object(aug.get_state()) if world > 1 else None
         if checkpoint is not None and rank == 0:
-            _save_checkpoint(checkpoint, {
-                "module": module.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                "generator": gen.get_state(), "aug_generators": aug_states, "torch_rng": torch.get_rng_state(),
-                "epoch": epoch + 1, "history": history, "tag": checkpoint_tag})
+            _save_checkpoint(
+                checkpoint,
+                {
+                    "module": module.state_dict(),
+                    "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict(),
+                    "generator": gen.get_state(),
+                    "aug_generators": aug_states,
+                    "torch_rng": torch.get_rng_state(),
+                    "epoch": epoch + 1,
+                    "history": history,
+                    "tag": checkpoint_tag,
+                },
+            )
     return history

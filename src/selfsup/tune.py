@@ -49,12 +49,21 @@ def storage_for(storage: str | None, out: Path) -> optuna.storages.BaseStorage |
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(storage))
-    raise UserError(f"unknown Optuna storage {storage!r}: give a database URL (sqlite:///..., postgresql://...) "
-                    "or a journal file path ending in .log")
+    raise UserError(
+        f"unknown Optuna storage {storage!r}: give a database URL (sqlite:///..., postgresql://...) "
+        "or a journal file path ending in .log"
+    )
 
 
-DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "psycopg": "psycopg[binary]", "pymysql": "PyMySQL",
-                   "MySQLdb": "mysqlclient", "pg8000": "pg8000", "oracledb": "oracledb", "pyodbc": "pyodbc"}
+DRIVER_PACKAGES = {
+    "psycopg2": "psycopg2-binary",
+    "psycopg": "psycopg[binary]",
+    "pymysql": "PyMySQL",
+    "MySQLdb": "mysqlclient",
+    "pg8000": "pg8000",
+    "oracledb": "oracledb",
+    "pyodbc": "pyodbc",
+}
 
 
 def check_database_url(url: str) -> str:
@@ -66,34 +75,54 @@ def check_database_url(url: str) -> str:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise UserError(f"invalid Optuna storage URL {url.split('@')[-1]!r}: give e.g. sqlite:///optuna.db or "
-                        "postgresql://user:password@host/db") from None
+        raise UserError(
+            f"invalid Optuna storage URL {url.split('@')[-1]!r}: give e.g. sqlite:///optuna.db or "
+            "postgresql://user:password@host/db"
+        ) from None
     shown = parsed.render_as_string(hide_password=True)
     try:
         dialect = parsed.get_dialect()
     except NoSuchModuleError:
-        raise UserError(f"unknown database scheme {parsed.drivername!r} in Optuna storage {shown!r}: use sqlite, "
-                        "postgresql or mysql (or a journal file ending in .log)") from None
+        raise UserError(
+            f"unknown database scheme {parsed.drivername!r} in Optuna storage {shown!r}: use sqlite, "
+            "postgresql or mysql (or a journal file ending in .log)"
+        ) from None
     try:
         dialect.import_dbapi()
     except ImportError as e:
         module = (getattr(e, "name", None) or str(e)).split(".")[0]
         package = DRIVER_PACKAGES.get(module, module)
-        raise UserError(f"Optuna storage {shown!r} needs the database driver {module}, which is not installed: "
-                        f"pip install {package}") from None
+        raise UserError(
+            f"Optuna storage {shown!r} needs the database driver {module}, which is not installed: "
+            f"pip install {package}"
+        ) from None
     return url
 
 
 def suggest(trial: optuna.Trial, base):
     """``base`` (a ``FinetuneConfig`` or ``PretrainConfig``) with a sampled lr, weight decay and schedule."""
-    return replace(base, lr=trial.suggest_float("lr", *SPACE["lr"], log=True),
-                   weight_decay=trial.suggest_float("weight_decay", *SPACE["weight_decay"], log=True),
-                   schedule=trial.suggest_categorical("schedule", SPACE["schedule"]))
+    return replace(
+        base,
+        lr=trial.suggest_float("lr", *SPACE["lr"], log=True),
+        weight_decay=trial.suggest_float("weight_decay", *SPACE["weight_decay"], log=True),
+        schedule=trial.suggest_categorical("schedule", SPACE["schedule"]),
+    )
 
 
-def tune(task: str, data: str | Path, out: str | Path, init: str | Path | None = None, budget: int = 100,
-         trials: int = 20, seed: int = 0, storage: str | None = None, study_name: str | None = None,
-         protocol: str = "finetune", config: FinetuneConfig = FinetuneConfig(), progress: bool = True) -> dict:
+def tune(
+    task: str,
+    data: str | Path,
+    out: str | Path,
+    init: str | Path | None = None,
+    budget: int = 100,
+    trials: int = 20,
+    seed: int = 0,
+    storage: str | None = None,
+    study_name: str | None = None,
+    protocol: str = "finetune",
+    config: FinetuneConfig = FinetuneConfig(),
+    progress: bool = True,
+) -> dict:
     """Run (or join) the study; returns and writes the best parameters when the study is complete."""
     checks.numbers(trials=trials, budget=budget, seed=seed)
     check_config(config)
@@ -104,18 +133,37 @@ def tune(task: str, data: str | Path, out: str | Path, init: str | Path | None =
     out.mkdir(parents=True, exist_ok=True)
     name = study_name or f"{sweep.method}-{task}-{protocol}-n{budget}"
     if trials == 0:  # nothing to search: the configured values are the answer
-        return write_best(out, name, trials, None, {"lr": config.lr, "weight_decay": config.weight_decay,
-                                                   "schedule": config.schedule}, {})
-    params = {"task": task, "method": sweep.method, "protocol": protocol, "budget": budget, "trials": trials,
-              "study": name, "storage": str(storage or "sqlite (OUT/optuna.db)"), **asdict(config)}
+        return write_best(
+            out,
+            name,
+            trials,
+            None,
+            {"lr": config.lr, "weight_decay": config.weight_decay, "schedule": config.schedule},
+            {},
+        )
+    params = {
+        "task": task,
+        "method": sweep.method,
+        "protocol": protocol,
+        "budget": budget,
+        "trials": trials,
+        "study": name,
+        "storage": str(storage or "sqlite (OUT/optuna.db)"),
+        **asdict(config),
+    }
     metric = sweep.task.metric
     tags = {"method": sweep.method, "task": task}
 
     def run_trial(trial: optuna.Trial, parent_id: str) -> float:
         cfg = suggest(trial, config)
-        with tracking.run("trial", {**trial.params, "trial": trial.number}, sweep.ds.dataset_hash,
-                          tags={**tags, "trial": trial.number}, run_name=f"trial-{trial.number}",
-                          parent_run_id=parent_id):
+        with tracking.run(
+            "trial",
+            {**trial.params, "trial": trial.number},
+            sweep.ds.dataset_hash,
+            tags={**tags, "trial": trial.number},
+            run_name=f"trial-{trial.number}",
+            parent_run_id=parent_id,
+        ):
             last = [math.nan]
 
             def report(epoch: int, val: dict) -> None:
@@ -129,8 +177,14 @@ def tune(task: str, data: str | Path, out: str | Path, init: str | Path | None =
     return _run_optuna_study(out, name, store, seed, trials, params, sweep.ds.dataset_hash, tags, run_trial, metric)
 
 
-def tune_pretrain(base: PretrainConfig, data: str | Path, out: str | Path, trials: int = 20,
-                  storage: str | None = None, study_name: str | None = None) -> dict:
+def tune_pretrain(
+    base: PretrainConfig,
+    data: str | Path,
+    out: str | Path,
+    trials: int = 20,
+    storage: str | None = None,
+    study_name: str | None = None,
+) -> dict:
     """Tune pretraining ``base``: learning rate, weight decay, schedule and the method's own knobs
     (``Method.knobs``), scored by an online linear probe's accuracy on the val split after every
     epoch (pruned by the median rule); ``base.seed`` also seeds the sampler. Trials pretrain into
@@ -151,8 +205,9 @@ def tune_pretrain(base: PretrainConfig, data: str | Path, out: str | Path, trial
     METHODS.get(method)
     ds = load_dataset(data)
     if ds.set_name != "single":
-        raise UserError(f"pretraining is scored by a linear probe of the class: {str(data)!r} is a "
-                        f"{ds.set_name}-object dataset")
+        raise UserError(
+            f"pretraining is scored by a linear probe of the class: {str(data)!r} is a {ds.set_name}-object dataset"
+        )
     out = checks.output_folder(out)
     store = storage_for(storage, out)
     out.mkdir(parents=True, exist_ok=True)
@@ -160,17 +215,29 @@ def tune_pretrain(base: PretrainConfig, data: str | Path, out: str | Path, trial
     name = study_name or f"pretrain-{method}-{backbone}"
     knobs = method_knobs(method)
     if trials == 0:
-        return write_best(out, name, trials, None, {"lr": base.lr, "weight_decay": base.weight_decay,
-                                                   "schedule": base.schedule}, {})
-    params = {"method": method, "trials": trials, "study": name, "epochs": base.epochs, "batch_size": base.batch_size,
-              "width": base.width, "backbone": backbone, "storage": str(storage or "sqlite (OUT/optuna.db)")}
+        return write_best(
+            out, name, trials, None, {"lr": base.lr, "weight_decay": base.weight_decay, "schedule": base.schedule}, {}
+        )
+    params = {
+        "method": method,
+        "trials": trials,
+        "study": name,
+        "epochs": base.epochs,
+        "batch_size": base.batch_size,
+        "width": base.width,
+        "backbone": backbone,
+        "storage": str(storage or "sqlite (OUT/optuna.db)"),
+    }
     tags = {"method": method, "task": "pretrain"}
 
     def run_trial(trial: optuna.Trial, parent_id: str) -> float:
         kwargs = {}
         for knob, (low, high, scale) in knobs.items():
-            kwargs[knob] = (trial.suggest_int(knob, int(low), int(high)) if scale == "int"
-                            else trial.suggest_float(knob, low, high, log=scale == "log"))
+            kwargs[knob] = (
+                trial.suggest_int(knob, int(low), int(high))
+                if scale == "int"
+                else trial.suggest_float(knob, low, high, log=scale == "log")
+            )
         cfg = replace(suggest(trial, base), method_kwargs=kwargs, online_probe=True)
         folder = out / "trials" / str(trial.number)
         last = [math.nan]
@@ -180,8 +247,16 @@ def tune_pretrain(base: PretrainConfig, data: str | Path, out: str | Path, trial
             _tell_pruner(trial, last[0], epoch)
 
         try:
-            pretrain(cfg, data, folder, progress=False, on_epoch_cb=tell, parent_run_id=parent_id,
-                     run_name=f"trial-{trial.number}", replace=True)
+            pretrain(
+                cfg,
+                data,
+                folder,
+                progress=False,
+                on_epoch_cb=tell,
+                parent_run_id=parent_id,
+                run_name=f"trial-{trial.number}",
+                replace=True,
+            )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return last[0]
@@ -197,8 +272,18 @@ def _tell_pruner(trial: optuna.Trial, value: float, epoch: int) -> None:
         raise optuna.TrialPruned()
 
 
-def _run_optuna_study(out: Path, name: str, store, seed: int, trials: int, params: dict,
-               dataset_hash: str, tags: dict, run_trial, metric: str) -> dict:
+def _run_optuna_study(
+    out: Path,
+    name: str,
+    store,
+    seed: int,
+    trials: int,
+    params: dict,
+    dataset_hash: str,
+    tags: dict,
+    run_trial,
+    metric: str,
+) -> dict:
     """Create or join study ``name`` in storage ``store`` (from :func:`storage_for`), work on it until it
     has ``trials`` trials, write the best."""
     from sqlalchemy.exc import SQLAlchemyError
@@ -209,15 +294,17 @@ def _run_optuna_study(out: Path, name: str, store, seed: int, trials: int, param
     with sqlite_init_lock(store if isinstance(store, str) else ""):  # workers starting together on a new file
         try:
             try:
-                study = optuna.create_study(study_name=name, storage=store, direction="maximize", sampler=sampler,
-                                            pruner=pruner)
+                study = optuna.create_study(
+                    study_name=name, storage=store, direction="maximize", sampler=sampler, pruner=pruner
+                )
                 creator = True
             except optuna.exceptions.DuplicatedStudyError:
                 study = optuna.load_study(study_name=name, storage=store, sampler=sampler, pruner=pruner)
                 creator = False
         except SQLAlchemyError as e:
             shown = str(store).split("@")[-1] if isinstance(store, str) else "the journal file"
-            raise UserError(f"cannot open Optuna storage {shown!r}: {str(e.orig if getattr(e, 'orig', None) else e).splitlines()[0]}") from None
+            reason = str(e.orig if getattr(e, "orig", None) else e).splitlines()[0]
+            raise UserError(f"cannot open Optuna storage {shown!r}: {reason}") from None
     if creator:
         with tracking.run("tune", params, dataset_hash, tags=tags, run_name=f"tune-{name}") as parent:
             study.set_user_attr("mlflow_run_id", parent.info.run_id)

@@ -17,8 +17,14 @@ OPTIMISER_KEYS = ("lr", "weight_decay", "schedule")  # searched for every method
 
 
 def write_best(out: Path, name: str, trials: int, value, params: dict, states: dict, metric: str = "") -> dict:
-    best = {"study": name, "trials": trials, "trial_states": states, "metric": f"val_{metric}" if metric else "",
-            "best_value": value, "params": params}
+    best = {
+        "study": name,
+        "trials": trials,
+        "trial_states": states,
+        "metric": f"val_{metric}" if metric else "",
+        "best_value": value,
+        "params": params,
+    }
     atomic_write_json(out / BEST_FILE, best)
     return best
 
@@ -28,8 +34,11 @@ def _read(path: str | Path) -> tuple[dict, dict]:
     path = Path(path)
     try:
         params = dict(json.loads(path.read_text())["params"])
-        best = {"lr": float(params.pop("lr")), "weight_decay": float(params.pop("weight_decay")),
-                "schedule": str(params.pop("schedule"))}
+        best = {
+            "lr": float(params.pop("lr")),
+            "weight_decay": float(params.pop("weight_decay")),
+            "schedule": str(params.pop("schedule")),
+        }
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(f"cannot read tuned parameters from {str(path)!r}: {e!r}") from None
     return best, params

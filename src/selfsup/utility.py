@@ -51,8 +51,9 @@ def utility(n: float, n_hat: float) -> float:
     return n_hat / n - 1.0
 
 
-def utility_curve(budgets, scratch_values, pretrained_budgets, pretrained_values,
-                  interpolation: str = "log") -> list[tuple[float, str]]:
+def utility_curve(
+    budgets, scratch_values, pretrained_budgets, pretrained_values, interpolation: str = "log"
+) -> list[tuple[float, str]]:
     """(U, status) at each pretrained budget against one scratch curve (both given as means)."""
     out = []
     for n, m in zip(pretrained_budgets, pretrained_values):
@@ -63,17 +64,25 @@ def utility_curve(budgets, scratch_values, pretrained_budgets, pretrained_values
 
 def _seed_means(df: pd.DataFrame, rng: np.random.Generator | None) -> pd.Series:
     """Mean value per budget over seeds; with ``rng``, over a bootstrap resample of the seeds."""
+
     def agg(vals: np.ndarray) -> float:
         return float(np.mean(vals if rng is None else rng.choice(vals, size=len(vals), replace=True)))
+
     return df.groupby("label_budget")["value"].apply(lambda s: agg(s.to_numpy())).sort_index()
 
 
 CONTEXT = ("finetune_variant", "backbone", "width")  # scratch is matched within these, when present
 
 
-def utility_table(results: pd.DataFrame, metric_of_task: dict[str, str], interpolation: str = "log",
-                  n_boot: int = 1000, seed: int = 0, baseline: str = SCRATCH,
-                  context: tuple[str, ...] = CONTEXT) -> pd.DataFrame:
+def utility_table(
+    results: pd.DataFrame,
+    metric_of_task: dict[str, str],
+    interpolation: str = "log",
+    n_boot: int = 1000,
+    seed: int = 0,
+    baseline: str = SCRATCH,
+    context: tuple[str, ...] = CONTEXT,
+) -> pd.DataFrame:
     """Utility per (method, task, protocol, label_budget) of a long results table, with bootstrap
     95 % intervals over seeds (scratch and pretrained seeds resampled independently).
 
@@ -107,10 +116,33 @@ def utility_table(results: pd.DataFrame, metric_of_task: dict[str, str], interpo
                 for j, (n, m) in enumerate(p_mean.items()):
                     u, status = point[j]
                     finite = boots[:, j][np.isfinite(boots[:, j])]
-                    lo, hi = (np.percentile(finite, [2.5, 97.5]) if len(finite) else (math.nan, math.nan))
-                    rows.append({"method": method, "task": task, "protocol": protocol, "label_budget": int(n),
-                                 "utility": u, "ci_low": float(lo), "ci_high": float(hi), "status": status,
-                                 "metric": metric, "value": m, **dict(zip(ctx, key))})
-    cols = ["method", "task", "protocol", "label_budget", "utility", "ci_low", "ci_high", "status", "metric", "value",
-            *ctx]
+                    lo, hi = np.percentile(finite, [2.5, 97.5]) if len(finite) else (math.nan, math.nan)
+                    rows.append(
+                        {
+                            "method": method,
+                            "task": task,
+                            "protocol": protocol,
+                            "label_budget": int(n),
+                            "utility": u,
+                            "ci_low": float(lo),
+                            "ci_high": float(hi),
+                            "status": status,
+                            "metric": metric,
+                            "value": m,
+                            **dict(zip(ctx, key)),
+                        }
+                    )
+    cols = [
+        "method",
+        "task",
+        "protocol",
+        "label_budget",
+        "utility",
+        "ci_low",
+        "ci_high",
+        "status",
+        "metric",
+        "value",
+        *ctx,
+    ]
     return pd.DataFrame(rows, columns=cols)

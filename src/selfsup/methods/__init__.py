@@ -38,8 +38,9 @@ class Method(nn.Module):
 
 def mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
     """The projector / predictor used by the multi-view methods: Linear-BN-ReLU-Linear."""
-    return nn.Sequential(nn.Linear(d_in, d_hidden), nn.BatchNorm1d(d_hidden), nn.ReLU(inplace=True),
-                         nn.Linear(d_hidden, d_out))
+    return nn.Sequential(
+        nn.Linear(d_in, d_hidden), nn.BatchNorm1d(d_hidden), nn.ReLU(inplace=True), nn.Linear(d_hidden, d_out)
+    )
 
 
 def frozen_copy(module: nn.Module) -> nn.Module:

@@ -24,8 +24,15 @@ def _locations(fmap: torch.Tensor, grid: int) -> torch.Tensor:
 class AMDIM(Method):
     knobs = {"clip": (5.0, 30.0, "linear"), "reg": (0.005, 0.5, "log")}  # what `selfsup tune --pretrain` searches
 
-    def __init__(self, backbone: nn.Module, dim: int = 128, clip: float = 20.0, reg: float = 0.05,
-                 anchor_grid: int = 2, local_grid: int = 4):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        dim: int = 128,
+        clip: float = 20.0,
+        reg: float = 0.05,
+        anchor_grid: int = 2,
+        local_grid: int = 4,
+    ):
         super().__init__(backbone)
         with torch.no_grad():
             maps = backbone.stages(torch.zeros(2, 3, 32, 32))
@@ -38,8 +45,11 @@ class AMDIM(Method):
     def _encode(self, v: torch.Tensor):
         *_, mid, last = self.backbone.stages(v)
         pooled = torch.amax(last, dim=(2, 3)) if self.backbone.pool == "max" else last.mean((2, 3))
-        return (self.global_head(pooled)[:, None], _locations(self.last_head(last), self.anchor_grid),
-                _locations(self.mid_head(mid), self.local_grid))
+        return (
+            self.global_head(pooled)[:, None],
+            _locations(self.last_head(last), self.anchor_grid),
+            _locations(self.mid_head(mid), self.local_grid),
+        )
 
     def loss(self, x, generator):
         g0, a0, l0 = self._encode(contrastive_view(x, generator))

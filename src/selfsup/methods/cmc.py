@@ -21,8 +21,9 @@ class CMC(Method):
     knobs = {"temperature": (0.03, 0.3, "log")}  # what `selfsup tune --pretrain` searches
     backbone_variant = "split"  # the L and ab views each get one half of a split backbone
 
-    def __init__(self, backbone: nn.Module, proj_dim: int = 128, queue_size: int = 1024, temperature: float = 0.07,
-                 pad: int = 8):
+    def __init__(
+        self, backbone: nn.Module, proj_dim: int = 128, queue_size: int = 1024, temperature: float = 0.07, pad: int = 8
+    ):
         if not hasattr(backbone, "halves"):
             raise UserError("method 'cmc' needs a split backbone such as resnet9_split or resnet50_split")
         super().__init__(backbone)
@@ -38,8 +39,9 @@ class CMC(Method):
         f_l, f_ab = self.backbone.halves(flip_translate(x, self.pad, generator))
         z_l, z_ab = F.normalize(self.head_l(f_l), dim=1), F.normalize(self.head_ab(f_ab), dim=1)
         n = int(self.queue_filled)
-        loss = (cross_view_info_nce(z_l, z_ab, self.queue_ab[:n].clone(), self.temperature)
-                + cross_view_info_nce(z_ab, z_l, self.queue_l[:n].clone(), self.temperature))
+        loss = cross_view_info_nce(z_l, z_ab, self.queue_ab[:n].clone(), self.temperature) + cross_view_info_nce(
+            z_ab, z_l, self.queue_l[:n].clone(), self.temperature
+        )
         ptr = self.queue_ptr.clone()
         enqueue_(self.queue_l, self.queue_ptr, z_l)
         enqueue_(self.queue_ab, ptr, z_ab)

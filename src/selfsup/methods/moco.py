@@ -18,10 +18,19 @@ from . import METHODS, Method, ema_, enqueue_, frozen_copy, mlp
 
 @METHODS.register("moco")
 class MoCo(Method):
-    knobs = {"temperature": (0.05, 0.5, "log"), "momentum": (0.9, 0.999, "linear")}  # what `selfsup tune --pretrain` searches
+    knobs = {
+        "temperature": (0.05, 0.5, "log"),
+        "momentum": (0.9, 0.999, "linear"),
+    }  # what `selfsup tune --pretrain` searches
 
-    def __init__(self, backbone: nn.Module, proj_dim: int = 128, queue_size: int = 1024, momentum: float = 0.99,
-                 temperature: float = 0.2):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        proj_dim: int = 128,
+        queue_size: int = 1024,
+        momentum: float = 0.99,
+        temperature: float = 0.2,
+    ):
         super().__init__(backbone)
         d = backbone.out_dim
         self.projector = mlp(d, d, proj_dim)

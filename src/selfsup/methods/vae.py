@@ -14,8 +14,12 @@ from . import METHODS, Method
 
 
 def _up(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1),
-                         nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Upsample(scale_factor=2, mode="nearest"),
+        nn.Conv2d(c_in, c_out, 3, padding=1),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    )
 
 
 @METHODS.register("vae")
@@ -29,8 +33,9 @@ class VAE(Method):
         c = max(16, d)
         self.base, self.c, self.beta, self.pad = base, c, beta, pad
         self.from_latent = nn.Linear(latent, c * base * base)
-        self.decoder = nn.Sequential(_up(c, c // 2), _up(c // 2, c // 4), _up(c // 4, c // 4),
-                                     nn.Conv2d(c // 4, 3, 3, padding=1))
+        self.decoder = nn.Sequential(
+            _up(c, c // 2), _up(c // 2, c // 4), _up(c // 4, c // 4), nn.Conv2d(c // 4, 3, 3, padding=1)
+        )
 
     def decode(self, z: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         h = self.from_latent(z).view(-1, self.c, self.base, self.base)

@@ -16,12 +16,21 @@ class Bottleneck(nn.Module):
         super().__init__()
         c_out = c_mid * self.expansion
         self.body = nn.Sequential(
-            nn.Conv2d(c_in, c_mid, 1, bias=False), nn.BatchNorm2d(c_mid), nn.ReLU(inplace=True),
-            nn.Conv2d(c_mid, c_mid, 3, stride, 1, bias=False), nn.BatchNorm2d(c_mid), nn.ReLU(inplace=True),
-            nn.Conv2d(c_mid, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+            nn.Conv2d(c_in, c_mid, 1, bias=False),
+            nn.BatchNorm2d(c_mid),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_mid, c_mid, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(c_mid),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(c_mid, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
         nn.init.zeros_(self.body[-1].weight)  # zero-init the last BN: each block starts as the identity
-        self.shortcut = (nn.Identity() if stride == 1 and c_in == c_out else
-                         nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)))
+        self.shortcut = (
+            nn.Identity()
+            if stride == 1 and c_in == c_out
+            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+        )
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
@@ -34,8 +43,9 @@ class ResNet50(Backbone):
     def __init__(self, width: float = 1.0, in_channels: int = 3, colour: str = "rgb"):
         super().__init__(colour)
         c0 = max(8, round(64 * width))
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, c0, 3, 1, 1, bias=False), nn.BatchNorm2d(c0),
-                                  nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, c0, 3, 1, 1, bias=False), nn.BatchNorm2d(c0), nn.ReLU(inplace=True)
+        )
         stages, c_in = [], c0
         for n, stride, mid in zip((3, 4, 6, 3), (1, 2, 2, 2), (64, 128, 256, 512)):
             c_mid = max(4, round(mid * width))

@@ -25,12 +25,14 @@ class Residual(nn.Module):
 
 def resnet9_blocks(width: float, in_channels: int) -> tuple[nn.ModuleList, int]:
     c = [max(4, round(w * width)) for w in (64, 128, 256, 512)]
-    blocks = nn.ModuleList([
-        conv_bn(in_channels, c[0]),                                                   # (B, c0, H, W)
-        nn.Sequential(conv_bn(c[0], c[1]), nn.MaxPool2d(2), Residual(c[1])),          # (B, c1, H/2, W/2)
-        nn.Sequential(conv_bn(c[1], c[2]), nn.MaxPool2d(2)),                          # (B, c2, H/4, W/4)
-        nn.Sequential(conv_bn(c[2], c[3]), nn.MaxPool2d(2), Residual(c[3])),          # (B, c3, H/8, W/8)
-    ])
+    blocks = nn.ModuleList(
+        [
+            conv_bn(in_channels, c[0]),  # (B, c0, H, W)
+            nn.Sequential(conv_bn(c[0], c[1]), nn.MaxPool2d(2), Residual(c[1])),  # (B, c1, H/2, W/2)
+            nn.Sequential(conv_bn(c[1], c[2]), nn.MaxPool2d(2)),  # (B, c2, H/4, W/4)
+            nn.Sequential(conv_bn(c[2], c[3]), nn.MaxPool2d(2), Residual(c[3])),  # (B, c3, H/8, W/8)
+        ]
+    )
     return blocks, c[3]
 
 

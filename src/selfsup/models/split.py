@@ -26,7 +26,7 @@ class Split(Backbone):
 
     def halves(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         f = self(x)
-        return f[:, : self.l.out_dim], f[:, self.l.out_dim:]
+        return f[:, : self.l.out_dim], f[:, self.l.out_dim :]
 
 
 def split_name(family: str) -> str:

@@ -50,9 +50,15 @@ IMAGE_TEXTURE_MIX = 0.4  # weight of the sampled colour over a texture image (th
 CAMERA_LOCATION = (1.0, 0.0, 0.4)  # the paper's camera for the single-object set
 MULTI_CAMERA_DISTANCE = 1.7  # the multi-object set's camera is farther back: four objects fill the frame
 SINGLE_EXTENT = 0.56  # largest side of the centred object (0.7 × 0.8 as in the paper's code)
-_TEX_NODE = {"noise": "ShaderNodeTexNoise", "wave": "ShaderNodeTexWave", "checker": "ShaderNodeTexChecker",
-             "brick": "ShaderNodeTexBrick", "magic": "ShaderNodeTexMagic", "gradient": "ShaderNodeTexGradient",
-             "voronoi": "ShaderNodeTexVoronoi"}
+_TEX_NODE = {
+    "noise": "ShaderNodeTexNoise",
+    "wave": "ShaderNodeTexWave",
+    "checker": "ShaderNodeTexChecker",
+    "brick": "ShaderNodeTexBrick",
+    "magic": "ShaderNodeTexMagic",
+    "gradient": "ShaderNodeTexGradient",
+    "voronoi": "ShaderNodeTexVoronoi",
+}
 
 
 def srgb_to_linear(c):
@@ -74,7 +80,7 @@ class _Surface:
         self.images = images  # texture image paths for "image:K" textures
         self.materials: dict[str, bpy.types.Material] = {}
 
-    def get(self, texture: str) -> "bpy.types.Material":
+    def get(self, texture: str) -> bpy.types.Material:
         kind = "image" if texture.startswith("image:") else texture
         if kind not in self.materials:
             self.materials[kind] = self._build(kind)
@@ -108,7 +114,7 @@ class _Surface:
             nt.links.new(ramp.outputs["Color"], bsdf.inputs["Base Color"])
         return m
 
-    def set(self, texture: str, rgb, scale: float, offset: float) -> "bpy.types.Material":
+    def set(self, texture: str, rgb, scale: float, offset: float) -> bpy.types.Material:
         m = self.get(texture)
         lin = (*srgb_to_linear(rgb), 1.0)
         nodes = m.node_tree.nodes
@@ -137,8 +143,11 @@ def _part_mesh(bm, p: Part) -> None:
         m = Matrix.Translation(p.center) @ Matrix.Diagonal((*p.size, 1.0))
         bmesh.ops.create_cube(bm, size=1.0, matrix=m)
         return
-    axis_rot = {"x": Matrix.Rotation(math.pi / 2, 4, "Y"), "y": Matrix.Rotation(math.pi / 2, 4, "X"),
-                "z": Matrix.Identity(4)}[p.axis]
+    axis_rot = {
+        "x": Matrix.Rotation(math.pi / 2, 4, "Y"),
+        "y": Matrix.Rotation(math.pi / 2, 4, "X"),
+        "z": Matrix.Identity(4),
+    }[p.axis]
     length = {"x": p.size[0], "y": p.size[1], "z": p.size[2]}[p.axis]
     diam = [s for a, s in zip("xyz", p.size) if a != p.axis]
     if p.kind == "sphere":
@@ -154,8 +163,15 @@ def _part_mesh(bm, p: Part) -> None:
 class _Studio:
     """The persistent parts of every scene: camera, lights, backdrop, world and Cycles settings."""
 
-    def __init__(self, resolution: int, samples: int, threads: int, camera_distance: float, passes: bool,
-                 assets: Assets = Assets()):
+    def __init__(
+        self,
+        resolution: int,
+        samples: int,
+        threads: int,
+        camera_distance: float,
+        passes: bool,
+        assets: Assets = Assets(),
+    ):
         self.assets = assets
         with quiet():
             bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -167,7 +183,7 @@ class _Studio:
         cam.rotation_euler = (-Vector(cam.location)).to_track_quat("-Z", "Y").to_euler()
 
         self.lamp = bpy.data.objects.new("lamp", bpy.data.lights.new("lamp", "POINT"))
-        self.lamp.data.energy = 100.0 * camera_distance ** 2
+        self.lamp.data.energy = 100.0 * camera_distance**2
         self.light_radius = 1.5 * camera_distance
         sun = bpy.data.objects.new("sun", bpy.data.lights.new("sun", "SUN"))
         sun.data.energy = 1.0
@@ -321,10 +337,17 @@ class SingleObjectRenderer(_Studio):
 class MultiObjectRenderer(_Studio):
     """Multi-object images with per-pixel instance ids, semantic classes and depth from Cycles passes."""
 
-    def __init__(self, resolution: int = 128, samples: int = 16, threads: int = 0, assets: Assets = Assets(),
-                 max_objects: int = 8):
-        super().__init__(resolution, samples, threads, camera_distance=MULTI_CAMERA_DISTANCE, passes=True,
-                         assets=assets)
+    def __init__(
+        self,
+        resolution: int = 128,
+        samples: int = 16,
+        threads: int = 0,
+        assets: Assets = Assets(),
+        max_objects: int = 8,
+    ):
+        super().__init__(
+            resolution, samples, threads, camera_distance=MULTI_CAMERA_DISTANCE, passes=True, assets=assets
+        )
         self.slots = [self._new_object(f"object{k}", k + 1) for k in range(max_objects)]
         self.surfaces = [_Surface(f"object{k}", assets.textures) for k in range(max_objects)]
 
@@ -346,9 +369,13 @@ class MultiObjectRenderer(_Studio):
         passes = self._render_passes()
         instances = np.rint(passes["Object Index"][..., 0]).astype(np.uint8)
         lookup = np.zeros(256, np.uint8)
-        lookup[1:len(s.objects) + 1] = [o.class_id + 1 for o in s.objects]
-        return {"image": linear_to_srgb_uint8(passes["Combined"][..., :3]), "instances": instances,
-                "segmentation": lookup[instances], "depth": passes["Depth"][..., 0].astype(np.float16)}
+        lookup[1 : len(s.objects) + 1] = [o.class_id + 1 for o in s.objects]
+        return {
+            "image": linear_to_srgb_uint8(passes["Combined"][..., :3]),
+            "instances": instances,
+            "segmentation": lookup[instances],
+            "depth": passes["Depth"][..., 0].astype(np.float16),
+        }
 
 
 assert set(_TEX_NODE) == set(TEXTURES)

@@ -91,10 +91,21 @@ def _check_writable(out: Path) -> None:
         raise UserError(f"output folder {str(out)!r} is not writable: {e.strerror or e}") from None
 
 
-def render_dataset(out: str | Path, set_name: str = "single", variant: str = "----", count: int = 1000,
-                   seed: int = 0, workers: int = 1, resolution: int | None = None, samples: int = 16,
-                   progress: bool = True, replace: bool = False, shapenet: str | Path | None = None,
-                   textures: str | Path | None = None, shard: tuple[int, int] | None = None) -> dict:
+def render_dataset(
+    out: str | Path,
+    set_name: str = "single",
+    variant: str = "----",
+    count: int = 1000,
+    seed: int = 0,
+    workers: int = 1,
+    resolution: int | None = None,
+    samples: int = 16,
+    progress: bool = True,
+    replace: bool = False,
+    shapenet: str | Path | None = None,
+    textures: str | Path | None = None,
+    shard: tuple[int, int] | None = None,
+) -> dict:
     """Render a dataset folder (resuming a killed run with the same parameters); returns the manifest.
 
     ``shard=(i, n)`` renders only shard files i, i+n, ... into ``DIR/.shards/`` and returns a summary
@@ -111,14 +122,23 @@ def render_dataset(out: str | Path, set_name: str = "single", variant: str = "--
     resolution = DEFAULT_RESOLUTION[set_name] if resolution is None else resolution
     checks.numbers(count=count, workers=workers, resolution=resolution, samples=samples, seed=seed)
     if set_name == "multi" and resolution % 8:
-        raise UserError(f"invalid resolution {resolution} for the multi set: must be a multiple of 8 "
-                        "(dense labels are read on the backbone's 1/8 grid)")
+        raise UserError(
+            f"invalid resolution {resolution} for the multi set: must be a multiple of 8 "
+            "(dense labels are read on the backbone's 1/8 grid)"
+        )
     if shard is not None and replace:
         raise UserError("--replace cannot be combined with --shard: one job would delete the others' shards")
     out = checks.output_folder(out, "dataset folder")
     assets = Assets(shapenet_index(shapenet) if shapenet else None, texture_index(textures) if textures else None)
-    params = {"set": set_name, "variant": v.name, "count": count, "seed": seed, "resolution": resolution,
-              "samples": samples, "renderer": renderer_hash()}
+    params = {
+        "set": set_name,
+        "variant": v.name,
+        "count": count,
+        "seed": seed,
+        "resolution": resolution,
+        "samples": samples,
+        "renderer": renderer_hash(),
+    }
     if shapenet:
         params["shapenet"] = {"root": str(shapenet), "models": [len(m) for m in assets.meshes]}
     if textures:
@@ -128,31 +148,47 @@ def render_dataset(out: str | Path, set_name: str = "single", variant: str = "--
         if done.get("params") == params:
             return done
         if not replace:
-            raise UserError(f"output folder {str(out)!r} already holds a dataset with other parameters; "
-                            "choose another --out, delete it or pass --replace")
+            raise UserError(
+                f"output folder {str(out)!r} already holds a dataset with other parameters; "
+                "choose another --out, delete it or pass --replace"
+            )
         remove_dataset_files(out)
     _check_writable(out)
     shard_dir = out / ".shards"
     params_file = shard_dir / "params.json"
     if params_file.exists() and json.loads(params_file.read_text()) != params:
         if not replace:
-            raise UserError(f"output folder {str(out)!r} holds an unfinished render with other parameters; "
-                            "rerun with the same parameters, delete it or pass --replace")
+            raise UserError(
+                f"output folder {str(out)!r} holds an unfinished render with other parameters; "
+                "rerun with the same parameters, delete it or pass --replace"
+            )
         shutil.rmtree(shard_dir)
     shard_dir.mkdir(exist_ok=True)
     atomic_write_json(params_file, params)
 
     scenes = sample_scenes(set_name, count, v, seed, assets)
-    shards = [(str(shard_dir / f"shard_{k:05d}.npz"), scenes[i:i + SHARD_SIZE])
-              for k, i in enumerate(range(0, count, SHARD_SIZE))]
+    shards = [
+        (str(shard_dir / f"shard_{k:05d}.npz"), scenes[i : i + SHARD_SIZE])
+        for k, i in enumerate(range(0, count, SHARD_SIZE))
+    ]
     mine = shards_of(shards, shard)
     todo = [job for job in mine if not os.path.exists(job[0])]
     run_name = f"render-{set_name}-{v.name}" + (f"-shard{shard[0]}of{shard[1]}" if shard else "")
-    with tracking.run("render", {**params, "workers": workers, "out": str(out), "shard": shard_label(shard)},
-                      run_name=run_name):
+    with tracking.run(
+        "render", {**params, "workers": workers, "out": str(out), "shard": shard_label(shard)}, run_name=run_name
+    ):
         t0 = time.perf_counter()
-        _run_shards(todo, sum(len(j[1]) for j in mine), sum(len(j[1]) for j in mine) - sum(len(j[1]) for j in todo),
-                    workers, set_name, resolution, samples, assets, progress)
+        _run_shards(
+            todo,
+            sum(len(j[1]) for j in mine),
+            sum(len(j[1]) for j in mine) - sum(len(j[1]) for j in todo),
+            workers,
+            set_name,
+            resolution,
+            samples,
+            assets,
+            progress,
+        )
         rendered = sum(len(j[1]) for j in todo)
         seconds = time.perf_counter() - t0
         if shard is not None:
@@ -163,25 +199,49 @@ def render_dataset(out: str | Path, set_name: str = "single", variant: str = "--
         sheet = write_contact_sheet(out)
         shutil.rmtree(shard_dir)
         tracking.set_tags({"dataset_hash": manifest["dataset_hash"]})
-        tracking.log_metrics({"images_rendered": rendered, "render_time_s": seconds,
-                              "images_per_s": rendered / seconds if seconds > 0 else 0.0})
+        tracking.log_metrics(
+            {
+                "images_rendered": rendered,
+                "render_time_s": seconds,
+                "images_per_s": rendered / seconds if seconds > 0 else 0.0,
+            }
+        )
         tracking.log_artifact(out / "manifest.json")
         tracking.log_artifact(sheet)
     return manifest
 
 
-def _run_shards(todo, total: int, done: int, workers: int, set_name: str, resolution: int, samples: int,
-                assets: Assets, progress: bool) -> None:
+def _run_shards(
+    todo,
+    total: int,
+    done: int,
+    workers: int,
+    set_name: str,
+    resolution: int,
+    samples: int,
+    assets: Assets,
+    progress: bool,
+) -> None:
     if not todo:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     ctx = mp.get_context("spawn")  # never fork a process that may hold bpy
-    cols = (TextColumn("render"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]} img/s"),
-            TextColumn("ETA"), TimeRemainingColumn())
-    pool = ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx, initializer=_init_worker,
-                               initargs=(set_name, resolution, samples, threads, assets))
+    cols = (
+        TextColumn("render"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} img/s"),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    pool = ProcessPoolExecutor(
+        min(workers, len(todo)),
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(set_name, resolution, samples, threads, assets),
+    )
     try:
         with Progress(*cols, disable=not progress) as bar:
             task = bar.add_task("render", total=total, completed=done, rate="-")
@@ -190,8 +250,10 @@ def _run_shards(todo, total: int, done: int, workers: int, set_name: str, resolu
                 n += fut.result()
                 bar.update(task, advance=fut.result(), rate=f"{n / (time.perf_counter() - t0):.1f}")
     except BrokenProcessPool:
-        raise UserError("a render worker died (is Blender's bpy installed with its system libraries? "
-                        "run scripts/setup.sh); finished shards are kept, rerun to resume") from None
+        raise UserError(
+            "a render worker died (is Blender's bpy installed with its system libraries? "
+            "run scripts/setup.sh); finished shards are kept, rerun to resume"
+        ) from None
     finally:
         pool.shutdown(cancel_futures=True)
 
@@ -212,18 +274,20 @@ def write_contact_sheet(path: Path, per_class: int = 8) -> Path:
     h, w = images.shape[1:3]
     if (path / "segmentation.npy").is_file():
         seg = np.load(path / "segmentation.npy", mmap_mode="r")
-        palette = np.array([[0, 0, 0]] + [[int(255 * c) for c in colorsys.hsv_to_rgb(k / 10, 0.8, 1.0)]
-                                          for k in range(len(CLASSES))], np.uint8)
+        palette = np.array(
+            [[0, 0, 0]] + [[int(255 * c) for c in colorsys.hsv_to_rgb(k / 10, 0.8, 1.0)] for k in range(len(CLASSES))],
+            np.uint8,
+        )
         n = min(len(images), per_class * 2)
         tiles = [np.concatenate([images[i], palette[seg[i]]], 0) for i in range(n)]
         tiles += [np.zeros_like(tiles[0])] * (-n % per_class)
-        rows = [np.concatenate(tiles[r:r + per_class], 1) for r in range(0, len(tiles), per_class)]
+        rows = [np.concatenate(tiles[r : r + per_class], 1) for r in range(0, len(tiles), per_class)]
         sheet = np.concatenate(rows, 0)
     else:
         labels = pd.read_parquet(path / "labels.parquet", columns=["class_id"])
         sheet = np.full((len(CLASSES) * h, per_class * w, 3), 255, np.uint8)
         for c in range(len(CLASSES)):
             for j, i in enumerate(np.flatnonzero(labels.class_id.to_numpy() == c)[:per_class]):
-                sheet[c * h:(c + 1) * h, j * w:(j + 1) * w] = images[i]
+                sheet[c * h : (c + 1) * h, j * w : (j + 1) * w] = images[i]
     Image.fromarray(sheet).save(path / "contact_sheet.png")
     return path / "contact_sheet.png"

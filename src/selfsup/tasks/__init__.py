@@ -7,8 +7,9 @@ predict one value per map location, against labels reduced to that grid.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,13 +28,13 @@ class Task:
     name: str
     metric: str  # the headline metric (higher is better) used for utility
     head: Callable[[int], nn.Module]
-    targets: Callable[["Dataset"], np.ndarray]  # one target (or target map) per image of the dataset
+    targets: Callable[[Dataset], np.ndarray]  # one target (or target map) per image of the dataset
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     metrics: Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
     dataset_set: str = "single"  # the dataset set whose labels the task reads
-    dense: bool = False          # predicts on the feature map, not the pooled features
-    kind: str = "classify"       # "classify" (targets are class ids) or "regress" (real values)
-    outputs: int = 1             # classes, or values per location
+    dense: bool = False  # predicts on the feature map, not the pooled features
+    kind: str = "classify"  # "classify" (targets are class ids) or "regress" (real values)
+    outputs: int = 1  # classes, or values per location
 
     def strata(self, targets: np.ndarray) -> np.ndarray:
         """What label budgets balance over: the class of image-level classification tasks, nothing
@@ -57,7 +58,7 @@ def grid_labels(maps: np.ndarray, reduce: str) -> np.ndarray:
     8×8 cell (``nearest``, for class ids) or the cell's mean (``mean``, for depth)."""
     n, h, w = maps.shape
     if reduce == "nearest":
-        return np.ascontiguousarray(maps[:, STRIDE // 2::STRIDE, STRIDE // 2::STRIDE])
+        return np.ascontiguousarray(maps[:, STRIDE // 2 :: STRIDE, STRIDE // 2 :: STRIDE])
     return maps.astype(np.float32).reshape(n, h // STRIDE, STRIDE, w // STRIDE, STRIDE).mean((2, 4))
 
 

@@ -15,5 +15,12 @@ def accuracy(logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
 
 @TASKS.register("classification")
 def classification() -> Task:
-    return Task("classification", "accuracy", lambda d: nn.Linear(d, NUM_CLASSES),
-                lambda ds: ds.labels["class_id"].to_numpy(), F.cross_entropy, accuracy, outputs=NUM_CLASSES)
+    return Task(
+        "classification",
+        "accuracy",
+        lambda d: nn.Linear(d, NUM_CLASSES),
+        lambda ds: ds.labels["class_id"].to_numpy(),
+        F.cross_entropy,
+        accuracy,
+        outputs=NUM_CLASSES,
+    )

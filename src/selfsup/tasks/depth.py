@@ -15,8 +15,11 @@ MIN_DEPTH = 1e-3
 def depth_metrics(pred: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     p, t = pred.reshape(y.shape).float().clamp_min(MIN_DEPTH), y.float()
     ratio = torch.maximum(p / t, t / p)
-    return {"delta1": float((ratio < 1.25).float().mean()), "abs_rel": float(((p - t).abs() / t).mean()),
-            "l1": float((p - t).abs().mean())}
+    return {
+        "delta1": float((ratio < 1.25).float().mean()),
+        "abs_rel": float(((p - t).abs() / t).mean()),
+        "l1": float((p - t).abs().mean()),
+    }
 
 
 def depth_loss(pred: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -31,5 +34,15 @@ def depth_head(d: int) -> nn.Module:
 
 @TASKS.register("depth")
 def depth() -> Task:
-    return Task("depth", "delta1", depth_head, lambda ds: grid_labels(ds.dense["depth"], "mean"),
-                depth_loss, depth_metrics, dataset_set="multi", dense=True, kind="regress", outputs=1)
+    return Task(
+        "depth",
+        "delta1",
+        depth_head,
+        lambda ds: grid_labels(ds.dense["depth"], "mean"),
+        depth_loss,
+        depth_metrics,
+        dataset_set="multi",
+        dense=True,
+        kind="regress",
+        outputs=1,
+    )

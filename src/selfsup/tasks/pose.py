@@ -11,5 +11,12 @@ NUM_BINS = 5
 
 @TASKS.register("pose")
 def pose() -> Task:
-    return Task("pose", "accuracy", lambda d: nn.Linear(d, NUM_BINS),
-                lambda ds: ds.labels["pose_bin"].to_numpy(), F.cross_entropy, accuracy, outputs=NUM_BINS)
+    return Task(
+        "pose",
+        "accuracy",
+        lambda d: nn.Linear(d, NUM_BINS),
+        lambda ds: ds.labels["pose_bin"].to_numpy(),
+        F.cross_entropy,
+        accuracy,
+        outputs=NUM_BINS,
+    )

@@ -31,6 +31,14 @@ def segmentation_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict[str, flo
 
 @TASKS.register("segmentation")
 def segmentation() -> Task:
-    return Task("segmentation", "miou", lambda d: nn.Conv2d(d, NUM_CLASSES, 1),
-                lambda ds: grid_labels(ds.dense["segmentation"], "nearest").astype("int64"),
-                F.cross_entropy, segmentation_metrics, dataset_set="multi", dense=True, outputs=NUM_CLASSES)
+    return Task(
+        "segmentation",
+        "miou",
+        lambda d: nn.Conv2d(d, NUM_CLASSES, 1),
+        lambda ds: grid_labels(ds.dense["segmentation"], "nearest").astype("int64"),
+        F.cross_entropy,
+        segmentation_metrics,
+        dataset_set="multi",
+        dense=True,
+        outputs=NUM_CLASSES,
+    )
