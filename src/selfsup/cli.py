@@ -119,8 +119,11 @@ def pretrain(
     compile: bool = typer.Option(
         False, "--compile", help="torch.compile the backbone (needs a C++ compiler on the CPU)."
     ),
-    probe: bool = typer.Option(
-        False, "--probe", help="Train an online linear probe on detached features; log its val accuracy."
+    online_probe: bool = typer.Option(
+        False,
+        "--online-probe",
+        "--probe",
+        help="Train an online linear probe on detached features alongside; log its val accuracy.",
     ),
     params_file: Optional[Path] = typer.Option(
         None,
@@ -151,7 +154,7 @@ def pretrain(
         batch_size,
         seed=seed,
         compile=compile,
-        online_probe=probe,
+        online_probe=online_probe,
         **tuned,
     )
     meta = run(config, data, out, replace=replace, verify=verify)
@@ -323,7 +326,7 @@ def tune(
         None, help="Optuna storage: a database URL or a journal file (*.log); default OUT/optuna.db."
     ),
     study_name: Optional[str] = typer.Option(
-        None, help="Study name (default METHOD-TASK-PROTOCOL-nBUDGET); workers with the same name share it."
+        None, help="Optuna study name (default METHOD-TASK-PROTOCOL-nBUDGET); workers with the same name share it."
     ),
     protocol: str = typer.Option("finetune", help="finetune or frozen-1/2/3."),
     steps: int = typer.Option(200, help="Optimisation steps per trial."),

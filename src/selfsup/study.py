@@ -228,13 +228,13 @@ def plan(params: dict) -> list[Job]:
                                 cells * per_run[1],
                             )
                         )
-    probe = params["probe"]
+    probes = params["probe"]  # the frozen-feature probes of `selfsup probe`
     for data in study["single"]:
         for backbone in study["backbones"]:
             width, res = params["pretrain_single"]["width"], datasets[data]["resolution"]
             key = ("supervised", backbone, width, res, False, min(params["finetune_single"]["batch_size"], 512))
-            for method in probe["methods"]:
-                for protocol in probe["protocols"]:  # features of every image once; the fits are cheap
+            for method in probes["methods"]:
+                for protocol in probes["protocols"]:  # features of every image once; the fits are cheap
                     jobs.append(
                         Job(f"probe@{data}-{backbone}-{method}-{protocol}", "probe", key, 0.0, datasets[data]["count"])
                     )
