@@ -385,7 +385,7 @@ def report(
         ..., help="Report folder: index.html, utility.csv, curves.csv, metrics.json and the analysis tables."
     ),
     interpolation: str = typer.Option("log", help="Interpolate the scratch curve in log n (default) or linear n."),
-    bootstrap: int = typer.Option(1000, help="Bootstrap resamples over seeds for the intervals."),
+    bootstrap: int = typer.Option(1000, help="Draws of the studentised curve means behind each utility interval."),
     mlflow_experiment: Optional[str] = typer.Option(
         None, help="Also read the finetune and probe cells of this MLflow experiment."
     ),

@@ -319,7 +319,11 @@ def _findings(util: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[str]:
         parts = []
         for r in first.itertuples():
             if r.status == OK:
-                ci = "" if pd.isna(r.ci_low) else f" [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+                ci = (
+                    f" [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+                    if pd.notna(r.ci_low)
+                    else f" (too few seeds for an interval: {r.seeds})"
+                )
                 parts.append(f"{r.method} U = {r.utility:.2f}{ci}")
             elif r.status == LOWER_BOUND:
                 parts.append(f"{r.method} U ≥ {r.utility:.2f} (beats every scratch run)")
@@ -428,9 +432,10 @@ Results: {len(results)} rows from {results.source.nunique() if "source" in resul
 model trained on n labels; n̂ is read off the scratch curve (made monotone) by interpolation in
 {"log n" if interpolation == "log" else "linear n"}. U = 0: pretraining saves nothing;
 U = 4: scratch needs 5× the labels.
-Intervals are 95 % bootstrap intervals over seeds. Where the pretrained model beats every scratch run, U is only a
-lower bound (grey). Metrics are on the test split; each budget's subset is nested in the next, and every budget
-trains for the same number of steps.</p>
+Intervals are 95 % studentised intervals (each curve point's mean drawn from m + s/√k·t(k−1), U recomputed
+per draw; coverage checked on simulated studies); with fewer than 3 seeds there is none ("too few seeds").
+Where the pretrained model beats every scratch run, U is only a lower bound (grey). Metrics are on the test
+split; each budget's subset is nested in the next, and every budget trains for the same number of steps.</p>
 <h2>Findings</h2>
 <ul>{findings}</ul>
 <h2>Headline</h2>
