@@ -6,7 +6,8 @@ module, lazy ones inside functions included (any of them may run), within ``src/
 missing from a stage's deps means editing it would not re-run the stage (stale results); a listed
 module outside the closure re-runs the stage for nothing.
 
-``python tests/test_dvc_deps.py`` prints each stage's closure as the deps lines to paste.
+The closure is :func:`selfsup.provenance.import_closure`, the same that keys finetune/probe cells on
+the code that trained them. ``python tests/test_dvc_deps.py`` prints each stage's closure.
 """
 
 from __future__ import annotations
@@ -18,77 +19,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from selfsup.provenance import code_hash, import_closure, imported_files
+
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src" / "selfsup"
 
 
-def _module_file(dotted: str) -> Path | None:
-    """selfsup.a.b → its .py file (a package's __init__.py), None outside the package."""
-    parts = dotted.split(".")
-    if parts[0] != "selfsup":
-        return None
-    base = PKG.joinpath(*parts[1:])
-    if base.with_suffix(".py").is_file():
-        return base.with_suffix(".py")
-    if (base / "__init__.py").is_file():
-        return base / "__init__.py"
-    return None
-
-
-def _dotted(path: Path) -> str:
-    rel = path.relative_to(PKG.parent).with_suffix("")
-    parts = list(rel.parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+def closure(start: set[Path]) -> set[Path]:
+    return import_closure(start, PKG)
 
 
 def _imports(tree: ast.AST, path: Path) -> set[Path]:
-    """Files of the package imported anywhere in ``tree`` (a module's or one function's)."""
-    here = _dotted(path) if path.name == "__init__.py" else _dotted(path).rsplit(".", 1)[0]
-    found: set[Path] = set()
-    for node in _walk_runtime(tree):
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = here.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                mod = ".".join(base + ([node.module] if node.module else []))
-            else:
-                mod = node.module or ""
-            # `from .x import y`: y may be a submodule of package x
-            names = [mod] + [f"{mod}.{a.name}" for a in node.names]
-        else:
-            continue
-        for name in names:
-            parts = name.split(".")
-            for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__
-                f = _module_file(".".join(parts[:i]))
-                if f is not None:
-                    found.add(f)
-    return found
-
-
-def _walk_runtime(tree: ast.AST):
-    """ast.walk, minus the bodies of ``if TYPE_CHECKING:`` (imports for type hints never run)."""
-    todo = [tree]
-    while todo:
-        node = todo.pop()
-        yield node
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
-            todo += node.orelse
-            continue
-        todo += ast.iter_child_nodes(node)
-
-
-def closure(start: set[Path]) -> set[Path]:
-    seen, todo = set(), list(start)
-    while todo:
-        f = todo.pop()
-        if f in seen:
-            continue
-        seen.add(f)
-        todo += _imports(ast.parse(f.read_text()), f) - seen
-    return seen
+    return imported_files(tree, path, PKG)
 
 
 def command_closure(command: str) -> set[Path]:
@@ -149,6 +91,23 @@ def test_the_closure_follows_lazy_and_relative_imports():
     report = command_closure("report")
     assert PKG / "tasks" / "__init__.py" in report and PKG / "train.py" not in report
     assert PKG / "dataset.py" not in report  # tasks import it for type hints only (TYPE_CHECKING)
+
+
+def test_a_cells_code_hash_changes_with_any_module_the_stage_imports(tmp_path):
+    """Cells are cached under the source hash of the stage's import closure: an edit to the training
+    loop (imported through sweep.py) changes finetune's hash; an edit to the report does not."""
+    import shutil
+
+    pkg = tmp_path / "selfsup"
+    shutil.copytree(PKG, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    before = code_hash("selfsup.finetune", pkg)
+    assert before == code_hash("selfsup.finetune") != code_hash("selfsup.probe")
+    with open(pkg / "report.py", "a") as f:
+        f.write("# an edit outside finetuning's closure\n")
+    assert code_hash("selfsup.finetune", pkg) == before
+    with open(pkg / "train.py", "a") as f:
+        f.write("# an edit to the training loop\n")
+    assert code_hash("selfsup.finetune", pkg) != before
 
 
 def test_layering_the_format_and_the_analysis_stay_light():

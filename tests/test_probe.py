@@ -8,7 +8,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from selfsup.probe import fit_logistic, fit_ridge, knn_predict
 from selfsup.tasks.depth import depth_metrics
-from selfsup.tasks.segmentation import mean_iou
+from selfsup.tasks.segmentation import mean_iou, segmentation_metrics
 
 
 def _blobs(n=120, d=8, classes=4, seed=0):
@@ -67,11 +67,62 @@ def test_mean_iou_matches_a_numpy_confusion_matrix():
     assert mean_iou(torch.from_numpy(pred), torch.from_numpy(y)) == pytest.approx(ref)
 
 
-def test_depth_metrics_match_numpy():
+def test_depth_metrics_match_numpy_on_object_cells_and_on_all():
     rng = np.random.default_rng(1)
     t = rng.uniform(1, 4, (5, 8, 8))
+    obj = rng.random(t.shape) < 0.3
     p = t * rng.uniform(0.7, 1.4, t.shape)
-    m = depth_metrics(torch.from_numpy(p).unsqueeze(1), torch.from_numpy(t))
-    assert m["delta1"] == pytest.approx(np.mean(np.maximum(p / t, t / p) < 1.25))
-    assert m["abs_rel"] == pytest.approx(np.mean(np.abs(p - t) / t))
-    assert m["l1"] == pytest.approx(np.mean(np.abs(p - t)))
+    m = depth_metrics(torch.from_numpy(p).unsqueeze(1), torch.from_numpy(np.stack([t, obj], 1)))
+    for suffix, sel in (("", obj), ("_all", np.ones_like(obj))):
+        pt, tt = p[sel], t[sel]
+        assert m[f"delta1{suffix}"] == pytest.approx(np.mean(np.maximum(pt / tt, tt / pt) < 1.25))
+        assert m[f"abs_rel{suffix}"] == pytest.approx(np.mean(np.abs(pt - tt) / tt))
+        assert m[f"l1{suffix}"] == pytest.approx(np.mean(np.abs(pt - tt)))
+
+
+def _scene_like_maps(rng, n=20, side=16):
+    """Dense labels shaped like the multi set's: a backdrop at ≈ 3 (90 % of the cells) and a few objects
+    nearer the camera (1.2–2.2), each object cell with a class 1–10."""
+    seg = np.zeros((n, side, side), np.int64)
+    depth = 3.0 + rng.normal(0, 0.05, seg.shape)
+    for i in range(n):
+        for _ in range(3):
+            r, c, s = rng.integers(0, side - 3), rng.integers(0, side - 3), rng.integers(2, 4)
+            seg[i, r : r + s, c : c + s] = rng.integers(1, 11)
+            depth[i, r : r + s, c : c + s] = rng.uniform(1.2, 2.2)
+    return seg, depth
+
+
+def test_dense_headlines_measure_objects_and_a_constant_predictor_scores_near_its_chance_level():
+    """The backdrop is ≈ 90 % of the cells: an all-background guess scores ≈ 0.9 pixel accuracy but 0 on
+    the segmentation headlines; the head's initial depth (3.0, the backdrop's) scores δ1 ≈ 0.9 over all
+    cells but ≈ 0 on objects; each task's chance level is what such a constant scores, and a good
+    prediction is far above it."""
+    from selfsup.tasks import get_task
+
+    seg, depth = _scene_like_maps(np.random.default_rng(0))
+    y_seg = torch.from_numpy(seg)
+    background = torch.nn.functional.one_hot(torch.zeros_like(y_seg), 11).permute(0, 3, 1, 2).float()
+    m = segmentation_metrics(background, y_seg)
+    assert m["pixel_accuracy"] > 0.8 and m["miou"] == 0.0 and m["object_accuracy"] == 0.0
+    chance = get_task("segmentation").chance_metrics(seg)
+    assert chance["miou"] == m["miou"] and chance["pixel_accuracy"] == pytest.approx(m["pixel_accuracy"])
+    perfect = torch.nn.functional.one_hot(y_seg, 11).permute(0, 3, 1, 2).float()
+    assert segmentation_metrics(perfect, y_seg)["miou"] == 1.0
+
+    targets = np.stack([depth, seg > 0], 1).astype(np.float32)
+    y = torch.from_numpy(targets)
+    init = depth_metrics(torch.full((len(y), 1, 16, 16), 3.0), y)
+    assert init["delta1_all"] > 0.8 and init["delta1"] < 0.05
+    chance = get_task("depth").chance_metrics(targets)
+    assert init["delta1"] <= chance["delta1"] < 0.9  # the best constant: still far from a real prediction
+    good = depth_metrics(torch.from_numpy(depth * 1.05).unsqueeze(1).float(), y)
+    assert good["delta1"] == 1.0 > chance["delta1"]
+
+
+def test_image_level_chance_is_the_majority_class():
+    from selfsup.tasks import get_task
+
+    y = np.array([0] * 6 + [1] * 3 + [2] * 1)
+    assert get_task("classification").chance_metrics(y)["accuracy"] == pytest.approx(0.6)
+    assert get_task("pose").chance_metrics(y)["accuracy"] == pytest.approx(0.6)

@@ -45,9 +45,9 @@ def test_single_set_protocols(tiny_dataset, tiny_rotation, tmp_path, task, proto
 @pytest.mark.parametrize(
     "task,protocol,metrics",
     [
-        ("segmentation", "finetune", {"miou", "pixel_accuracy"}),
-        ("segmentation", "frozen-1", {"miou", "pixel_accuracy"}),
-        ("depth", "finetune", {"delta1", "abs_rel", "l1"}),
+        ("segmentation", "finetune", {"miou", "object_accuracy", "miou_all", "pixel_accuracy"}),
+        ("segmentation", "frozen-1", {"miou", "object_accuracy", "miou_all", "pixel_accuracy"}),
+        ("depth", "finetune", {"delta1", "abs_rel", "l1", "delta1_all", "abs_rel_all", "l1_all"}),
     ],
 )
 def test_dense_tasks_on_the_multi_set(tiny_multi, tiny_rotation, tmp_path, task, protocol, metrics):

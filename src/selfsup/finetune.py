@@ -152,6 +152,7 @@ def finetune(
         init=init,
         data=data,
         key={"bn": bn, **config_key(config)},
+        code=__name__,
         frozen_blocks=frozen,
         bn=bn,
         steps=config.steps,

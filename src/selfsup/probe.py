@@ -154,6 +154,7 @@ def probe(
         init=init,
         data=data,
         key={"k": k},
+        code=__name__,
         frozen_blocks=4,
         bn="frozen",
         steps=0,
@@ -192,6 +193,6 @@ def _linear_metrics(sweep: Sweep, x, y, val_x, test_x) -> dict:
     if t.kind == "classify":
         fits = [fit_logistic(_rows(x), y.reshape(-1), t.outputs, c) for c in C_GRID]
     else:
-        fits = [fit_ridge(_rows(x), y.reshape(-1).float(), a) for a in ALPHA_GRID]
+        fits = [fit_ridge(_rows(x), t.fit_target(y).reshape(-1).float(), a) for a in ALPHA_GRID]
     best = max(fits, key=lambda p: t.metrics(predict(p, val_x), val_y)[t.metric])
     return t.metrics(predict(best, test_x), test_y)

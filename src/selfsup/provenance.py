@@ -1,8 +1,10 @@
-"""Where a result came from: code version, file hashes, atomic writes."""
+"""Where a result came from: code version, file hashes, the code a module can run, atomic writes."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -15,6 +17,91 @@ from pathlib import Path
 from . import __version__
 
 _PKG_DIR = Path(__file__).resolve().parent
+
+
+# ---------------------------------------------------------------- the code a module can run
+
+
+def module_file(dotted: str, package: Path = _PKG_DIR) -> Path | None:
+    """selfsup.a.b → its .py file (a package's __init__.py); None outside the package."""
+    parts = dotted.split(".")
+    if parts[0] != package.name:
+        return None
+    base = package.joinpath(*parts[1:])
+    if base.with_suffix(".py").is_file():
+        return base.with_suffix(".py")
+    if (base / "__init__.py").is_file():
+        return base / "__init__.py"
+    return None
+
+
+def _walk_runtime(tree: ast.AST):
+    """ast.walk, minus the bodies of ``if TYPE_CHECKING:`` (imports for type hints never run)."""
+    todo = [tree]
+    while todo:
+        node = todo.pop()
+        yield node
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            todo += node.orelse
+            continue
+        todo += ast.iter_child_nodes(node)
+
+
+def imported_files(tree: ast.AST, path: Path, package: Path = _PKG_DIR) -> set[Path]:
+    """Files of ``package`` imported anywhere in ``tree`` (a module's, or one function's, of file
+    ``path``), lazy imports inside functions included: any of them may run."""
+    rel = path.relative_to(package.parent).with_suffix("").parts
+    here = list(rel[:-1])  # the package the relative imports start from (an __init__'s is its own)
+    found: set[Path] = set()
+    for node in _walk_runtime(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            mod = node.module or ""
+            if node.level:
+                base = here[: len(here) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            names = [mod] + [f"{mod}.{a.name}" for a in node.names]  # `from .x import y`: y may be a module
+        else:
+            continue
+        for name in names:
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__ and a/b/__init__
+                f = module_file(".".join(parts[:i]), package)
+                if f is not None:
+                    found.add(f)
+    return found
+
+
+def import_closure(start, package: Path = _PKG_DIR) -> set[Path]:
+    """Every file of ``package`` that the files ``start`` can import, transitively (themselves included)."""
+    seen: set[Path] = set()
+    todo = list(start)
+    while todo:
+        f = todo.pop()
+        if f in seen:
+            continue
+        seen.add(f)
+        todo += imported_files(ast.parse(f.read_text()), f, package) - seen
+    return seen
+
+
+def code_hash(module: str, package: Path = _PKG_DIR) -> str:
+    """sha256 (12 hex digits) of the source of ``module`` and of every package module it can import:
+    results cached under it are reused only by the same code."""
+    return _code_hash(module, package) if package != _PKG_DIR else _cached_code_hash(module)
+
+
+@functools.cache
+def _cached_code_hash(module: str) -> str:  # the installed package does not change while we run
+    return _code_hash(module, _PKG_DIR)
+
+
+def _code_hash(module: str, package: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(import_closure({module_file(module, package)}, package)):
+        h.update(str(f.relative_to(package)).encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def git_commit(path: Path | None = None) -> str | None:

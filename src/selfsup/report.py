@@ -151,7 +151,7 @@ def _write_report(
     for name, table in tables.items():
         atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
     atomic_write_json(out / "metrics.json", built.metrics)
-    figures = _figures(curves, util, metric_of_task) + _analysis_figures(tables)
+    figures = _figures(curves, util, metric_of_task, tables["chance"]) + _analysis_figures(tables)
     _write_html(out, results, curves, util, metric_of_task, interpolation, built.metrics, tables, figures)
     if export:
         _export(out, figures, export)
@@ -164,7 +164,9 @@ def _label(method: str, protocol: str, context: dict | None = None) -> str:
     return f"{name} [{ctx}]" if ctx else name
 
 
-def _figures(curves: pd.DataFrame, util: pd.DataFrame, metric_of_task: dict[str, str]) -> list[tuple[str, object]]:
+def _figures(
+    curves: pd.DataFrame, util: pd.DataFrame, metric_of_task: dict[str, str], chance: pd.DataFrame | None = None
+) -> list[tuple[str, object]]:
     import plotly.graph_objects as go
 
     figs = []
@@ -179,6 +181,11 @@ def _figures(curves: pd.DataFrame, util: pd.DataFrame, metric_of_task: dict[str,
                     mode="lines+markers",
                     error_y=dict(type="data", array=g["std"].fillna(0), visible=True),
                 )
+            )
+        level = chance.set_index("task").chance.get(task, float("nan")) if chance is not None else float("nan")
+        if pd.notna(level):
+            fig.add_hline(
+                y=level, line_dash="dot", line_color="grey", annotation_text=f"chance {level:.3f} (constant predictor)"
             )
         fig.update_layout(
             title=f"{task}: test {metric} vs labels (mean ± s.d. over seeds)",
@@ -397,8 +404,10 @@ def _write_html(
         "compute": "No stage runs in the MLflow experiment.",
         "labels_saved": "No utility to account.",
         "tuning": "No Optuna studies in the MLflow experiment (selfsup tune).",
+        "chance": "No results.",
     }
     titles = {
+        "chance": "Headline metrics and their chance levels (a constant or majority predictor on the test split)",
         "linear_probe_table": "Linear probe per dataset variant and method (the paper's Table 1)",
         "protocol_agreement": "Protocol study: rank agreement between protocols (Kendall τ, Spearman ρ, p-values)",
         "factor_effects": "Change of utility when one factor is switched on (the paper's Fig. 6)",

@@ -32,7 +32,7 @@ from .defaults import as_csv
 from .errors import UserError
 from .models import BACKBONES
 from .progress import step_bar
-from .provenance import atomic_write_json, atomic_write_text, sha256_file
+from .provenance import atomic_write_json, atomic_write_text, code_hash, sha256_file
 from .shards import label as shard_label
 from .shards import mine as shards_of
 from .tasks import Task, get_task
@@ -75,6 +75,7 @@ class Sweep:
     colour: str
     device: torch.device
     init_weights: str = ""  # sha256 of the pretrained backbone file: finished cells are valid for these weights only
+    chance: dict = field(default_factory=dict)  # metric → what a constant predictor scores on the test split
 
     def subset(self, budget: int, seed: int) -> np.ndarray:
         return label_subset(self.train_idx, self.task.strata(self.targets[self.train_idx]), budget, seed)
@@ -100,6 +101,7 @@ class Sweep:
         init,
         data,
         key: Mapping,
+        code: str,
         frozen_blocks: int,
         bn: str,
         steps: int,
@@ -107,7 +109,9 @@ class Sweep:
         shard: tuple[int, int] | None = None,
     ) -> SweepSpec:
         """The spec of one sweep of this task/init: ``key`` holds the stage's own settings that decide a
-        cell's metrics (besides task, method, protocol, the columns and the pretrained weights)."""
+        cell's metrics (besides task, method, protocol, the columns and the pretrained weights); ``code``
+        names the stage's module, whose import closure's source hash enters the cache key too (edited
+        training or metric code retrains finished cells)."""
         return SweepSpec(
             stage=stage,
             protocol=protocol,
@@ -119,6 +123,7 @@ class Sweep:
                 **key,
                 **self.columns(),
                 "init_weights": self.init_weights,
+                "code": code_hash(code),
             },
             run_params={
                 "budgets": as_csv(budgets),
@@ -218,6 +223,7 @@ def prepare(
         colour,
         default_device(),
         sha256_file(Path(init) / BACKBONE_FILE) if pretrained is not None else "",
+        t.chance_metrics(targets[ds.split_indices("test")]),
     )
     for b in budgets:  # check every budget before any training
         sweep.subset(b, 0)
@@ -291,6 +297,7 @@ def run_cells(
                 "metric": name,
                 "value": value,
                 **spec.row_columns,
+                "chance": sweep.chance.get(name, float("nan")),
             }
             for cell in cells
             if cell in done

@@ -207,6 +207,30 @@ def headline_numbers(util: pd.DataFrame, curves: pd.DataFrame) -> dict:
     return out
 
 
+def chance_levels(results: pd.DataFrame, metric_of_task: dict[str, str]) -> pd.DataFrame:
+    """Each task's headline metric beside its chance level (what a constant or majority predictor
+    scores on the test split, from the results' ``chance`` column) and the best mean any init reaches."""
+    cols = ["task", "metric", "chance", "best_mean", "best_by"]
+    rows = []
+    for task, metric in metric_of_task.items():
+        sel = results[(results.task == task) & (results.metric == metric)]
+        if sel.empty:
+            continue
+        chance = sel["chance"].dropna() if "chance" in sel.columns else pd.Series(dtype=float)
+        means = sel.groupby(["method", "protocol", "label_budget"])["value"].mean()
+        best = means.idxmax()
+        rows.append(
+            {
+                "task": task,
+                "metric": metric,
+                "chance": float(chance.iloc[0]) if len(chance) else float("nan"),
+                "best_mean": float(means.max()),
+                "best_by": f"{best[0]} ({best[1]}, n={best[2]})",
+            }
+        )
+    return pd.DataFrame(rows, columns=cols)
+
+
 @dataclass
 class ReportTables:
     utility: pd.DataFrame  # utility.csv: U, n̂ and intervals per method, task, protocol, budget
@@ -236,6 +260,7 @@ def report_tables(
         .reset_index()
     )
     tables = {
+        "chance": chance_levels(results, metric_of_task),
         "protocol_agreement": analysis.protocol_agreement(results, metric_of_task),
         "linear_probe_table": analysis.probe_table(results, metric_of_task),
         "factor_effects": analysis.factor_effects(util),
@@ -246,4 +271,8 @@ def report_tables(
         "tuning": tuning if tuning is not None else tuning_trials(pd.DataFrame()),
         "labels_saved": analysis.labels_saved(util, pretrain_hours(times), set_of_task),
     }
-    return ReportTables(util, curves, tables, headline_numbers(util, curves))
+    metrics = headline_numbers(util, curves)
+    metrics["chance"] = {
+        r.task: (None if np.isnan(r.chance) else round(r.chance, 4)) for r in tables["chance"].itertuples()
+    }
+    return ReportTables(util, curves, tables, metrics)

@@ -35,11 +35,19 @@ class Task:
     dense: bool = False  # predicts on the feature map, not the pooled features
     kind: str = "classify"  # "classify" (targets are class ids) or "regress" (real values)
     outputs: int = 1  # classes, or values per location
+    # what a constant predictor scores on these targets (the chance level every headline is read against)
+    chance: Callable[[np.ndarray], dict[str, float]] | None = None
+    # the values a regression probe fits, from the targets (depth's targets carry an object mask too)
+    fit_target: Callable[[torch.Tensor], torch.Tensor] = lambda y: y
 
     def strata(self, targets: np.ndarray) -> np.ndarray:
         """What label budgets balance over: the class of image-level classification tasks, nothing
         (one stratum) for dense tasks."""
         return targets if not self.dense and self.kind == "classify" else np.zeros(len(targets), np.int64)
+
+    def chance_metrics(self, targets: np.ndarray) -> dict[str, float]:
+        """The task's metrics for the best constant predictor on ``targets`` (empty if undefined)."""
+        return self.chance(targets) if self.chance else {}
 
 
 TASKS: Registry[Task] = Registry("task")

@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import TASKS, Task
-from .classification import accuracy
+from .classification import accuracy, majority_chance
 
 NUM_BINS = 5
 
@@ -19,4 +19,5 @@ def pose() -> Task:
         F.cross_entropy,
         accuracy,
         outputs=NUM_BINS,
+        chance=majority_chance(NUM_BINS),
     )
