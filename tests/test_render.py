@@ -233,3 +233,18 @@ def test_colour_tells_the_class_only_when_the_colour_factor_is_off(tmp_path):
         render_dataset(tmp_path / v, variant=v, count=400, seed=0, resolution=24, samples=2, progress=False)
         acc[v] = _colour_histogram_accuracy(load_dataset(tmp_path / v))
     assert acc["----"] > 0.5 and acc["-C--"] < 0.25, acc
+
+
+def test_the_dataset_hash_is_the_content_not_the_parquet_writers_bytes():
+    """labels.parquet embeds the writing pyarrow's and pandas' versions: two machines with other
+    versions write other bytes for the same labels. The dataset hash reads the label rows instead."""
+    import numpy as np
+
+    from selfsup.dataset import content_hash
+
+    rows = [{"index": 0, "split": "train", "class_id": np.int64(3), "euler_x": 0.25}, {"index": 1, "split": "test"}]
+    sha = {"images.npy": "a" * 64, "labels.parquet": "b" * 64}
+    base = content_hash(sha, rows)
+    assert content_hash({**sha, "labels.parquet": "c" * 64}, rows) == base  # other writer, same labels
+    assert content_hash({**sha, "images.npy": "d" * 64}, rows) != base  # other pixels
+    assert content_hash(sha, [{**rows[0], "class_id": 4}, rows[1]]) != base  # other labels

@@ -142,6 +142,19 @@ def verify_dataset(path: str | Path, manifest: dict | None = None) -> dict[str, 
     return sha
 
 
+def content_hash(sha: dict[str, str], label_rows: list[dict]) -> str:
+    """The dataset hash: the arrays' sha256 and the labels' *content* (canonical JSON of the rows),
+    not labels.parquet's bytes, which embed the writing pyarrow's and pandas' versions."""
+    arrays = {name: digest for name, digest in sha.items() if name.endswith(".npy")}
+    labels = hashlib.sha256(json.dumps(label_rows, sort_keys=True, default=_plain).encode()).hexdigest()
+    return hashlib.sha256(json.dumps({**arrays, "labels": labels}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _plain(value):
+    """numpy scalars and arrays in label rows → plain JSON values."""
+    return value.tolist() if hasattr(value, "tolist") else str(value)
+
+
 def write_dataset(out: Path, chunks: Iterable[dict[str, np.ndarray]], label_rows: list[dict], params: dict) -> dict:
     """Write a dataset folder from ``chunks`` (dicts of arrays, ``image`` and the dense arrays, in image
     order, together ``len(label_rows)`` images): one memory-mappable ``.npy`` per array, then
@@ -187,7 +200,7 @@ def write_dataset(out: Path, chunks: Iterable[dict[str, np.ndarray]], label_rows
         "code_version": code_version(),
         "counts": counts,
         "sha256": sha,
-        "dataset_hash": hashlib.sha256(json.dumps(sha, sort_keys=True).encode()).hexdigest()[:16],
+        "dataset_hash": content_hash(sha, label_rows),
         "image_shape": [n, *specs["image"][1]],
         "arrays": sorted(f.name for f in files.values()),
         "classes": list(CLASSES),
