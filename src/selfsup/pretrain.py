@@ -146,7 +146,7 @@ def pretrain(
         raise UserError(f"batch size {batch_size} does not split over {world} processes")
     main = rank == 0
     colour = "lab" if backbone.endswith("_split") else colour  # the split backbone is Lab whatever was asked
-    settings = {
+    chosen = {  # what was asked, resolved (backbone variant, colour): in the settings tag and the MLflow params
         "method": method,
         "backbone": backbone,
         "width": width,
@@ -157,6 +157,9 @@ def pretrain(
         "schedule": schedule,
         "weight_decay": weight_decay,
         "seed": seed,
+    }
+    settings = {
+        **chosen,
         "dataset_hash": ds.dataset_hash,
         "online_probe": online,
         **{f"method.{k}": v for k, v in c.method_kwargs.items()},
@@ -197,16 +200,7 @@ def pretrain(
         schedule=schedule,
     )
     params = {
-        "method": method,
-        "backbone": backbone,
-        "width": width,
-        "colour": colour,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "schedule": schedule,
-        "weight_decay": weight_decay,
-        "seed": seed,
+        **chosen,
         "data": str(data),
         "n_images": len(images),
         "device": str(device),

@@ -223,8 +223,8 @@ def prepare(
         colour,
         default_device(),
         sha256_file(Path(init) / BACKBONE_FILE) if pretrained is not None else "",
-        t.chance_metrics(targets[ds.split_indices("test")]),
     )
+    sweep.chance = t.chance_metrics(targets[sweep.test_idx])
     for b in budgets:  # check every budget before any training
         sweep.subset(b, 0)
     return sweep

@@ -75,18 +75,6 @@ def check_results(results: pd.DataFrame) -> None:
         )
 
 
-EXTRA_FROM_PARAMS = (
-    "backbone",
-    "width",
-    "colour",
-    "bn",
-    "finetune_variant",
-    "pretrain_variant",
-    "dataset_hash",
-    "pretrain_dataset_hash",
-)
-
-
 def results_from_mlflow(runs: pd.DataFrame) -> pd.DataFrame:
     """The long results table rebuilt from MLflow: one row per test metric of every finished cell run
     (tags method, task, protocol, label_budget, seed), with its sweep's settings from the parent run."""
@@ -96,7 +84,7 @@ def results_from_mlflow(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in runs[(runs.stage == "cell") & (runs.status == "FINISHED")].to_dict("records"):
         parent = parents.loc[r["parent_id"]] if r.get("parent_id") in parents.index else None
-        extra = {k: parent.get(f"param.{k}") for k in EXTRA_FROM_PARAMS} if parent is not None else {}
+        extra = {k: parent.get(f"param.{k}") for k in ROW_CONTEXT} if parent is not None else {}
         for key, value in r.items():
             if key.startswith("metric.test_") and pd.notna(value):
                 rows.append(

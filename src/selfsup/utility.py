@@ -40,20 +40,11 @@ def labels_needed(budgets, scratch_values, target: float, interpolation: str = "
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, not {interpolation!r}")
     order = np.argsort(budgets)
     n = np.asarray(budgets, dtype=float)[order]
-    v = monotone_curve(np.asarray(scratch_values, dtype=float)[order])
-    if not np.isfinite(target):
+    v = np.asarray(scratch_values, dtype=float)[order]
+    n_hat = float(labels_needed_many(n, v[None, :], np.array([[target]], dtype=float), interpolation)[0, 0])
+    if math.isnan(n_hat):
         return math.nan, UNDEFINED
-    if target > v[-1]:
-        return float(n[-1]), LOWER_BOUND
-    if target < v[0]:
-        return math.nan, UNDEFINED
-    i = int(np.argmax(v >= target))
-    if i == 0:
-        return float(n[0]), OK
-    frac = (target - v[i - 1]) / (v[i] - v[i - 1])
-    if interpolation == "log":
-        return float(math.exp(math.log(n[i - 1]) + frac * (math.log(n[i]) - math.log(n[i - 1])))), OK
-    return float(n[i - 1] + frac * (n[i] - n[i - 1])), OK
+    return n_hat, LOWER_BOUND if target > monotone_curve(v)[-1] else OK
 
 
 def utility(n: float, n_hat: float) -> float:
