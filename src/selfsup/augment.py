@@ -11,8 +11,8 @@ STD = (0.25, 0.25, 0.25)
 
 
 def to_input(images: torch.Tensor) -> torch.Tensor:
-    """(B, H, W, 3) uint8 → (B, 3, H, W) float, normalised, channels-last in memory."""
-    x = images.permute(0, 3, 1, 2).float().div_(255)
+    """(B, H, W, 3) uint8 → (B, 3, H, W) floats of the default dtype, normalised, channels-last in memory."""
+    x = images.permute(0, 3, 1, 2).to(torch.get_default_dtype()).div_(255)
     mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)

@@ -29,6 +29,7 @@ LIMITS: dict[str, tuple[bool, float, bool]] = {
     "k": (True, 1, True),
     "trials": (True, 0, True),
     "bootstrap": (True, 0, True),
+    "stack": (True, 1, True),
     "width": (False, 0, False),
     "lr": (False, 0, False),
     "weight decay": (False, 0, True),

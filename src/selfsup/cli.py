@@ -203,6 +203,11 @@ def finetune(
         "results.csv is written by the job (or rerun) that finds every cell done.",
     ),
     verify: bool = typer.Option(False, "--verify", help=VERIFY_HELP),
+    stack: Optional[int] = typer.Option(
+        None,
+        help="Cells trained together as one stacked model (default: 16 on a GPU, 1 on the CPU, where stacking "
+        "is slower). Same results up to float rounding.",
+    ),
 ) -> None:
     """Train a task at several label budgets and seeds, from scratch or from a pretrained backbone.
 
@@ -240,6 +245,7 @@ def finetune(
         bn=bn,
         shard=parse_shard(shard),
         verify=verify,
+        stack=stack,
     )
     if res.attrs.get("missing"):
         typer.echo(

@@ -32,6 +32,7 @@ from .defaults import DEFAULT_BACKBONE, DEFAULT_BUDGETS, DEFAULT_COLOUR, DEFAULT
 from .errors import UserError
 from .models import create_backbone
 from .schedule import check_schedule
+from .stacked import StackedModels
 from .sweep import Cell, Sweep, evaluate, prepare, run_cells
 from .tasks import Task
 from .train import TrainConfig, fit
@@ -49,6 +50,13 @@ class FinetuneConfig:
     weight_decay: float = 5e-4
     pad: int = 4
     schedule: str = "cosine"  # learning-rate decay after the warm-up: cosine or linear
+
+
+def default_stack(device: torch.device) -> int:
+    """Cells trained together by default: 16 on a GPU (many small models fill it); 1 on the CPU, where
+    a stacked (vmapped, grouped-convolution) step is slower than the cells one after another
+    (``bench/sweep_bench.py``: README "Stacked sweeps")."""
+    return 16 if device.type == "cuda" else 1
 
 
 def check_config(config: FinetuneConfig) -> None:
@@ -108,12 +116,32 @@ class SupervisedObjective:
         self.module, self.task, self.images, self.targets = model, task, images, targets
         self.pad = 0 if task.dense else pad  # dense targets would need the same shift: no translation there
 
-    def loss(self, idx, generator):
+    def batch(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (augmented) inputs and targets of the items ``idx``."""
         idx = idx.to(self.images.device)
         x = to_input(self.images[idx])
         if self.pad:
             x = flip_translate(x, self.pad, generator)
-        return self.task.loss(self.module(x), self.targets[idx]), {}
+        return x, self.targets[idx]
+
+    def loss(self, idx, generator):
+        x, y = self.batch(idx, generator)
+        return self.task.loss(self.module(x), y), {}
+
+
+class StackedSupervisedObjective:
+    """The objectives of several cells as one: each draws its batch and augmentation from its own
+    generator (as alone), the stacked models run as one, and the loss is the sum of the cells' losses."""
+
+    def __init__(self, objectives: list[SupervisedObjective]):
+        self.objectives = objectives
+        self.module = StackedModels([o.module for o in objectives])
+
+    def loss(self, idx: list[torch.Tensor], generators: list[torch.Generator]):
+        inputs, targets = zip(*(o.batch(i, g) for o, i, g in zip(self.objectives, idx, generators)))
+        out = self.module(torch.stack(inputs))
+        task = self.objectives[0].task
+        return sum(task.loss(o, y) for o, y in zip(out, targets)), {}
 
 
 def finetune(
@@ -132,14 +160,19 @@ def finetune(
     bn: str | None = None,
     shard: tuple[int, int] | None = None,
     verify: bool = False,
+    stack: int | None = None,
 ) -> pd.DataFrame:
     """Train ``task`` at every label budget × seed; writes and returns ``OUT/results.csv``
-    (``shard``: only this job's cells, see :func:`selfsup.sweep.run_cells`)."""
+    (``shard``: only this job's cells, see :func:`selfsup.sweep.run_cells`). ``stack`` cells train
+    together as one stacked model (default: :func:`default_stack`); it changes speed, not results
+    beyond float rounding, and is not part of a finished cell's cache key."""
     frozen = parse_protocol(protocol)
     bn = bn or ("frozen" if frozen else "train")
     if bn not in BN_MODES:
         raise UserError(f"unknown batch-norm mode {bn!r}: choose from {', '.join(BN_MODES)}")
     check_config(config)
+    if stack is not None:
+        checks.numbers(stack=stack)
     out = checks.output_folder(out)
     sweep = prepare(task, data, init, budgets, seeds, backbone, width, colour, verify)
     if frozen and sweep.pretrained is None:
@@ -158,17 +191,80 @@ def finetune(
         steps=config.steps,
         steps_per_cell=config.steps,
         shard=shard,
+        stack=stack or default_stack(sweep.device),
     )
 
-    def train_cell(cell: Cell, progress_cb) -> dict:
-        return _train_cell(sweep, cell.budget, cell.seed, frozen, bn, config, progress_cb)
+    def train_group(cells: list[Cell], progress_cb) -> list[tuple[dict, list[dict]]]:
+        models, histories = train_models(sweep, cells, frozen, bn, config, progress_cb)
+        test = sweep.ds.images[sweep.test_idx], sweep.targets[sweep.test_idx]
+        return [(evaluate(m, sweep.task, *test, sweep.device), h) for m, h in zip(models, histories)]
 
-    return run_cells(sweep, spec, out, train_cell, progress)
+    return run_cells(sweep, spec, out, train_group, progress)
 
 
-def _train_cell(sweep: Sweep, budget: int, seed: int, frozen: int, bn: str, config: FinetuneConfig, progress) -> dict:
-    model = train_model(sweep, budget, seed, frozen, bn, config, progress)
-    return evaluate(model, sweep.task, sweep.ds.images[sweep.test_idx], sweep.targets[sweep.test_idx], sweep.device)
+def train_models(
+    sweep: Sweep,
+    cells: list[Cell],
+    frozen: int,
+    bn: str,
+    config: FinetuneConfig,
+    progress,
+    on_val: Callable[[int, int, dict], None] | None = None,
+) -> tuple[list[nn.Module], list[list[dict]]]:
+    """Train the models of ``cells`` (one alone, several stacked: :mod:`selfsup.stacked`); validate
+    each on held-out models after every epoch. Returns the models and each one's per-epoch logs
+    (training scalars and ``val_*`` metrics). ``on_val(epoch, i, metrics)`` sees cell i's validation
+    metrics and may stop training by raising. The test split is not touched."""
+    t, ds, device = sweep.task, sweep.ds, sweep.device
+    subsets = [sweep.subset(cell.budget, cell.seed) for cell in cells]
+    models = [_build_model(sweep, cell.seed, frozen, bn) for cell in cells]
+    data = [(torch.from_numpy(ds.images[s]).to(device), torch.from_numpy(sweep.targets[s]).to(device)) for s in subsets]
+    objectives = [SupervisedObjective(m, t, x, y, config.pad) for m, (x, y) in zip(models, data)]
+    stacked = StackedSupervisedObjective(objectives) if len(cells) > 1 else None
+    steps_per_epoch = max(1, config.steps // config.epochs)
+    cfg = TrainConfig(
+        epochs=config.epochs,
+        steps_per_epoch=steps_per_epoch,
+        batch_size=config.batch_size,
+        lr=config.lr,
+        weight_decay=config.weight_decay,
+        warmup_epochs=min(1.0, config.epochs / 4),
+        seed=cells[0].seed,
+        schedule=config.schedule,
+    )
+    val_images, val_targets = ds.images[sweep.val_idx], sweep.targets[sweep.val_idx]
+    histories: list[list[dict]] = [[] for _ in cells]
+
+    def on_epoch(epoch: int, logs: dict) -> dict:
+        trained = stacked.module.unstack() if stacked else models
+        for i, model in enumerate(trained):
+            metrics = evaluate(model, t, val_images, val_targets, device)
+            histories[i].append({**logs, **{f"val_{k}": v for k, v in metrics.items()}})
+            if on_val:
+                on_val(epoch, i, metrics)
+        return {}
+
+    fit(
+        stacked or objectives[0],
+        [len(s) for s in subsets] if stacked else len(subsets[0]),
+        cfg,
+        on_epoch=on_epoch,
+        progress=progress,
+        replica_seeds=[cell.seed for cell in cells] if stacked else None,
+    )
+    return (stacked.module.unstack() if stacked else models), histories
+
+
+def _build_model(sweep: Sweep, seed: int, frozen: int, bn: str) -> SupervisedModel:
+    """One cell's model: the pretrained backbone (or a fresh one seeded by ``seed``) and a new head."""
+    torch.manual_seed(seed)
+    net = (
+        copy.deepcopy(sweep.pretrained)
+        if sweep.pretrained is not None
+        else create_backbone(sweep.backbone, width=sweep.width, colour=sweep.colour)
+    )
+    model = SupervisedModel(net, sweep.task.head(net.out_dim), sweep.task.dense, frozen, bn)
+    return model.to(sweep.device).to(memory_format=torch.channels_last)
 
 
 def train_model(
@@ -181,48 +277,14 @@ def train_model(
     progress,
     on_val: Callable[[int, dict], None] | None = None,
 ) -> nn.Module:
-    """Train one cell's model; validate on held-out models after every epoch (logged, and passed to
-    ``on_val(epoch, metrics)``, which may stop training by raising). The test split is not touched."""
-    t, ds, device = sweep.task, sweep.ds, sweep.device
-    subset = sweep.subset(budget, seed)
-    torch.manual_seed(seed)
-    net = (
-        copy.deepcopy(sweep.pretrained)
-        if sweep.pretrained is not None
-        else create_backbone(sweep.backbone, width=sweep.width, colour=sweep.colour)
-    )
-    model = (
-        SupervisedModel(net, t.head(net.out_dim), t.dense, frozen, bn).to(device).to(memory_format=torch.channels_last)
-    )
-    images = torch.from_numpy(ds.images[subset]).to(device)
-    targets = torch.from_numpy(sweep.targets[subset]).to(device)
-    steps_per_epoch = max(1, config.steps // config.epochs)
-    cfg = TrainConfig(
-        epochs=config.epochs,
-        steps_per_epoch=steps_per_epoch,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-        warmup_epochs=min(1.0, config.epochs / 4),
-        seed=seed,
-        schedule=config.schedule,
-    )
-    val_images, val_targets = ds.images[sweep.val_idx], sweep.targets[sweep.val_idx]
+    """Train one cell's model alone, logging its validation metrics to the active MLflow run as they
+    come (``on_val(epoch, metrics)`` may stop training by raising)."""
 
-    def on_epoch(epoch: int, logs: dict) -> dict:
-        metrics = evaluate(model, t, val_images, val_targets, device)
-        val = {f"val_{k}": v for k, v in metrics.items()}
-        tracking.log_metrics({**logs, **val}, step=epoch)
+    def log(epoch: int, _: int, metrics: dict) -> None:
+        tracking.log_metrics({f"val_{k}": v for k, v in metrics.items()}, step=epoch)
         if on_val:
             on_val(epoch, metrics)
-        return val
 
-    tracking.log_params({"n_labelled": len(subset)})
-    fit(
-        SupervisedObjective(model, t, images, targets, config.pad),
-        len(subset),
-        cfg,
-        on_epoch=on_epoch,
-        progress=progress,
-    )
-    return model
+    tracking.log_params({"n_labelled": len(sweep.subset(budget, seed))})
+    models, _ = train_models(sweep, [Cell(budget, seed)], frozen, bn, config, progress, on_val=log)
+    return models[0]

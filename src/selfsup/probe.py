@@ -161,7 +161,10 @@ def probe(
         steps_per_cell=1,
     )
 
-    def cell(c: Cell, progress_cb) -> dict:
+    def cells(group: list[Cell], progress_cb) -> list[tuple[dict, list[dict]]]:
+        return [(cell(c), []) for c in group]
+
+    def cell(c: Cell) -> dict:
         subset = sweep.subset(c.budget, c.seed)
         rows = torch.as_tensor([position[i] for i in subset])
         x, y = feats["train"][rows], torch.from_numpy(sweep.targets[subset])
@@ -169,7 +172,7 @@ def probe(
             return _knn_metrics(sweep, x, y, feats["test"], knn_metric, k)
         return _linear_metrics(sweep, x, y, feats["val"], feats["test"])
 
-    return run_cells(sweep, spec, out, cell, progress)
+    return run_cells(sweep, spec, out, cells, progress)
 
 
 def _knn_metrics(sweep: Sweep, x, y, test_x, metric: str, k: int) -> dict:

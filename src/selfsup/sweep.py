@@ -107,6 +107,7 @@ class Sweep:
         steps: int,
         steps_per_cell: int,
         shard: tuple[int, int] | None = None,
+        stack: int = 1,
     ) -> SweepSpec:
         """The spec of one sweep of this task/init: ``key`` holds the stage's own settings that decide a
         cell's metrics (besides task, method, protocol, the columns and the pretrained weights); ``code``
@@ -136,6 +137,7 @@ class Sweep:
             row_columns={**self.columns(), "frozen_blocks": frozen_blocks, "bn": bn, "steps": steps},
             steps_per_cell=steps_per_cell,
             shard=shard,
+            stack=stack,
         )
 
 
@@ -161,6 +163,7 @@ class SweepSpec:
     run_params: Mapping[str, object]  # the sweep's MLflow parameters besides the cache key
     row_columns: Mapping[str, object]  # results.csv columns besides RESULT_COLUMNS
     steps_per_cell: int = 1  # progress units of one cell
+    stack: int = 1  # cells trained together (stacked models); an execution detail, not in the cache key
     shard: tuple[int, int] | None = field(default=None)  # (i, n): this job trains cells i, i+n, ... only
 
     @property
@@ -231,10 +234,16 @@ def prepare(
 
 
 def run_cells(
-    sweep: Sweep, spec: SweepSpec, out: Path, train_cell: Callable[[Cell, Callable], dict], progress: bool
+    sweep: Sweep,
+    spec: SweepSpec,
+    out: Path,
+    train_cells: Callable[[list[Cell], Callable], list[tuple[dict, list[dict]]]],
+    progress: bool,
 ) -> pd.DataFrame:
     """Run (or take from ``OUT/cells/``) every cell of ``spec`` inside one parent MLflow run; write
-    ``OUT/results.csv`` atomically. ``train_cell(cell, progress_cb)`` returns the cell's test metrics.
+    ``OUT/results.csv`` atomically. ``train_cells(cells, progress_cb)`` trains up to ``spec.stack``
+    cells together and returns each one's test metrics and per-epoch logs; every cell gets a nested
+    MLflow run with both, and its file in ``OUT/cells/`` as soon as it is done.
 
     With ``spec.shard=(i, n)`` only cells i, i+n, ... are trained (others are taken from ``OUT/cells/``
     when another job has finished them); ``results.csv`` is written once every cell is there. The
@@ -249,8 +258,25 @@ def run_cells(
         done = json.loads(cell_file.read_text()) if cell_file.exists() else None
         return done["test"] if done and done.get("settings_hash") == settings_hash else None
 
-    done: dict[Cell, dict] = {}
+    def record(cell: Cell, metrics: dict, history: list[dict]) -> None:
+        budget, seed = cell
+        tags = {"method": method, "task": task, "protocol": protocol, "label_budget": budget, "seed": seed}
+        params = {"label_budget": budget, "seed": seed, "n_labelled": len(sweep.subset(budget, seed))}
+        name = f"{method}-{task}-{protocol}-n{budget}-s{seed}"
+        with tracking.run("cell", params, sweep.ds.dataset_hash, tags=tags, nested=True, run_name=name):
+            for epoch, logs in enumerate(history):
+                tracking.log_metrics(logs, step=epoch)
+            tracking.log_metrics({f"test_{m}": v for m, v in metrics.items()})
+        atomic_write_json(
+            out / "cells" / cell.file_name,
+            {"settings_hash": settings_hash, "test": metrics, "label_budget": budget, "seed": seed},
+        )
+
+    done = {cell: m for cell in cells if (m := cached(cell)) is not None}
+    todo = [cell for cell in cells if cell not in done and cell in mine]
+    groups = [todo[i : i + spec.stack] for i in range(0, len(todo), spec.stack)]
     run_name = f"{stage}-{method}-{task}-{protocol}" + (f"-shard{shard[0]}of{shard[1]}" if shard else "")
+    total = len(cells) * spec.steps_per_cell
     with (
         tracking.run(
             stage,
@@ -261,29 +287,14 @@ def run_cells(
         ),
         step_bar(f"{protocol} {method}/{task}", progress) as bar,
     ):
-        per_cell = spec.steps_per_cell
-        for k, cell in enumerate(cells):
-            metrics = cached(cell)
-            if metrics is None and cell in mine:
-                budget, seed = cell
-                tags = {"method": method, "task": task, "protocol": protocol, "label_budget": budget, "seed": seed}
-                with tracking.run(
-                    "cell",
-                    {"label_budget": budget, "seed": seed},
-                    sweep.ds.dataset_hash,
-                    tags=tags,
-                    nested=True,
-                    run_name=f"{method}-{task}-{protocol}-n{budget}-s{seed}",
-                ):
-                    metrics = train_cell(cell, lambda i, n, k=k: bar(k * n + i, len(cells) * n))
-                    tracking.log_metrics({f"test_{m}": v for m, v in metrics.items()})
-                atomic_write_json(
-                    out / "cells" / cell.file_name,
-                    {"settings_hash": settings_hash, "test": metrics, "label_budget": budget, "seed": seed},
-                )
-            if metrics is not None:
+        bar(len(done) * spec.steps_per_cell, total)
+        for group in groups:
+            before, units = len(done) * spec.steps_per_cell, len(group) * spec.steps_per_cell
+            trained = train_cells(group, lambda i, n, b=before, u=units: bar(b + u * i // n, total))
+            for cell, (metrics, history) in zip(group, trained):
+                record(cell, metrics, history)
                 done[cell] = metrics
-            bar((k + 1) * per_cell, len(cells) * per_cell)
+            bar(len(done) * spec.steps_per_cell, total)
         for cell in cells:  # other jobs' cells may have finished meanwhile
             if cell not in done and (metrics := cached(cell)) is not None:
                 done[cell] = metrics

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -56,13 +56,14 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 def fit(
     objective: Objective,
-    n_items: int,
+    n_items: int | Sequence[int],
     cfg: TrainConfig,
     on_epoch: Callable[[int, dict], dict] | None = None,
     checkpoint: Path | None = None,
     resume: bool = False,
     progress: Callable[[int, int], None] | None = None,
     checkpoint_tag: dict | None = None,
+    replica_seeds: Sequence[int] | None = None,
 ) -> list[dict]:
     """Train ``objective`` for ``cfg.epochs`` × ``cfg.steps_per_epoch`` steps; returns per-epoch logs.
 
@@ -71,6 +72,12 @@ def fit(
     checkpoint with another tag is never resumed (an error). Under ``torchrun`` (see
     :mod:`selfsup.distributed`) every rank trains on its slice of each batch and gradients are
     averaged; rank 0 writes the checkpoint.
+
+    Stacked replicas (:mod:`selfsup.stacked`): with ``replica_seeds`` (one per replica) ``n_items`` is
+    a sequence of each replica's item count, every replica draws its batches and augmentation from its
+    own generator seeded like a lone run with that seed, and ``objective.loss`` receives the lists of
+    index batches and generators (its loss is the sum of the replicas' losses, so each replica gets
+    its own gradient; AdamW is elementwise, so each trains as it would alone).
     """
     module = objective.module
     rank, world = distributed.rank(), distributed.world_size()
@@ -85,7 +92,13 @@ def fit(
     warmup = int(cfg.warmup_epochs * cfg.steps_per_epoch)
     shape = SCHEDULES[cfg.schedule]
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: shape(s, total, warmup))
-    gen = torch.Generator().manual_seed(cfg.seed)  # batch indices (and, on one process, augmentation)
+    stacked = replica_seeds is not None
+    if stacked and world > 1:
+        raise UserError("stacked replicas train on one process: run them without torchrun")
+    sizes = list(n_items) if stacked else [n_items]
+    # batch indices (and, on one process, augmentation): one generator per replica
+    gens = [torch.Generator().manual_seed(s) for s in (replica_seeds if stacked else [cfg.seed])]
+    gen = gens[0]
     aug = gen if world == 1 else torch.Generator().manual_seed(cfg.seed * 7919 + rank + 1)
     after_step = getattr(module, "after_step", None)
     start, history = 0, []
@@ -96,7 +109,8 @@ def fit(
         module.load_state_dict(state["module"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        gen.set_state(state["generator"])
+        for g, g_state in zip(gens, state["generator"] if stacked else [state["generator"]]):
+            g.set_state(g_state)
         if world > 1:
             aug.set_state(state["aug_generators"][rank])
         torch.set_rng_state(state["torch_rng"])
@@ -105,12 +119,15 @@ def fit(
     for epoch in range(start, cfg.epochs):
         module.train()
         t0 = time.perf_counter()
-        batches = epoch_batches(n_items, cfg.batch_size, cfg.steps_per_epoch, gen)
+        batches = [epoch_batches(n, cfg.batch_size, cfg.steps_per_epoch, g) for n, g in zip(sizes, gens)]
         loss_sum = torch.zeros((), device=dev)  # summed on the device: no host sync per step
         extra: dict[str, float] = {}
-        for i, idx in enumerate(batches):
+        for i in range(cfg.steps_per_epoch):
             with autocast:
-                loss, scalars = objective.loss(idx[rank::world], aug)
+                if stacked:
+                    loss, scalars = objective.loss([b[i] for b in batches], gens)
+                else:
+                    loss, scalars = objective.loss(batches[0][i][rank::world], aug)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             distributed.average_gradients(params)
@@ -125,9 +142,9 @@ def fit(
                 progress(epoch * cfg.steps_per_epoch + i + 1, total)
         dt = time.perf_counter() - t0
         logs = {
-            "loss": float(loss_sum) / cfg.steps_per_epoch,
+            "loss": float(loss_sum) / cfg.steps_per_epoch / len(gens),  # stacked: the replicas' mean
             "lr": opt.param_groups[0]["lr"],
-            "images_per_s": cfg.steps_per_epoch * cfg.batch_size / dt,
+            "images_per_s": cfg.steps_per_epoch * cfg.batch_size * len(gens) / dt,
             "epoch_time_s": dt,
             **{k: float(v) / cfg.steps_per_epoch for k, v in extra.items()},
         }
@@ -142,7 +159,7 @@ def fit(
                     "module": module.state_dict(),
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(),
-                    "generator": gen.get_state(),
+                    "generator": [g.get_state() for g in gens] if stacked else gen.get_state(),
                     "aug_generators": aug_states,
                     "torch_rng": torch.get_rng_state(),
                     "epoch": epoch + 1,
