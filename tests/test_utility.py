@@ -221,3 +221,16 @@ def test_the_vectorised_labels_needed_agrees_with_the_scalar_one():
             for j in range(3):
                 one, status = labels_needed(n, curves[d], targets[d, j], interpolation)
                 assert (np.isnan(many[d, j]) and status == UNDEFINED) or many[d, j] == pytest.approx(one), (d, j)
+
+
+def test_the_mean_interval_covers_the_true_mean_at_its_nominal_rate():
+    from selfsup.utility import mean_interval
+
+    rng = np.random.default_rng(7)
+    for seeds in (3, 5):
+        hits = 0
+        for _ in range(400):
+            lo, hi = mean_interval(rng.normal(0.6, 0.05, seeds))
+            hits += lo <= 0.6 <= hi
+        assert 0.91 <= hits / 400 <= 0.99  # nominal 95 %: a t interval is exact for normal seeds
+    assert np.isnan(mean_interval([0.5, 0.6])[0])  # too few seeds: no interval

@@ -16,7 +16,7 @@ import pandas as pd
 from . import analysis
 from .defaults import SCRATCH
 from .errors import UserError
-from .utility import CONTEXT, LOWER_BOUND, OK, utility_table
+from .utility import CONTEXT, LOWER_BOUND, OK, mean_interval, utility_table
 
 REQUIRED = ["method", "task", "protocol", "label_budget", "seed", "metric", "value"]
 
@@ -222,7 +222,7 @@ def chance_levels(results: pd.DataFrame, metric_of_task: dict[str, str]) -> pd.D
 @dataclass
 class ReportTables:
     utility: pd.DataFrame  # utility.csv: U, n̂ and intervals per method, task, protocol, budget
-    curves: pd.DataFrame  # curves.csv: the headline metric's mean ± s.d. over seeds per curve point
+    curves: pd.DataFrame  # curves.csv: the headline metric's mean ± s.d. and t interval over seeds per curve point
     analysis: dict[str, pd.DataFrame]  # NAME.csv: the paper's analyses, compute and tuning accounting
     metrics: dict  # metrics.json for `dvc metrics show`
 
@@ -244,7 +244,13 @@ def report_tables(
     ctx = [c for c in CONTEXT if c in sel.columns and sel[c].nunique() > 1]
     curves = (
         sel.groupby(["method", "task", "protocol", *ctx, "label_budget"])["value"]
-        .agg(mean="mean", std="std", seeds="count")
+        .agg(
+            mean="mean",
+            std="std",
+            seeds="count",
+            ci_low=lambda v: mean_interval(v)[0],
+            ci_high=lambda v: mean_interval(v)[1],
+        )
         .reset_index()
     )
     tables = {

@@ -85,6 +85,17 @@ def labels_needed_many(budgets, scratch_curves: np.ndarray, targets: np.ndarray,
     return np.where((t < v[:, :1]) | ~np.isfinite(t), np.nan, n_hat)
 
 
+def mean_interval(values, level: float = 0.95) -> tuple[float, float]:
+    """The t interval of the mean of per-seed ``values`` (NaN below ``MIN_SEEDS`` values)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    if len(v) < MIN_SEEDS:
+        return math.nan, math.nan
+    half = stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
+    return float(v.mean() - half), float(v.mean() + half)
+
+
 def _point_stats(df: pd.DataFrame) -> pd.DataFrame:
     """Per budget: mean, standard deviation and number of seeds."""
     return df.groupby("label_budget")["value"].agg(mean="mean", sd="std", seeds="count").sort_index()
