@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -115,7 +116,9 @@ def world(tiny_dataset, tiny_rotation, tmp_path_factory):
     # params files for `selfsup study`
     params = Path(__file__).resolve().parents[1] / "params.yaml"
     text = params.read_text()
-    (w / "p_badbudget.yaml").write_text(text.replace('budgets: "50,100,250,1000"', 'budgets: "50,50,250"'))
+    bad_budgets, replaced = re.subn(r'budgets: "[0-9,]+"', 'budgets: "50,50,250"', text, count=1)
+    assert replaced == 1, "params.yaml has no budgets line to corrupt"
+    (w / "p_badbudget.yaml").write_text(bad_budgets)
     (w / "p_badwidth.yaml").write_text(text.replace("width: 0.125", "width: -1", 1))
     (w / "p_broken.yaml").write_text("datasets: [unclosed\n")
     return {"w": str(w), "ds": str(ds), "rot": str(rot), "scratch": str(w / "scratch"), "file": str(w / "file.txt")}

@@ -49,7 +49,7 @@ def test_paper_profile_counts_the_papers_grid():
     assert cmc.key[:3] == ("pretrain", "cmc", "resnet50_split")
     assert cmc.train_images == 150 * (int(0.7 * 480000) // 512) * 512
     ft = next(j for j in jobs if j.stage == "finetune_single@single_-----resnet9-scratch-pose")
-    assert ft.train_images == 8 * 2 * 40000 * 256  # budgets × seeds × steps × batch
+    assert ft.train_images == 8 * 5 * 40000 * 256  # budgets × seeds × steps × batch
 
 
 def test_estimate_adds_seconds_per_image_times_images():
