@@ -215,6 +215,8 @@ CASES = [
     ("finetune-duplicate-seeds", [*FT, "--budgets", "8", "--seeds", "0,0"], "duplicate seed 0"),
     ("finetune-width-0", [*FT, "--budgets", "8", "--width", "0"], "invalid width 0.0"),
     ("finetune-width-negative", [*FT, "--budgets", "8", "--width", "-1"], "invalid width -1.0"),
+    ("finetune-stack-0", [*FT, "--budgets", "8", "--stack", "0"], "invalid stack 0"),
+    ("finetune-stack-text", [*FT, "--budgets", "8", "--stack", "two"], "'two'"),
     ("finetune-lr-nan", [*FT, "--budgets", "8", "--lr", "nan"], "invalid lr nan"),
     ("finetune-lr-negative", [*FT, "--budgets", "8", "--lr", "-1"], "invalid lr -1.0"),
     ("finetune-steps-0", [*FT, "--budgets", "8", "--steps", "0"], "invalid steps 0"),
