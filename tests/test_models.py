@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from selfsup.augment import cutout, resized_crop, to_input
+from selfsup.augment import cutout, finetune_view, resized_crop, to_input
 from selfsup.colour import rgb_to_lab, to_colour
 from selfsup.errors import UserError
 from selfsup.models import create_backbone, list_backbones
@@ -77,3 +77,22 @@ def test_augmentations_are_per_image_and_keep_shape():
     z = cutout(torch.ones(16, 3, 8, 8), g, size=0.25, p=1.0)
     holes = (z == 0).all(1).flatten(1).sum(1)
     assert (holes > 0).all() and (holes <= 9).all()
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_finetune_view_flips_dense_targets_with_their_image(dense):
+    g = torch.Generator().manual_seed(0)
+    b = 64
+    # every image's left half is bright, so a flip shows as a brighter right half
+    x = torch.zeros(b, 3, 32, 32)
+    x[..., :16] = 2.0
+    y = torch.arange(4).view(1, 1, 4).expand(b, 4, 4).clone() if dense else torch.arange(b)
+    v, t = finetune_view(x, y, g, dense)
+    assert v.shape == x.shape
+    flipped = v[..., 24:].mean((1, 2, 3)) > v[..., :8].mean((1, 2, 3))
+    assert 10 < int(flipped.sum()) < b - 10  # about half the images flipped, independently
+    if dense:  # the targets' columns reversed exactly where the image was
+        assert torch.equal(t[:, 0, 0] == 3, flipped)
+    else:
+        assert torch.equal(t, y)
+        assert ((v == 0).all(1).flatten(1).sum(1) >= 16).all()  # an H/4 Cutout square in every image

@@ -2,12 +2,14 @@
 
 import pandas as pd
 import pytest
+import torch
 
 import selfsup.finetune as ft
 from selfsup.errors import UserError
-from selfsup.finetune import FinetuneConfig, finetune
+from selfsup.finetune import FinetuneConfig, finetune, train_models
 from selfsup.pretrain import PretrainConfig, pretrain
 from selfsup.probe import probe
+from selfsup.sweep import Cell, prepare
 
 TINY = FinetuneConfig(steps=4, epochs=2, batch_size=8)
 
@@ -40,6 +42,30 @@ def test_single_set_protocols(tiny_dataset, tiny_rotation, tmp_path, task, proto
     )
     _check(res, metrics, protocol)
     assert set(res.frozen_blocks) == {int(protocol[-1]) if protocol.startswith("frozen") else 0}
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_frozen_k_freezes_the_stem_and_k_blocks_as_the_paper_does(tiny_dataset, tiny_rotation, k):
+    """frozen-k (§6): frozen up to main block k; frozen-3 trains only the two-layer head. The frozen
+    weights and BN statistics come out of training bit-identical, everything else moved."""
+    sweep = prepare("classification", tiny_dataset, tiny_rotation, [16], [0], "resnet9", 0.125, "rgb")
+    [model], _ = train_models(sweep, [Cell(16, 0)], k, "frozen", FinetuneConfig(steps=4, epochs=1, batch_size=8), None)
+    before = sweep.pretrained.state_dict()
+    blocks = model.backbone.blocks  # stem, block 1, block 2, block 3
+    for i, block in enumerate(blocks):
+        for name, value in block.state_dict().items():
+            same = torch.equal(value, before[f"blocks.{i}.{name}"])
+            if i <= k:
+                assert same, f"frozen block {i} {name} changed"
+            elif name.endswith("weight") and "num_batches" not in name:
+                assert not same, f"block {i} {name} did not train"
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    head = sum(p.numel() for p in model.head.parameters())
+    later = sum(p.numel() for b in blocks[k + 1 :] for p in b.parameters())
+    assert trainable == head + later
+    assert len(model.head) == 3 and isinstance(model.head[0], torch.nn.Linear)  # two FC layers
+    if k == 3:
+        assert trainable == head and trainable / sum(p.numel() for p in model.parameters()) < 0.1
 
 
 @pytest.mark.parametrize(

@@ -29,15 +29,18 @@ def map_batches(fn, images, device, batch: int = 512) -> torch.Tensor:
     )
 
 
-def flip_translate(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
-    """Random horizontal flip (p = 0.5) and translation by up to ``pad`` pixels (zero fill), drawn
-    independently for every image of the (B, C, H, W) batch."""
+def random_flip(x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Horizontal flip (p = 0.5) of each image of the (B, C, H, W) batch; returns the batch and the
+    (B,) mask of flipped images (to flip dense targets alike)."""
+    flip = (torch.rand(x.shape[0], generator=generator) < 0.5).to(x.device)  # draws on the generator's device
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x), flip
+
+
+def random_translate(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Random crop of the batch padded by ``pad`` zeros (the normalised mean) on every side: a
+    translation by up to ``pad`` pixels, drawn independently for every image."""
     b, c, h, w = x.shape
     dev = x.device
-    flip = (torch.rand(b, generator=generator) < 0.5).to(dev)  # draws on the generator's device
-    x = torch.where(flip.view(b, 1, 1, 1), x.flip(3), x)
-    if pad <= 0:
-        return x
     xp = torch.nn.functional.pad(x, (pad, pad, pad, pad))
     oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
     ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
@@ -45,6 +48,13 @@ def flip_translate(x: torch.Tensor, pad: int, generator: torch.Generator) -> tor
     rows = torch.gather(xp, 2, iy)  # (B, C, H, W+2p)
     ix = (ox[:, None] + torch.arange(w, device=dev)).view(b, 1, 1, w).expand(b, c, h, w)
     return torch.gather(rows, 3, ix).contiguous(memory_format=torch.channels_last)
+
+
+def flip_translate(x: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Random horizontal flip (p = 0.5) and translation by up to ``pad`` pixels (zero fill), drawn
+    independently for every image of the (B, C, H, W) batch."""
+    x, _ = random_flip(x, generator)
+    return random_translate(x, pad, generator) if pad > 0 else x
 
 
 def colour_jitter(
@@ -113,3 +123,19 @@ def contrastive_view(x: torch.Tensor, generator: torch.Generator, cut: bool = Fa
     """One view for the multi-view methods: resized crop + flip, colour jitter + greyscale (and cutout)."""
     v = colour_jitter(resized_crop(x, generator), generator)
     return cutout(v, generator) if cut else v
+
+
+def finetune_view(
+    x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, dense: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paper's finetuning augmentation (appendix A, with the released code's sizes): flip,
+    crop with zero padding of H/8, brightness / colour perturbation with greyscale 25 %, and Cutout
+    of side H/4, per image. Dense tasks (targets on the feature-map grid, last axis = width) skip the
+    crop, as the paper does for depth, and their targets flip with the image."""
+    x, flip = random_flip(x, generator)
+    if dense:
+        y = torch.where(flip.view(-1, *([1] * (y.ndim - 1))), y.flip(-1), y)
+    else:
+        x = random_translate(x, max(1, x.shape[2] // 8), generator)
+    x = colour_jitter(x, generator, strength=0.4, grey_p=0.25)
+    return cutout(x, generator, size=0.25, p=1.0), y

@@ -179,7 +179,9 @@ def finetune(
         as_csv(DEFAULT_SEEDS), help="Seeds, comma-separated (each picks its own nested subsets)."
     ),
     protocol: str = typer.Option(
-        "finetune", help="finetune (all weights) or frozen-1/2/3 (first k backbone stages frozen)."
+        "finetune",
+        help="finetune (all weights) or frozen-1/2/3 (the stem and the first k main blocks frozen; "
+        "frozen-3: only the head trains).",
     ),
     bn: Optional[str] = typer.Option(
         None,
@@ -194,6 +196,9 @@ def finetune(
     lr: float = typer.Option(2e-3, help="Peak learning rate."),
     weight_decay: float = typer.Option(5e-4, help="AdamW weight decay."),
     schedule: str = typer.Option("cosine", help="Decay after the warm-up: cosine or linear."),
+    augment: str = typer.Option(
+        "paper", help="paper (flip, crop, colour jitter, Cutout: the paper's appendix) or flip-translate."
+    ),
     params_file: Optional[Path] = typer.Option(
         None, help="best_params.json from `selfsup tune`: its lr, weight decay and schedule win."
     ),
@@ -223,7 +228,13 @@ def finetune(
     from .shards import parse_shard
 
     cfg = FinetuneConfig(
-        steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule
+        steps=steps,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        augment=augment,
     )
     if params_file is not None:
         from .tuned import read_best
@@ -341,6 +352,7 @@ def tune(
     lr: float = typer.Option(2e-3, help="Learning rate written when --trials 0."),
     weight_decay: float = typer.Option(5e-4, help="Weight decay written when --trials 0."),
     schedule: str = typer.Option("cosine", help="Schedule written when --trials 0."),
+    augment: str = typer.Option("paper", help="Finetuning augmentation: paper or flip-translate."),
     pretrain: Optional[str] = typer.Option(
         None,
         "--pretrain",
@@ -372,7 +384,13 @@ def tune(
         best = tune_pretrain(base, data, out, trials, storage or None, study_name)
     else:
         cfg = FinetuneConfig(
-            steps=steps, epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay, schedule=schedule
+            steps=steps,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            schedule=schedule,
+            augment=augment,
         )
         best = run(
             task, data, out, _optional_path(init), budget, trials, seed, storage or None, study_name, protocol, cfg

@@ -4,9 +4,12 @@ Protocols (``protocol``):
 
 - ``finetune``: every weight trains. Batch norm trains too (batch statistics, running statistics
   updated) unless ``bn="frozen"``, which keeps every BN layer at the pretrained statistics.
-- ``frozen-k`` (k = 1..3): the first k stages of the backbone keep their pretrained weights; by
-  default their BN layers also keep the pretrained statistics (``bn="frozen"``), and ``bn="train"``
-  lets those statistics follow the new data (their affine weights stay frozen).
+- ``frozen-k`` (k = 1..3), the paper's definition (§6, Fig. 8): ResNet9 is a stem and three main
+  blocks, and the network is frozen *up to* block k: the stem and blocks 1..k keep their pretrained
+  weights. ``frozen-3`` freezes the whole backbone, so only the task head trains (two fully connected
+  layers for image-level tasks: "slightly more expressive than the linear evaluation"). By default
+  the frozen layers' BN also keeps the pretrained statistics (``bn="frozen"``); ``bn="train"`` lets
+  those statistics follow the new data (their affine weights stay frozen).
 - the probes on frozen features (``linear``, ``knn``) live in :mod:`selfsup.probe`.
 
 Every (budget, seed) cell trains for the same number of steps, whatever the budget (small
@@ -27,7 +30,7 @@ import torch
 from torch import nn
 
 from . import checks, tracking
-from .augment import flip_translate, to_input
+from .augment import finetune_view, flip_translate, to_input
 from .defaults import DEFAULT_BACKBONE, DEFAULT_BUDGETS, DEFAULT_COLOUR, DEFAULT_SEEDS, DEFAULT_WIDTH
 from .errors import UserError
 from .models import create_backbone
@@ -38,6 +41,7 @@ from .tasks import Task
 from .train import TrainConfig, fit
 
 PROTOCOLS = ("finetune", "frozen-1", "frozen-2", "frozen-3")
+AUGMENTS = ("paper", "flip-translate")  # finetuning augmentation: the paper's appendix A, or flip + translation only
 BN_MODES = ("train", "frozen")
 
 
@@ -50,6 +54,7 @@ class FinetuneConfig:
     weight_decay: float = 5e-4
     pad: int = 4
     schedule: str = "cosine"  # learning-rate decay after the warm-up: cosine or linear
+    augment: str = "paper"  # paper (flip, crop, colour, Cutout: augment.finetune_view) or flip-translate (pad px)
 
 
 def default_stack(device: torch.device) -> int:
@@ -61,6 +66,8 @@ def default_stack(device: torch.device) -> int:
 
 def check_config(config: FinetuneConfig) -> None:
     check_schedule(config.schedule)
+    if config.augment not in AUGMENTS:
+        raise UserError(f"unknown augmentation {config.augment!r}: choose from {', '.join(AUGMENTS)}")
     checks.numbers(
         steps=config.steps,
         epochs=config.epochs,
@@ -76,6 +83,8 @@ def config_key(config: FinetuneConfig) -> dict:
     d = asdict(config)
     if d["schedule"] == "cosine":
         del d["schedule"]
+    if d["augment"] == "flip-translate":  # what every cell trained with before the field existed
+        del d["augment"]
     return d
 
 
@@ -86,6 +95,12 @@ def parse_protocol(protocol: str, allowed=PROTOCOLS) -> int:
     return int(protocol.split("-")[1]) if protocol.startswith("frozen-") else 0
 
 
+def frozen_groups(frozen_blocks: int) -> int:
+    """Backbone groups (``Backbone.groups()``: the stem, then the main blocks) that ``frozen-k`` freezes:
+    the stem and the first k blocks (none for ``finetune``)."""
+    return frozen_blocks + 1 if frozen_blocks else 0
+
+
 class SupervisedModel(nn.Module):
     """Backbone + task head; the first ``frozen_blocks`` stages frozen, BN handled as ``bn`` says."""
 
@@ -94,7 +109,7 @@ class SupervisedModel(nn.Module):
     ):
         super().__init__()
         self.backbone, self.head, self.dense = backbone, head, dense
-        self.frozen = [m for group in backbone.groups()[:frozen_blocks] for m in group]
+        self.frozen = [m for group in backbone.groups()[: frozen_groups(frozen_blocks)] for m in group]
         for m in self.frozen:
             m.requires_grad_(False)
         self.bn_fixed = (self.frozen if frozen_blocks else [backbone]) if bn == "frozen" else []
@@ -112,17 +127,28 @@ class SupervisedModel(nn.Module):
 
 
 class SupervisedObjective:
-    def __init__(self, model: SupervisedModel, task: Task, images: torch.Tensor, targets: torch.Tensor, pad: int):
+    def __init__(
+        self,
+        model: SupervisedModel,
+        task: Task,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        pad: int,
+        augment: str = "paper",
+    ):
         self.module, self.task, self.images, self.targets = model, task, images, targets
+        self.augment = augment
         self.pad = 0 if task.dense else pad  # dense targets would need the same shift: no translation there
 
     def batch(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """The (augmented) inputs and targets of the items ``idx``."""
         idx = idx.to(self.images.device)
-        x = to_input(self.images[idx])
+        x, y = to_input(self.images[idx]), self.targets[idx]
+        if self.augment == "paper":
+            return finetune_view(x, y, generator, self.task.dense)
         if self.pad:
             x = flip_translate(x, self.pad, generator)
-        return x, self.targets[idx]
+        return x, y
 
     def loss(self, idx, generator):
         x, y = self.batch(idx, generator)
@@ -219,7 +245,7 @@ def train_models(
     subsets = [sweep.subset(cell.budget, cell.seed) for cell in cells]
     models = [_build_model(sweep, cell.seed, frozen, bn) for cell in cells]
     data = [(torch.from_numpy(ds.images[s]).to(device), torch.from_numpy(sweep.targets[s]).to(device)) for s in subsets]
-    objectives = [SupervisedObjective(m, t, x, y, config.pad) for m, (x, y) in zip(models, data)]
+    objectives = [SupervisedObjective(m, t, x, y, config.pad, config.augment) for m, (x, y) in zip(models, data)]
     stacked = StackedSupervisedObjective(objectives) if len(cells) > 1 else None
     steps_per_epoch = max(1, config.steps // config.epochs)
     cfg = TrainConfig(

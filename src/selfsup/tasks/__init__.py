@@ -61,6 +61,17 @@ def list_tasks() -> list[str]:
     return TASKS.names()
 
 
+def fc_head(outputs: int):
+    """The image-level head of the paper's ResNet9: two fully connected layers after the last block
+    (hidden width = the pooled feature width), so ``frozen-3`` is "slightly more expressive than the
+    linear evaluation" (§6)."""
+
+    def head(d: int) -> nn.Module:
+        return nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, outputs))
+
+    return head
+
+
 def grid_labels(maps: np.ndarray, reduce: str) -> np.ndarray:
     """(N, H, W) per-pixel labels → (N, H/8, W/8) on the feature-map grid: the centre pixel of each
     8×8 cell (``nearest``, for class ids) or the cell's mean (``mean``, for depth)."""

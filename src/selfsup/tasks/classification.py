@@ -3,9 +3,8 @@
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from . import TASKS, Task
+from . import TASKS, Task, fc_head
 
 NUM_CLASSES = 10
 
@@ -30,7 +29,7 @@ def classification() -> Task:
     return Task(
         "classification",
         "accuracy",
-        lambda d: nn.Linear(d, NUM_CLASSES),
+        fc_head(NUM_CLASSES),
         lambda ds: ds.labels["class_id"].to_numpy(),
         F.cross_entropy,
         accuracy,

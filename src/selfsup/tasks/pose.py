@@ -1,9 +1,8 @@
 """Object pose: 5 bins of where the object's up axis points (see :func:`selfsup.scene.pose_bin`)."""
 
 import torch.nn.functional as F
-from torch import nn
 
-from . import TASKS, Task
+from . import TASKS, Task, fc_head
 from .classification import accuracy, majority_chance
 
 NUM_BINS = 5
@@ -14,7 +13,7 @@ def pose() -> Task:
     return Task(
         "pose",
         "accuracy",
-        lambda d: nn.Linear(d, NUM_BINS),
+        fc_head(NUM_BINS),
         lambda ds: ds.labels["pose_bin"].to_numpy(),
         F.cross_entropy,
         accuracy,
