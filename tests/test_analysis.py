@@ -9,6 +9,7 @@ from scipy import stats
 from selfsup.analysis import (
     backbone_table,
     factor_effects,
+    factor_summary,
     frozen_table,
     labels_saved,
     probe_table,
@@ -61,37 +62,61 @@ def test_factor_effects_pair_variants_that_differ_in_one_factor():
                 "method": "rot",
                 "task": "classification",
                 "protocol": "finetune",
-                "label_budget": 100,
-                "utility": u,
+                "label_budget": n,
+                "utility": u + (0.5 if n == 1000 else 0.0),
                 "status": "ok",
                 "finetune_variant": v,
             }
             for v, u in (("----", 1.0), ("T---", 0.25), ("-C--", 2.0), ("TC--", 0.5))
+            for n in (100, 1000)
         ]
     )
     t = factor_effects(util)
-    got = {(r.factor, r.variant_off, r.variant_on): r.delta_utility for r in t.itertuples()}
-    assert got == {
-        ("T", "----", "T---"): -0.75,
-        ("C", "----", "-C--"): 1.0,
-        ("T", "-C--", "TC--"): -1.5,
-        ("C", "T---", "TC--"): 0.25,
-    }
+    got = {(r.factor, r.variant_off, r.variant_on, r.label_budget): r.delta_utility for r in t.itertuples()}
+    want = {("T", "----", "T---"): -0.75, ("C", "----", "-C--"): 1.0, ("T", "-C--", "TC--"): -1.5}
+    want[("C", "T---", "TC--")] = 0.25
+    assert got == {(*k, n): v for k, v in want.items() for n in (100, 1000)}
+    summary = factor_summary(t).set_index("factor")
+    assert summary.loc["T", "delta_utility"] == pytest.approx((-0.75 - 1.5) / 2)
+    assert summary.loc["T", "pairs"] == 2 and summary.loc["T", "n"] == 4
+    lo, hi = stats.t.interval(0.95, 3, loc=-1.125, scale=stats.sem([-0.75, -0.75, -1.5, -1.5]))
+    assert (summary.loc["T", "ci_low"], summary.loc["T", "ci_high"]) == (pytest.approx(lo), pytest.approx(hi))
 
 
 def test_frozen_backbone_and_transfer_tables():
     rows = [_row("rot", p, 100, v) for p, v in (("finetune", 0.9), ("frozen-1", 0.8), ("frozen-3", 0.5))]
     t = frozen_table(pd.DataFrame(rows), METRIC)
     assert dict(zip(t.frozen_blocks, t.value)) == {0: 0.9, 1: 0.8, 3: 0.5}
+    assert dict(zip(t.frozen_blocks, t.delta.round(6))) == {0: 0.0, 1: -0.1, 3: -0.4}
     rows = [_row("rot", "finetune", 100, v, backbone=b) for b, v in (("resnet9", 0.7), ("resnet50", 0.75))]
     assert set(backbone_table(pd.DataFrame(rows), METRIC).backbone) == {"resnet9", "resnet50"}
     assert backbone_table(pd.DataFrame(rows[:1]), METRIC).empty  # one backbone: nothing to compare
-    rows = [
-        _row("rot", "finetune", 100, v, pretrain_variant=a, finetune_variant=b)
-        for a, b, v in (("-C--", "-C--", 0.9), ("-C--", "TCVL", 0.6), ("TCVL", "TCVL", 0.7))
+
+
+def test_transfer_is_the_mean_change_against_scratch_over_budgets():
+    scratch = {("-C--", 100): 0.5, ("-C--", 1000): 0.7, ("TCVL", 100): 0.3, ("TCVL", 1000): 0.5}
+    rows = [_row("scratch", "finetune", n, v, pretrain_variant="", finetune_variant=b) for (b, n), v in scratch.items()]
+    rows += [
+        _row(
+            "rot",
+            "finetune",
+            n,
+            scratch[(b, n)] + d + (0.02 if n == 1000 else 0),
+            seed=s,
+            pretrain_variant=a,
+            finetune_variant=b,
+        )
+        for a, b, d in (("-C--", "-C--", 0.1), ("-C--", "TCVL", -0.05), ("TCVL", "TCVL", 0.04))
+        for n in (100, 1000)
+        for s in (0, 1)
     ]
-    t = transfer_matrix(pd.DataFrame(rows), METRIC)
-    assert len(t) == 3 and t[(t.pretrain_variant == "-C--") & (t.finetune_variant == "TCVL")].value.item() == 0.6
+    t = transfer_matrix(pd.DataFrame(rows), METRIC).set_index(["pretrain_variant", "finetune_variant"])
+    assert len(t) == 3 and set(t.budgets) == {"100-1000"}
+    assert t.loc[("-C--", "TCVL"), "delta"] == pytest.approx(-0.04)
+    assert t.loc[("-C--", "-C--"), "delta"] == pytest.approx(0.11)
+    assert t.loc[("TCVL", "TCVL"), "value"] == pytest.approx((0.34 + 0.56) / 2)
+    same = [r for r in rows if r["pretrain_variant"] in ("", r["finetune_variant"])]
+    assert transfer_matrix(pd.DataFrame(same), METRIC).empty  # no pretraining on another variant
 
 
 def test_labels_saved_and_where_pretraining_stops_paying():

@@ -1,5 +1,7 @@
 """Every task × protocol on tiny real renders; equal steps per budget; transfer columns; bad input."""
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -206,3 +208,13 @@ def test_bad_input_is_refused_before_anything_is_written(
     with pytest.raises(UserError, match=needle.replace("-", r"\-")):
         call(tiny_dataset, tiny_multi, tiny_rotation, tmp_path / "o")
     assert not (tmp_path / "o").exists()
+
+
+def test_linear_evaluation_on_every_labelled_image_is_table_1(tiny_dataset, tiny_rotation, tmp_path):
+    from selfsup.dataset import load_dataset
+
+    n_train = len(load_dataset(tiny_dataset).split_indices("train"))
+    res = probe("classification", tiny_dataset, tmp_path, tiny_rotation, [5], [0], all_labels=True, progress=False)
+    assert set(res.label_budget) == {5, n_train}
+    cells = [json.loads(f.read_text()) for f in (tmp_path / "cells").glob("*.json")]
+    assert sorted(c["label_budget"] for c in cells) == [5, n_train]

@@ -282,6 +282,9 @@ def probe(
     ),
     knn_metric: str = typer.Option("cosine", help="kNN distance: cosine or euclidean."),
     k: int = typer.Option(20, help="Neighbours of the kNN probe (votes weighted by 1/distance)."),
+    all_labels: bool = typer.Option(
+        False, "--all-labels", help="Also probe on every labelled training image (the paper's Table 1)."
+    ),
     verify: bool = typer.Option(False, "--verify", help=VERIFY_HELP),
 ) -> None:
     """Probe a frozen pretrained backbone (linear or kNN) at several label budgets and seeds.
@@ -304,6 +307,7 @@ def probe(
         knn_metric,
         k,
         verify=verify,
+        all_labels=all_labels,
     )
     typer.echo(f"wrote {len(res)} rows to {out / 'results.csv'}")
 

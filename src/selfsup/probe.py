@@ -120,9 +120,12 @@ def probe(
     k: int = 20,
     progress: bool = True,
     verify: bool = False,
+    all_labels: bool = False,
 ) -> pd.DataFrame:
     """Probe the frozen backbone in ``init`` on ``task`` at every label budget × seed; writes and returns
-    ``OUT/results.csv`` (protocol ``linear`` or ``knn-cosine`` / ``knn-euclidean``)."""
+    ``OUT/results.csv`` (protocol ``linear`` or ``knn-cosine`` / ``knn-euclidean``). ``all_labels`` adds
+    the whole train split as one more budget: the paper's Table 1 (linear evaluation on every labelled
+    training image)."""
     if protocol not in PROBES:
         raise UserError(f"unknown probe {protocol!r}: choose from {', '.join(PROBES)}")
     if knn_metric not in KNN_METRICS:
@@ -136,6 +139,8 @@ def probe(
     # the backbone comes from init's meta.json: the defaults are placeholders prepare() overrides
     sweep = prepare(task, data, init, budgets, seeds, DEFAULT_BACKBONE, DEFAULT_WIDTH, DEFAULT_COLOUR, verify)
     t = sweep.task
+    if all_labels and len(sweep.train_idx) not in budgets:
+        budgets = [*budgets, len(sweep.train_idx)]
     if protocol == "knn" and (t.dense or t.kind != "classify"):
         raise UserError(f"the kNN probe is for image-level classification tasks, not {task!r}")
     name = protocol if protocol == "linear" else f"knn-{knn_metric}"

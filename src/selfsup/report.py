@@ -262,23 +262,32 @@ def _analysis_figures(tables: dict[str, pd.DataFrame]) -> list[tuple[str, object
         fig = go.Figure()
         for (method, task, budget), g in frozen.groupby(["method", "task", "label_budget"]):
             fig.add_trace(
-                go.Scatter(x=g.frozen_blocks, y=g.value, mode="lines+markers", name=f"{method}/{task} n={budget}")
+                go.Scatter(x=g.frozen_blocks, y=g.delta, mode="lines+markers", name=f"{method}/{task} n={budget}")
             )
         fig.update_layout(
-            title="Frozen stages k (0 = finetune everything)",
-            xaxis_title="frozen stages",
-            yaxis_title="test metric",
+            title="Frozen blocks k: change in the test metric against finetuning every weight (k = 0)",
+            xaxis=dict(title="frozen blocks (the stem and blocks 1..k; 3 = only the head trains)", dtick=1),
+            yaxis_title="Δ test metric",
             template="plotly_white",
         )
         figs.append(("frozen-blocks", fig))
-    effects = tables["factor_effects"]
-    if not effects.empty:
-        mean = effects.groupby(["method", "factor"]).delta_utility.mean().reset_index()
-        fig = go.Figure([go.Bar(x=g.factor, y=g.delta_utility, name=m) for m, g in mean.groupby("method")])
+    summary = tables["factor_summary"]
+    if not summary.empty:
+        fig = go.Figure()
+        for (method, task, protocol), g in summary.groupby(["method", "task", "protocol"]):
+            err = dict(
+                type="data",
+                symmetric=False,
+                array=(g.ci_high - g.delta_utility).fillna(0),
+                arrayminus=(g.delta_utility - g.ci_low).fillna(0),
+            )
+            fig.add_trace(
+                go.Bar(x=g.factor, y=g.delta_utility, error_y=err, name=f"{_label(method, protocol)} / {task}")
+            )
         fig.update_layout(
-            title="Change in mean utility when one factor is switched on",
+            title="Change in utility when one factor is switched on (mean over variant pairs and budgets, 95 % t)",
             barmode="group",
-            xaxis_title="factor",
+            xaxis_title="factor (T texture, C colour, V viewpoint, L lighting)",
             yaxis_title="Δ utility",
             template="plotly_white",
         )
@@ -286,19 +295,21 @@ def _analysis_figures(tables: dict[str, pd.DataFrame]) -> list[tuple[str, object
     transfer = tables["transfer"]
     if not transfer.empty:
         for (method, task, protocol), g in transfer.groupby(["method", "task", "protocol"]):
-            m = g.pivot_table(index="pretrain_variant", columns="finetune_variant", values="value")
+            m = g.pivot_table(index="pretrain_variant", columns="finetune_variant", values="delta")
             fig = go.Figure(
                 go.Heatmap(
                     z=m.values,
                     x=list(m.columns),
                     y=list(m.index),
-                    colorscale="Viridis",
+                    colorscale="RdBu",
+                    zmid=0,
                     text=m.round(3).values,
                     texttemplate="%{text}",
                 )
             )
             fig.update_layout(
-                title=f"Transfer: {_label(method, protocol)} on {task} (rows: pretrained on, columns: finetuned on)",
+                title=f"Transfer: {_label(method, protocol)} on {task}, mean change against scratch over budgets "
+                f"{g.budgets.iloc[0]} (rows: pretrained on, columns: finetuned on)",
                 template="plotly_white",
             )
             figs.append((f"transfer-{method}-{task}-{protocol}", fig))
@@ -398,6 +409,7 @@ def _write_html(
         "protocol_agreement": "Needs at least two pretrained methods run under at least two protocols.",
         "linear_probe_table": "No linear-probe results (selfsup probe --protocol linear).",
         "factor_effects": "Needs results on dataset variants that differ in one factor.",
+        "factor_summary": "Needs results on dataset variants that differ in one factor.",
         "frozen_blocks": "Needs finetune and frozen-k results of the same method.",
         "backbones": "Needs results of at least two backbones.",
         "transfer": "Needs backbones pretrained on another variant than the one finetuned on.",
@@ -408,12 +420,15 @@ def _write_html(
     }
     titles = {
         "chance": "Headline metrics and their chance levels (a constant or majority predictor on the test split)",
-        "linear_probe_table": "Linear probe per dataset variant and method (the paper's Table 1)",
+        "linear_probe_table": "Linear probe per dataset variant and method at the largest budget probed (the "
+        "paper's Table 1: every labelled training image, `selfsup probe --all-labels`)",
         "protocol_agreement": "Protocol study: rank agreement between protocols (Kendall τ, Spearman ρ, p-values)",
-        "factor_effects": "Change of utility when one factor is switched on (the paper's Fig. 6)",
+        "factor_summary": "Change of utility when one factor is switched on (the paper's Fig. 6): mean over pairs "
+        "and budgets",
+        "factor_effects": "Fig. 6 per variant pair and budget",
         "frozen_blocks": "Frozen stages (the paper's Fig. 8)",
         "backbones": "Backbones",
-        "transfer": "Cross-dataset transfer (the paper's Fig. 9)",
+        "transfer": "Cross-dataset transfer (the paper's Fig. 9): mean change against scratch over budgets",
         "labels_saved": "Labels saved per hour of pretraining, and where pretraining stops paying",
         "compute": "Compute: wall time and device of every stage (from MLflow)",
         "tuning": "Hyperparameter search: trials per study (the same for scratch and every method)",
