@@ -203,7 +203,25 @@ def test_tiny_multi_render_has_dense_labels_that_match_the_objects(tiny_multi):
         assert on_objects.mean() < depth[i][inst[i] == 0].astype(float).mean()  # objects are in front of the backdrop
     m = json.loads((tiny_multi / "manifest.json").read_text())
     assert set(m["sha256"]) >= {"images.npy", "segmentation.npy", "depth.npy", "instances.npy", "labels.parquet"}
+    assert "normals.npy" in m["sha256"]
     assert sum(m["counts"]["classes"].values()) == 6 * MULTI_OBJECTS
+
+
+def test_tiny_multi_render_has_unit_surface_normals_in_camera_axes(tiny_multi):
+    """normals.npy from Cycles' normal pass: unit vectors facing the camera; the backdrop, a plane, has
+    one normal (its +x axis seen from the camera at (1, 0, 0.4)), the objects many."""
+    ds = load_dataset(tiny_multi)
+    normals, inst = ds.dense["normals"], ds.dense["instances"]
+    assert normals.shape == (6, 48, 48, 3) and normals.dtype == np.float16
+    n = normals.astype(np.float64)
+    length = np.linalg.norm(n, axis=-1)
+    assert np.abs(length - 1).max() < 0.01  # every pixel hits the backdrop or an object
+    backdrop = n[inst == 0]
+    # world +x seen by a camera at (1, 0, 0.4) looking down at the origin: facing it, tilted below its up axis
+    view = np.array([0.0, -0.4, 1.0]) / np.linalg.norm([1.0, 0.4])
+    assert np.abs(np.median(backdrop, axis=0) - view).max() < 0.02
+    objects = n[inst > 0]
+    assert objects[:, 2].mean() > 0.3 and objects.std(0).min() > 0.15  # mostly facing the camera, varied
 
 
 def test_a_task_that_does_not_fit_the_dataset_is_a_one_line_error(tiny_multi, tmp_path):

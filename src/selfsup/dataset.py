@@ -3,7 +3,9 @@
 A dataset folder holds ``images.npy`` (N, H, W, 3) uint8, ``labels.parquet`` (one row per image)
 and ``manifest.json`` (params, seed, code version, counts, sha256 per array); the multi-object set
 adds ``segmentation.npy`` (N, H, W) uint8 (0 = background, class_id + 1), ``depth.npy`` (N, H, W)
-float16 and ``instances.npy`` (N, H, W) uint8 (0 = background, k = the k-th object of the row). The manifest is
+float16, ``instances.npy`` (N, H, W) uint8 (0 = background, k = the k-th object of the row) and
+``normals.npy`` (N, H, W, 3) float16 (unit surface normals in camera axes: x right, y up, z towards the
+camera; from Cycles' normal pass). The manifest is
 written last: a folder without one is not a dataset. Rendering into it (processes, shards, resuming)
 is :mod:`selfsup.render`'s job; nothing here imports the renderer or starts a process.
 """
@@ -28,7 +30,7 @@ from .shapes import CLASSES
 
 SETS = ("single", "multi")
 DEFAULT_RESOLUTION = {"single": 64, "multi": 128}
-DENSE_ARRAYS = ("segmentation", "depth", "instances")  # multi-object set only
+DENSE_ARRAYS = ("segmentation", "depth", "instances", "normals")  # multi-object set only
 
 
 @dataclass
@@ -67,7 +69,14 @@ class Dataset:
 
 
 LABEL_COLUMNS = ("split", "class_id", "class_name", "model_id", "pose_bin")  # the contract (SPEC §9)
-ARRAY_DTYPES = {"images": np.uint8, "segmentation": np.uint8, "depth": np.float16, "instances": np.uint8}
+ARRAY_DTYPES = {
+    "images": np.uint8,
+    "segmentation": np.uint8,
+    "depth": np.float16,
+    "instances": np.uint8,
+    "normals": np.float16,
+}
+ARRAY_CHANNELS = {"normals": 3}  # dense arrays with a trailing channel axis
 
 
 def load_dataset(path: str | Path, verify: bool = False) -> Dataset:
@@ -101,10 +110,9 @@ def load_dataset(path: str | Path, verify: bool = False) -> Dataset:
             f"dataset folder {str(path)!r}: images.npy has shape {images.shape}, the format says (N, H, W, 3)"
         )
     for name, arr in dense.items():
-        if arr.shape != images.shape[:3]:
-            raise UserError(
-                f"dataset folder {str(path)!r}: {name}.npy has shape {arr.shape}, images {images.shape[:3]}"
-            )
+        want = (*images.shape[:3], ARRAY_CHANNELS[name]) if name in ARRAY_CHANNELS else images.shape[:3]
+        if arr.shape != want:
+            raise UserError(f"dataset folder {str(path)!r}: {name}.npy has shape {arr.shape}, the format says {want}")
     missing = [c for c in LABEL_COLUMNS if c not in labels.columns]
     if missing:
         raise UserError(f"dataset folder {str(path)!r}: labels.parquet lacks column(s) {', '.join(missing)}")

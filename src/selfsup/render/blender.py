@@ -160,6 +160,15 @@ def _part_mesh(bm, p: Part) -> None:
     bmesh.ops.create_cone(bm, cap_ends=True, segments=16, radius1=1.0, radius2=p.taper, depth=1.0, matrix=m)
 
 
+def camera_normals(world: np.ndarray, world_to_camera: np.ndarray) -> np.ndarray:
+    """Cycles' normal pass (world-space shading normals, averaged over a pixel's samples) as unit
+    vectors in camera axes (x right, y up, z towards the camera), float16; (0, 0, 0) where no surface
+    was hit."""
+    n = world.astype(np.float64) @ world_to_camera.T
+    norm = np.linalg.norm(n, axis=-1, keepdims=True)
+    return np.where(norm > 1e-6, n / np.maximum(norm, 1e-12), 0.0).astype(np.float16)
+
+
 class _Studio:
     """The persistent parts of every scene: camera, lights, backdrop, world and Cycles settings."""
 
@@ -181,6 +190,8 @@ class _Studio:
         sc.camera = cam
         cam.location = tuple(camera_distance * c for c in CAMERA_LOCATION)
         cam.rotation_euler = (-Vector(cam.location)).to_track_quat("-Z", "Y").to_euler()
+        # world → camera axes (x right, y up, z towards the viewer) for the normal pass
+        self.world_to_camera = np.array(cam.rotation_euler.to_matrix()).T
 
         self.lamp = bpy.data.objects.new("lamp", bpy.data.lights.new("lamp", "POINT"))
         self.lamp.data.energy = 100.0 * camera_distance**2
@@ -222,7 +233,7 @@ class _Studio:
         cy.transmission_bounces = cy.transparent_max_bounces = cy.volume_bounces = 0
         sc.view_settings.view_transform = "Standard"
         vl = sc.view_layers[0]
-        vl.use_pass_z = vl.use_pass_object_index = passes
+        vl.use_pass_z = vl.use_pass_object_index = vl.use_pass_normal = passes
         im = r.image_settings
         im.media_type = "MULTI_LAYER_IMAGE"
         im.file_format = "OPEN_EXR_MULTILAYER"
@@ -354,7 +365,8 @@ class MultiObjectRenderer(_Studio):
     def render(self, s: MultiScene) -> dict[str, np.ndarray]:
         """``image`` (H, W, 3) uint8, ``instances`` (H, W) uint8 (0 = background, k = objects[k-1]),
         ``segmentation`` (H, W) uint8 (0 = background, class_id + 1), ``depth`` (H, W) float16
-        (distance along the view axis, the backdrop included)."""
+        (distance along the view axis, the backdrop included), ``normals`` (H, W, 3) float16 (unit surface
+        normals in camera axes: :func:`camera_normals`)."""
         if len(s.objects) > len(self.slots):
             raise ValueError(f"{len(s.objects)} objects, renderer built for {len(self.slots)}")
         for k, ob in enumerate(self.slots):
@@ -375,6 +387,7 @@ class MultiObjectRenderer(_Studio):
             "instances": instances,
             "segmentation": lookup[instances],
             "depth": passes["Depth"][..., 0].astype(np.float16),
+            "normals": camera_normals(passes["Normal"][..., :3], self.world_to_camera),
         }
 
 
