@@ -32,6 +32,7 @@ TINY_PARAMS = {  # every stage kind runs, on fewer inits and tasks than the defa
         "batch_size": 4,
         "tune_budget": 4,
     },
+    "frozen": {"methods": ["rotation"], "protocols": ["frozen-3"]},
     "probe": {"methods": ["rotation"], "protocols": ["knn"]},
     "report": {"bootstrap": 10},
 }
@@ -76,6 +77,7 @@ def test_dvc_repro_push_pull_round_trip(tmp_path, s3_endpoint):
     results = pd.read_csv(proj / "reports" / "utility.csv")
     assert {(m, t, p) for m, t, p in zip(results.method, results.task, results.protocol)} == {
         ("rotation", "classification", "finetune"),
+        ("rotation", "classification", "frozen-3"),  # the frozen_single stage (Fig. 8)
         ("rotation", "depth", "finetune"),
         ("rotation", "classification", "knn-cosine"),
     }  # utility against scratch, per task and protocol

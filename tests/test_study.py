@@ -32,7 +32,7 @@ def test_the_committed_params_are_the_default_profile():
     assert current_profile(REPO) == "default"
 
 
-@pytest.mark.parametrize("profile", ["default", "paper"])
+@pytest.mark.parametrize("profile", sorted(p.stem for p in (REPO / "profiles").glob("*.yaml")))
 def test_the_plan_has_exactly_the_stages_of_dvc_yaml(tmp_path, profile):
     params = load_params(REPO / "profiles" / f"{profile}.yaml")
     proj = _project(tmp_path, params)
@@ -44,7 +44,8 @@ def test_paper_profile_counts_the_papers_grid():
     kinds = [j.kind for j in jobs]
     # 15 datasets; (12 single + 3 multi) × 2 backbones × 5 inits pretrain stages; × 2 tasks finetune
     assert kinds.count("render") == 15 and kinds.count("pretrain") == 15 * 2 * 5
-    assert kinds.count("finetune") == 15 * 2 * 5 * 2 and kinds.count("probe") == 12 * 2 * 4 * 2
+    # + frozen-1/2/3 of the 4 methods on classification (Fig. 8)
+    assert kinds.count("finetune") == 15 * 2 * 5 * 2 + 12 * 2 * 4 * 3 and kinds.count("probe") == 12 * 2 * 4 * 2
     cmc = next(j for j in jobs if j.stage == "pretrain_single@single_TCVL-resnet50-cmc")
     assert cmc.key[:3] == ("pretrain", "cmc", "resnet50_split")
     assert cmc.train_images == 150 * (int(0.7 * 480000) // 512) * 512
@@ -120,6 +121,8 @@ TINY = {
         "tune_trials": 0,
         "tune_budget": 4,
     },
+    "frozen": {"methods": [], "tasks": ["classification"], "protocols": ["frozen-3"]},
+    "transfer": {"pairs": [], "inits": ["rotation"], "tasks": ["classification"]},
     "probe": {"methods": ["rotation"], "protocols": ["knn"], "task": "classification", "knn_metric": "cosine", "k": 5},
     "report": {"interpolation": "log", "bootstrap": 10},
 }

@@ -96,6 +96,8 @@ def load_params(path: str | Path) -> dict:
         "finetune_single",
         "finetune_multi",
         "probe",
+        "frozen",
+        "transfer",
     )
     missing = [k for k in needed if not isinstance(params, dict) or k not in params]
     if missing:
@@ -136,6 +138,10 @@ def check_params(params: dict) -> None:
             section("study", key)
         section("probe", "methods")
         section("probe", "protocols")
+        for key in ("methods", "tasks", "protocols"):
+            section("frozen", key)
+        for key in ("pairs", "inits", "tasks"):
+            section("transfer", key)
     except UserError as e:
         raise UserError(f"params: {e}") from None
 
@@ -228,6 +234,50 @@ def plan(params: dict) -> list[Job]:
                                 cells * per_run[1],
                             )
                         )
+    ft_single = params["finetune_single"]
+    single_cells = len(checks.parse_int_list(ft_single["budgets"], "label budget")) * len(
+        checks.parse_int_list(ft_single["seeds"], "seed")
+    )
+
+    def single_finetune(stage: str, data: str, backbone: str) -> Job:
+        n = datasets[data]["count"]
+        key = ("supervised", backbone, params["pretrain_single"]["width"], datasets[data]["resolution"], False)
+        return Job(
+            stage,
+            "finetune",
+            (*key, min(ft_single["batch_size"], 512)),
+            single_cells * ft_single["steps"] * ft_single["batch_size"],
+            single_cells * (ft_single["epochs"] * VAL * n + TEST * n),
+        )
+
+    def check_listed(section: str, key: str, names, allowed, where: str) -> None:
+        for name in names:
+            if name not in allowed:
+                raise UserError(f"{section}.{key} names {name!r}, which is not in {where}")
+
+    frozen = params["frozen"]  # Fig. 8: frozen-k finetuning of some pretrained methods
+    check_listed("frozen", "methods", frozen["methods"], [i for i in study["inits"] if i != SCRATCH], "study.inits")
+    check_listed("frozen", "tasks", frozen["tasks"], ft_single["tasks"], "finetune_single.tasks")
+    check_listed("frozen", "protocols", frozen["protocols"], ["frozen-1", "frozen-2", "frozen-3"], "frozen-1/2/3")
+    for data in study["single"]:
+        for backbone in study["backbones"]:
+            for method in frozen["methods"]:
+                for task in frozen["tasks"]:
+                    for protocol in frozen["protocols"]:
+                        tag = f"{data}-{backbone}-{method}-{task}-{protocol}"
+                        jobs.append(single_finetune(f"frozen_single@{tag}", data, backbone))
+    transfer = params["transfer"]  # Fig. 9: pretrained on one single-object set, finetuned on another
+    check_listed("transfer", "inits", transfer["inits"], study["inits"], "study.inits")
+    check_listed("transfer", "tasks", transfer["tasks"], ft_single["tasks"], "finetune_single.tasks")
+    for i, pair in enumerate(transfer["pairs"]):
+        if not isinstance(pair, dict) or set(pair) != {"pretrain", "finetune"}:
+            raise UserError(f"transfer.pairs[{i}] must be {{pretrain: DATA, finetune: DATA}}, not {pair!r}")
+        check_listed("transfer", "pairs", pair.values(), study["single"], "study.single")
+        for backbone in study["backbones"]:
+            for init in transfer["inits"]:
+                for task in transfer["tasks"]:
+                    tag = f"pair{i}-{backbone}-{init}-{task}"
+                    jobs.append(single_finetune(f"transfer_single@{tag}", pair["finetune"], backbone))
     probes = params["probe"]  # the frozen-feature probes of `selfsup probe`
     for data in study["single"]:
         for backbone in study["backbones"]:
