@@ -226,6 +226,7 @@ CASES = [
     ("finetune-task-wrong-set", [*FT, "--budgets", "8", "--task", "depth"], "'depth'"),
     ("finetune-bn-unknown", [*FT, "--budgets", "8", "--init", "{rot}", "--bn", "sideways"], "'sideways'"),
     ("finetune-out-is-a-file", [*FT, "--budgets", "8", "--out", "{file}"], "is an existing file"),
+    ("finetune-augment-unknown", [*FT, "--budgets", "8", "--augment", "mixup"], "'mixup'"),
     ("finetune-params-file-missing", [*FT, "--budgets", "8", "--params-file", "{w}/none.json"], "none.json"),
     ("finetune-init-garbage", [*FT, "--budgets", "8", "--init", "{w}/init_garbage"], "not a readable safetensors"),
     ("finetune-init-empty", [*FT, "--budgets", "8", "--init", "{w}/init_empty"], "not a readable safetensors"),
@@ -254,6 +255,10 @@ CASES = [
         "'manhattan'",
     ),
     ("probe-out-is-a-file", [*PR, "--budgets", "5", "--out", "{file}"], "is an existing file"),
+    # readout
+    ("readout-no-dataset", ["readout", "--data", "{w}/nowhere", "--init", "{rot}", "--out", "{w}/ro"], "nowhere"),
+    ("readout-out-is-a-file", ["readout", "--data", "{ds}", "--init", "{rot}", "--out", "{file}"], "existing file"),
+    ("readout-init-missing", ["readout", "--data", "{ds}", "--init", "{w}/no_model", "--out", "{w}/ro"], "no_model"),
     # report
     ("report-header-only", [*REP, "{w}/res_header"], "has no rows"),
     ("report-nan-value", [*REP, "{w}/res_nan"], "non-finite value nan"),

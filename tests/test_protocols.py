@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -44,6 +45,12 @@ def test_single_set_protocols(tiny_dataset, tiny_rotation, tmp_path, task, proto
     )
     _check(res, metrics, protocol)
     assert set(res.frozen_blocks) == {int(protocol[-1]) if protocol.startswith("frozen") else 0}
+    for n in (5, 10):  # the report's confusion matrices: the first seed at the smallest and largest budget
+        with np.load(tmp_path / "predictions" / f"n{n}-s0.npz") as z:
+            k = 10 if task == "classification" else 5
+            assert z["confusion"].shape == (k, k) and str(z["protocol"]) == protocol
+            acc = res[(res.label_budget == n) & (res.metric == "accuracy")].value.item()
+            assert z["confusion"].trace() / z["confusion"].sum() == pytest.approx(acc)
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])
@@ -91,6 +98,10 @@ def test_dense_tasks_on_the_multi_set(tiny_multi, tiny_rotation, tmp_path, task,
         progress=False,
     )
     _check(res, metrics, protocol)
+    with np.load(tmp_path / "predictions" / "n10-s0.npz") as z:  # the report's gallery
+        images, truth, pred = z["images"], z["truth"], z["pred"]
+        assert images.shape[1:] == (64, 64, 3) and truth.shape == pred.shape == (len(images), 8, 8)
+        assert str(z["task"]) == task and str(z["method"]) == "rotation"
     # cross-dataset transfer: pretrained on the single set's variant, finetuned on the multi set's
     assert set(res.pretrain_variant) == {"-C--"} and set(res.finetune_variant) == {"-CV-"}
 

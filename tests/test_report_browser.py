@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -69,9 +70,56 @@ def _results(tmp_path: Path) -> Path:
                                 ),
                             }
                         )
-    path = tmp_path / "results.csv"
-    pd.DataFrame(rows).to_csv(path, index=False)
-    return path
+    folder = tmp_path / "res"
+    folder.mkdir()
+    pd.DataFrame(rows).to_csv(folder / "results.csv", index=False)
+    _extras(folder)
+    return folder
+
+
+def _extras(folder: Path) -> None:
+    """What finetune and readout leave beside results.csv: prediction records and a factor read-out."""
+    rng = np.random.default_rng(0)
+    preds = folder / "ft" / "predictions"
+    preds.mkdir(parents=True)
+    for method in ("scratch", "rotation"):
+        for n in (50, 1000):
+            common = dict(method=method, protocol="finetune", finetune_variant="-C--", label_budget=n, seed=0)
+            np.savez(
+                preds / f"seg-{method}-n{n}.npz",
+                task="segmentation",
+                pretrain_variant="" if method == "scratch" else "-C--",
+                images=rng.integers(0, 255, (2, 32, 32, 3), dtype=np.uint8),
+                truth=rng.integers(0, 11, (2, 4, 4)),
+                pred=rng.integers(0, 11, (2, 4, 4)),
+                **common,
+            )
+            np.savez(
+                preds / f"cls-{method}-n{n}.npz",
+                task="classification",
+                pretrain_variant="" if method == "scratch" else "-C--",
+                confusion=rng.integers(0, 9, (10, 10)),
+                **common,
+            )
+    rows = [
+        {
+            "method": m,
+            "factor": f,
+            "kind": k,
+            "metric": metric,
+            "value": v,
+            "chance": c,
+            "status": "ok",
+            "variant": "-C--",
+            "backbone": "resnet9",
+            "n_test": 100,
+        }
+        for m in ("scratch", "rotation")
+        for f, k, metric, v, c in (("class", "classify", "accuracy", 0.4, 0.1), ("hue", "regress", "r2", 0.7, 0.0))
+    ]
+    rows.append({**rows[0], "factor": "light", "status": "constant", "value": np.nan})
+    (folder / "ro").mkdir()
+    pd.DataFrame(rows).to_csv(folder / "ro" / "readout.csv", index=False)
 
 
 def test_every_analysis_table_is_written(tmp_path):
@@ -87,6 +135,9 @@ def test_every_analysis_table_is_written(tmp_path):
     assert set(pd.read_csv(rep / "transfer.csv").finetune_variant) == {"-C--", "TC--"}
     util = pd.read_csv(rep / "utility.csv")
     assert set(util.finetune_variant) == {"-C--", "TC--"}  # each variant against its own scratch curve
+    readout = pd.read_csv(rep / "readout.csv")
+    assert set(readout.factor) == {"class", "hue"}  # the constant factor is left out
+    assert dict(zip(readout.factor, readout.above_chance.round(6))) == {"class": 0.3, "hue": 0.7}
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: run scripts/setup.sh")
@@ -103,6 +154,8 @@ def test_report_opens_in_headless_chromium_with_every_figure_drawn(tmp_path):
         assert drawn, f"figure {fid} was not drawn"
     assert dom.count('class="main-svg"') >= len(figure_ids)
     assert "Findings" in dom and "Kendall" in dom
+    for title in ("target and predicted class per cell", "confusion matrices", "What the frozen features keep"):
+        assert title in dom, title  # the gallery, the confusion matrices and the read-out were drawn
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: run scripts/setup.sh")

@@ -278,3 +278,15 @@ def labels_saved(util: pd.DataFrame, pretrain_hours: dict, set_of_task: dict[str
             }
         )
     return pd.DataFrame(rows, columns=cols)
+
+
+def readout_table(readout: pd.DataFrame) -> pd.DataFrame:
+    """What each init's frozen features keep of each scene factor (``selfsup readout``): the probe's
+    test score, its chance level (majority class / R² 0) and the score above chance; factors a
+    variant holds constant are left out."""
+    cols = ["method", "variant", "backbone", "factor", "metric", "value", "chance", "above_chance", "n_test"]
+    if readout.empty:
+        return pd.DataFrame(columns=cols)
+    df = readout[readout.status == "ok"]
+    df = df.assign(above_chance=df.value - df.chance)
+    return df.sort_values(["variant", "backbone", "factor", "method"])[cols].reset_index(drop=True)

@@ -11,6 +11,10 @@ DEFAULT_COLOUR = "rgb"
 DEFAULT_BUDGETS = (100, 250, 500, 1000)  # label budgets of `selfsup finetune` / `probe` (and MLproject)
 DEFAULT_SEEDS = (0, 1, 2)  # the fewest that give an interval (utility.MIN_SEEDS)
 
+# files the stages leave for the report beside results.csv
+READOUT_FILE = "readout.csv"  # `selfsup readout`: one row per scene factor
+PREDICTIONS = "predictions"  # finetune: OUT/predictions/n{budget}-s{seed}.npz for the report's gallery
+
 
 def as_csv(values) -> str:
     """(100, 250) → "100,250": how lists of numbers are written on command lines and in params."""

@@ -36,7 +36,7 @@ from .errors import UserError
 from .models import create_backbone
 from .schedule import check_schedule
 from .stacked import StackedModels
-from .sweep import Cell, Sweep, evaluate, prepare, run_cells
+from .sweep import Cell, Sweep, evaluate, prediction_record, prepare, run_cells, save_predictions
 from .tasks import Task
 from .train import TrainConfig, fit
 
@@ -220,9 +220,15 @@ def finetune(
         stack=stack or default_stack(sweep.device),
     )
 
+    # what the report's gallery shows: the first seed's models at the smallest and the largest budget
+    gallery = {Cell(b, min(seeds)) for b in (min(budgets), max(budgets))}
+
     def train_group(cells: list[Cell], progress_cb) -> list[tuple[dict, list[dict]]]:
         models, histories = train_models(sweep, cells, frozen, bn, config, progress_cb)
         test = sweep.ds.images[sweep.test_idx], sweep.targets[sweep.test_idx]
+        for cell, model in zip(cells, models):
+            if cell in gallery:
+                save_predictions(out, cell, prediction_record(model, sweep, protocol))
         return [(evaluate(m, sweep.task, *test, sweep.device), h) for m, h in zip(models, histories)]
 
     return run_cells(sweep, spec, out, train_group, progress)

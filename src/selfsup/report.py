@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import checks, tracking
+from .defaults import PREDICTIONS, READOUT_FILE, SCRATCH
 from .errors import UserError
 from .provenance import atomic_write_json, atomic_write_text, staged_folder
 from .tables import REQUIRED, check_results, groups, report_tables, results_from_mlflow, stage_times, tuning_trials
@@ -59,6 +60,43 @@ def load_results(paths: list[str | Path]) -> pd.DataFrame:
     res["label_budget"] = res["label_budget"].astype(int)
     res["value"] = res["value"].astype(float)
     return res
+
+
+def _folders_and_files(paths: list[str | Path]) -> list[Path]:
+    return [Path(p) for p in paths or []]
+
+
+def load_readouts(paths: list[str | Path]) -> pd.DataFrame:
+    """Every ``readout.csv`` (``selfsup readout``) below the results folders given; empty if none."""
+    files = sorted(f for p in _folders_and_files(paths) if p.is_dir() for f in p.rglob(READOUT_FILE))
+    frames = []
+    for f in files:
+        try:
+            frames.append(pd.read_csv(f).assign(source=str(f)))
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            raise UserError(f"cannot read read-out file {str(f)!r}: {str(e).splitlines()[0]}") from None
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def load_predictions(paths: list[str | Path]) -> list[dict]:
+    """The prediction records (``OUT/predictions/*.npz`` of finetune folders) beside the results
+    files given or below the folders given."""
+    import numpy as np
+
+    found = set()
+    for p in _folders_and_files(paths):
+        if p.is_dir():
+            found |= set(p.rglob(f"{PREDICTIONS}/*.npz"))
+        elif p.is_file():
+            found |= set((p.parent / PREDICTIONS).glob("*.npz"))
+    records = []
+    for f in sorted(found):
+        try:
+            with np.load(f) as z:
+                records.append({k: (z[k].item() if z[k].ndim == 0 else z[k]) for k in z.files})
+        except (OSError, ValueError) as e:
+            raise UserError(f"cannot read prediction file {str(f)!r}: {e}") from None
+    return records
 
 
 def headline_metric(task: str, results: pd.DataFrame) -> str:
@@ -121,9 +159,18 @@ def make_report(
             for h in results[col].dropna()
             if str(h)
         }
+        readout, predictions = load_readouts(paths), load_predictions(paths)
         with staged_folder(out) as stage:  # a failure half-way leaves the previous report whole
             metrics = _write_report(
-                results, stage, interpolation, n_boot, stage_times(runs, hashes), export, tuning_trials(runs)
+                results,
+                stage,
+                interpolation,
+                n_boot,
+                stage_times(runs, hashes),
+                export,
+                tuning_trials(runs),
+                readout,
+                predictions,
             )
         for name in ("utility.csv", "curves.csv", "metrics.json", "index.html"):
             tracking.log_artifact(Path(out) / name)
@@ -138,20 +185,26 @@ def _write_report(
     times: pd.DataFrame,
     export: tuple[str, ...] = (),
     tuning: pd.DataFrame | None = None,
+    readout: pd.DataFrame | None = None,
+    predictions: list[dict] | None = None,
 ) -> dict:
     """Build every table (pure: :func:`selfsup.tables.report_tables`), then write the files and the page."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metric_of_task = {t: headline_metric(t, results) for t in sorted(results.task.unique())}
     set_of_task = {t: TASKS.create(t).dataset_set for t in metric_of_task if t in TASKS.names()}
-    built = report_tables(results, metric_of_task, interpolation, n_boot, times, tuning, set_of_task)
+    built = report_tables(results, metric_of_task, interpolation, n_boot, times, tuning, set_of_task, readout)
     util, curves, tables = built.utility, built.curves, built.analysis
     atomic_write_text(out / "utility.csv", util.to_csv(index=False))
     atomic_write_text(out / "curves.csv", curves.to_csv(index=False))
     for name, table in tables.items():
         atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
     atomic_write_json(out / "metrics.json", built.metrics)
-    figures = _figures(curves, util, metric_of_task, tables["chance"]) + _analysis_figures(tables)
+    figures = (
+        _figures(curves, util, metric_of_task, tables["chance"])
+        + _analysis_figures(tables)
+        + _prediction_figures(predictions or [])
+    )
     _write_html(out, results, curves, util, metric_of_task, interpolation, built.metrics, tables, figures)
     if export:
         _export(out, figures, export)
@@ -313,6 +366,25 @@ def _analysis_figures(tables: dict[str, pd.DataFrame]) -> list[tuple[str, object
                 template="plotly_white",
             )
             figs.append((f"transfer-{method}-{task}-{protocol}", fig))
+    readout = tables["readout"]
+    if not readout.empty:
+        for (variant, backbone), g in readout.groupby(["variant", "backbone"]):
+            fig = go.Figure(
+                [
+                    go.Bar(x=m.factor, y=m.above_chance, name=method, customdata=m[["metric", "value", "chance"]])
+                    for method, m in g.groupby("method")
+                ]
+            )
+            fig.update_traces(hovertemplate="%{x}: %{customdata[0]} %{customdata[1]:.3f} (chance %{customdata[2]:.3f})")
+            fig.update_layout(
+                title=f"What the frozen features keep ({variant}, {backbone}): linear read-out of each scene factor, "
+                "above chance (accuracy − majority class; R² − 0)",
+                barmode="group",
+                xaxis_title="scene factor",
+                yaxis_title="score above chance",
+                template="plotly_white",
+            )
+            figs.append((f"readout-{variant}-{backbone}", fig))
     saved = tables["labels_saved"]
     if not saved.empty and saved.max_labels_saved.max() > 0:
         fig = go.Figure(
@@ -325,6 +397,83 @@ def _analysis_figures(tables: dict[str, pd.DataFrame]) -> list[tuple[str, object
             template="plotly_white",
         )
         figs.append(("labels-saved", fig))
+    return figs
+
+
+def _prediction_figures(records: list[dict]) -> list[tuple[str, object]]:
+    """The gallery, from the prediction records of finetune folders (first seed, smallest and largest
+    budget, finetuning on the pretraining's own variant): for every dense task, the first test
+    images, their target maps and each init's predicted maps; for every image-level classification
+    task, each init's confusion matrix (rows: true class, normalised per row)."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    by_task: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        if r["protocol"] == "finetune" and r["pretrain_variant"] in ("", r["finetune_variant"]):
+            by_task.setdefault((r["task"], r["finetune_variant"]), []).append(r)
+    figs = []
+    for (task, variant), rs in sorted(by_task.items()):
+        rs = sorted(rs, key=lambda r: (r["method"] != SCRATCH, r["method"], int(r["label_budget"])))
+        names = [f"{r['method']} n={int(r['label_budget'])}" for r in rs]
+        if "images" in rs[0]:
+            images, truth = rs[0]["images"], rs[0]["truth"]
+            rows, cols = len(images), 2 + len(rs)
+            fig = make_subplots(
+                rows,
+                cols,
+                subplot_titles=["input", "target", *names] + [""] * (rows - 1) * cols,
+                horizontal_spacing=0.01,
+                vertical_spacing=0.02,
+            )
+            seg = truth.dtype.kind in "iu"
+            zmin, zmax = (0, 10) if seg else (float(truth.min()), float(truth.max()))
+            scale = "Turbo" if seg else "Viridis"
+            for i in range(rows):
+                fig.add_trace(go.Image(z=images[i]), i + 1, 1)
+                for j, m in enumerate([truth[i], *(r["pred"][i] for r in rs)]):
+                    fig.add_trace(
+                        go.Heatmap(z=m, zmin=zmin, zmax=zmax, colorscale=scale, showscale=(i == 0 and j == 0)),
+                        i + 1,
+                        j + 2,
+                    )
+            fig.update_xaxes(visible=False)
+            fig.update_yaxes(visible=False, autorange="reversed")
+            what = "class per cell (0 = background)" if seg else "depth per cell"
+            fig.update_layout(
+                title=f"{task} ({variant}): test images, target and predicted {what}, first seed",
+                height=170 * rows + 80,
+                template="plotly_white",
+            )
+            figs.append((f"gallery-{task}-{variant}", fig))
+        elif "confusion" in rs[0]:
+            budgets = sorted({int(r["label_budget"]) for r in rs})
+            methods = list(dict.fromkeys(r["method"] for r in rs))
+            titles = []
+            for method in methods:
+                for b in budgets:
+                    c = next(
+                        (r["confusion"] for r in rs if r["method"] == method and int(r["label_budget"]) == b), None
+                    )
+                    acc = f" acc {c.trace() / max(c.sum(), 1):.2f}" if c is not None else ""
+                    titles.append(f"{method} n={b}{acc}")
+            fig = make_subplots(len(methods), len(budgets), subplot_titles=titles)
+            for r in rs:
+                c = r["confusion"].astype(float)
+                recall = c / c.sum(1, keepdims=True).clip(min=1)
+                fig.add_trace(
+                    go.Heatmap(z=recall, zmin=0, zmax=1, colorscale="Blues", showscale=False),
+                    methods.index(r["method"]) + 1,
+                    budgets.index(int(r["label_budget"])) + 1,
+                )
+            fig.update_xaxes(title_text="predicted", dtick=1)
+            fig.update_yaxes(title_text="true", dtick=1, autorange="reversed")
+            fig.update_layout(
+                title=f"{task} ({variant}): confusion matrices on the test split, first seed (rows normalised)",
+                height=260 * len(methods) + 80,
+                template="plotly_white",
+            )
+            figs.append((f"confusion-{task}-{variant}", fig))
     return figs
 
 
@@ -416,6 +565,7 @@ def _write_html(
         "compute": "No stage runs in the MLflow experiment.",
         "labels_saved": "No utility to account.",
         "tuning": "No Optuna studies in the MLflow experiment (selfsup tune).",
+        "readout": "No factor read-out (selfsup readout) among the results.",
         "chance": "No results.",
     }
     titles = {
@@ -429,6 +579,7 @@ def _write_html(
         "frozen_blocks": "Frozen stages (the paper's Fig. 8)",
         "backbones": "Backbones",
         "transfer": "Cross-dataset transfer (the paper's Fig. 9): mean change against scratch over budgets",
+        "readout": "Factor read-out: what each init's frozen features keep of every scene factor (test split)",
         "labels_saved": "Labels saved per hour of pretraining, and where pretraining stops paying",
         "compute": "Compute: wall time and device of every stage (from MLflow)",
         "tuning": "Hyperparameter search: trials per study (the same for scratch and every method)",

@@ -40,7 +40,7 @@ class Job:
     """One dvc stage and the work in it, in images through the network (or rendered)."""
 
     stage: str  # the dvc stage name, e.g. pretrain_single@single-resnet9-rotation
-    kind: str  # render | pretrain | tune | finetune | probe
+    kind: str  # render | pretrain | tune | finetune | probe | readout
     key: tuple  # what its per-image cost depends on (see ``measure``)
     train_images: float = 0.0  # images through forward + backward (or rendered, for render)
     eval_images: float = 0.0  # images through a forward pass only
@@ -288,6 +288,12 @@ def plan(params: dict) -> list[Job]:
                     jobs.append(
                         Job(f"probe@{data}-{backbone}-{method}-{protocol}", "probe", key, 0.0, datasets[data]["count"])
                     )
+    for data in study["single"]:  # the factor read-out: features of every image once, then small fits
+        for backbone in study["backbones"]:
+            width, res = params["pretrain_single"]["width"], datasets[data]["resolution"]
+            key = ("supervised", backbone, width, res, False, min(params["finetune_single"]["batch_size"], 512))
+            for init in study["inits"]:
+                jobs.append(Job(f"readout@{data}-{backbone}-{init}", "readout", key, 0.0, datasets[data]["count"]))
     jobs.append(Job("report", "report", ("none",)))
     return jobs
 

@@ -28,7 +28,7 @@ from .budgets import label_subset
 from .checkpoint import BACKBONE_FILE, SCRATCH, load_pretrained
 from .colour import COLOURS
 from .dataset import Dataset, load_dataset
-from .defaults import as_csv
+from .defaults import PREDICTIONS, as_csv
 from .errors import UserError
 from .models import BACKBONES
 from .progress import step_bar
@@ -55,6 +55,46 @@ def predict(model: nn.Module, images: np.ndarray, device, batch: int = 512) -> t
 def evaluate(model: nn.Module, task: Task, images: np.ndarray, targets: np.ndarray, device) -> dict:
     """The task's metrics of ``model`` on all ``images``."""
     return task.metrics(predict(model, images, device, eval_batch(task)), torch.from_numpy(np.asarray(targets)))
+
+
+GALLERY_IMAGES = 4  # test images whose dense predictions the report shows
+
+
+def prediction_record(model: nn.Module, sweep: Sweep, protocol: str) -> dict[str, np.ndarray]:
+    """What a trained cell predicts on the test split, for people to look at: the confusion matrix
+    (rows: true, columns: predicted) of a classification-type task; for dense tasks also the first
+    ``GALLERY_IMAGES`` test images with their target and predicted maps (class ids, or depth)."""
+    t, idx = sweep.task, sweep.test_idx
+    out = predict(model, sweep.ds.images[idx], sweep.device, eval_batch(t))
+    truth = torch.from_numpy(np.asarray(sweep.targets[idx]))
+    record = {
+        "task": np.array(t.name),
+        "method": np.array(sweep.method),
+        "protocol": np.array(protocol),
+        "finetune_variant": np.array(sweep.ds.variant),
+        "pretrain_variant": np.array(sweep.meta.get("variant", "")),
+    }
+    if t.kind == "classify":
+        pred, true = out.argmax(1), truth.long()
+        flat = (true * t.outputs + pred).reshape(-1)
+        record["confusion"] = torch.bincount(flat, minlength=t.outputs**2).reshape(t.outputs, t.outputs).numpy()
+    if t.dense:
+        g = slice(0, GALLERY_IMAGES)
+        maps = out[g].argmax(1) if t.kind == "classify" else out[g, 0]
+        record.update(
+            images=np.asarray(sweep.ds.images[idx[g]]),
+            truth=t.fit_target(truth[g]).numpy(),
+            pred=maps.numpy(),
+        )
+    return record
+
+
+def save_predictions(out: Path, cell: Cell, record: dict[str, np.ndarray]) -> None:
+    folder = out / PREDICTIONS
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f"n{cell.budget}-s{cell.seed}.tmp.npz"
+    np.savez_compressed(tmp, **record, label_budget=np.array(cell.budget), seed=np.array(cell.seed))
+    tmp.replace(folder / f"n{cell.budget}-s{cell.seed}.npz")
 
 
 @dataclass

@@ -235,6 +235,7 @@ def report_tables(
     times: pd.DataFrame,
     tuning: pd.DataFrame | None = None,
     set_of_task: dict[str, str] | None = None,
+    readout: pd.DataFrame | None = None,
 ) -> ReportTables:
     """Every table of the report from checked results, each task's headline metric (and the dataset
     set it reads) and the stage times (:func:`stage_times`)."""
@@ -262,6 +263,7 @@ def report_tables(
         "frozen_blocks": analysis.frozen_table(results, metric_of_task),
         "backbones": analysis.backbone_table(results, metric_of_task),
         "transfer": analysis.transfer_matrix(results, metric_of_task),
+        "readout": analysis.readout_table(readout if readout is not None else pd.DataFrame()),
         "compute": times,
         "tuning": tuning if tuning is not None else tuning_trials(pd.DataFrame()),
         "labels_saved": analysis.labels_saved(util, pretrain_hours(times), set_of_task),
