@@ -62,13 +62,9 @@ def load_results(paths: list[str | Path]) -> pd.DataFrame:
     return res
 
 
-def _folders_and_files(paths: list[str | Path]) -> list[Path]:
-    return [Path(p) for p in paths or []]
-
-
 def load_readouts(paths: list[str | Path]) -> pd.DataFrame:
     """Every ``readout.csv`` (``selfsup readout``) below the results folders given; empty if none."""
-    files = sorted(f for p in _folders_and_files(paths) if p.is_dir() for f in p.rglob(READOUT_FILE))
+    files = sorted(f for p in map(Path, paths or []) if p.is_dir() for f in p.rglob(READOUT_FILE))
     frames = []
     for f in files:
         try:
@@ -84,7 +80,7 @@ def load_predictions(paths: list[str | Path]) -> list[dict]:
     import numpy as np
 
     found = set()
-    for p in _folders_and_files(paths):
+    for p in map(Path, paths or []):
         if p.is_dir():
             found |= set(p.rglob(f"{PREDICTIONS}/*.npz"))
         elif p.is_file():
