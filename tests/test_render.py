@@ -266,3 +266,37 @@ def test_the_dataset_hash_is_the_content_not_the_parquet_writers_bytes():
     assert content_hash({**sha, "labels.parquet": "c" * 64}, rows) == base  # other writer, same labels
     assert content_hash({**sha, "images.npy": "d" * 64}, rows) != base  # other pixels
     assert content_hash(sha, [{**rows[0], "class_id": 4}, rows[1]]) != base  # other labels
+
+
+_BREAK_THE_BACKDROP = """
+import json, sys
+import numpy as np
+from selfsup.render import blender
+from selfsup.scene import Variant, sample_scenes
+
+how = sys.argv[1]
+r = blender.SingleObjectRenderer(32, 4, threads=1)
+a, b = sample_scenes("single", 2, Variant.parse("-CV-"), seed=5)
+r.render(a)
+before = r.render(b)["image"]
+if how == "hidden":  # a camera ray through the backdrop reaches the world
+    r.backdrop.hide_render = True
+else:  # the backdrop's shader goes black: its material has no surface output any more
+    tree = r.backdrop.data.materials[0].node_tree
+    tree.links.remove(tree.nodes["Material Output"].inputs["Surface"].links[0])
+after = r.render(b)["image"]
+print(json.dumps({"rebuilds": r.rebuilds, "same": bool((before == after).all()), "mean": float(after.mean())}))
+"""
+
+
+@pytest.mark.parametrize("how", ["hidden", "black"])
+def test_a_render_that_lost_its_backdrop_is_redone_in_a_fresh_scene(how):
+    # one default study lost the backdrop of 188 single-set images in a row: the renderer now checks
+    # every render (object-index and depth passes) and renders it again in a freshly built scene
+    p = subprocess.run(
+        [str(BIN / "python"), "-c", _BREAK_THE_BACKDROP, how], capture_output=True, text=True, timeout=300
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    got = json.loads(p.stdout.strip().splitlines()[-1])
+    assert got["rebuilds"] == 1 and got["same"], got
+    assert "rendered again" in p.stderr

@@ -160,6 +160,27 @@ def _part_mesh(bm, p: Part) -> None:
     bmesh.ops.create_cone(bm, cap_ends=True, segments=16, radius1=1.0, radius2=p.taper, depth=1.0, matrix=m)
 
 
+WORLD_DEPTH = 1e3  # deeper than any surface of the studio: Cycles' depth pass where a ray hit the world
+
+
+def backdrop_missing(passes: dict[str, np.ndarray]) -> bool:
+    """Whether a render lost its backdrop (object index 0): a camera ray through it reached the world, or
+    it came out black (no sampled backdrop colour is darker than the world's light makes it)."""
+    back = np.rint(passes["Object Index"][..., 0]) == 0
+    if not back.any():  # objects fill the frame: nothing to check
+        return False
+    rgb = passes["Combined"][..., :3][back]
+    return bool((passes["Depth"][..., 0][back] > WORLD_DEPTH).any() or np.median(rgb.max(-1)) < 1e-4)
+
+
+def _use_material(me, material) -> None:
+    """Give mesh ``me`` the one material ``material``, touching the slot only when it changes."""
+    if not me.materials:
+        me.materials.append(material)
+    elif me.materials[0] != material:
+        me.materials[0] = material
+
+
 def camera_normals(world: np.ndarray, world_to_camera: np.ndarray) -> np.ndarray:
     """Cycles' normal pass (world-space shading normals, averaged over a pixel's samples) as unit
     vectors in camera axes (x right, y up, z towards the camera), float16; (0, 0, 0) where no surface
@@ -178,10 +199,11 @@ class _Studio:
         samples: int,
         threads: int,
         camera_distance: float,
-        passes: bool,
+        normals: bool,
         assets: Assets = Assets(),
     ):
         self.assets = assets
+        self.rebuilds = getattr(self, "rebuilds", 0)  # studios rebuilt after a render lost its backdrop
         with quiet():
             bpy.ops.wm.read_factory_settings(use_empty=True)
         sc = self.sc = bpy.context.scene
@@ -233,7 +255,8 @@ class _Studio:
         cy.transmission_bounces = cy.transparent_max_bounces = cy.volume_bounces = 0
         sc.view_settings.view_transform = "Standard"
         vl = sc.view_layers[0]
-        vl.use_pass_z = vl.use_pass_object_index = vl.use_pass_normal = passes
+        vl.use_pass_z = vl.use_pass_object_index = True  # the backdrop check needs both
+        vl.use_pass_normal = normals
         im = r.image_settings
         im.media_type = "MULTI_LAYER_IMAGE"
         im.file_format = "OPEN_EXR_MULTILAYER"
@@ -250,20 +273,19 @@ class _Studio:
         return ob
 
     def _set_mesh(self, ob, class_id: int, model_id: int, stretch, extent: float, material) -> None:
-        """Replace ``ob``'s mesh by the model (procedural parts or an OBJ file); the old mesh is freed."""
+        """Replace ``ob``'s geometry by the model (procedural parts or an OBJ file), in place: the mesh
+        datablock and its material slot stay, so Cycles' persistent data never sees a freed ID."""
         if self.assets.meshes is None:
             bm = bmesh.new()
             for p in model_parts(class_id, model_id, stretch, max_extent=extent):
                 _part_mesh(bm, p)
         else:
             bm = self._import_obj(self.assets.meshes[class_id][model_id], stretch, extent)
-        me = bpy.data.meshes.new(ob.name)
+        me = ob.data
+        me.clear_geometry()  # keeps the material slots
         bm.to_mesh(me)
         bm.free()
-        old = ob.data
-        ob.data = me
-        bpy.data.meshes.remove(old)
-        me.materials.append(material)
+        _use_material(me, material)
 
     @staticmethod
     def _import_obj(path: str, stretch, extent: float):
@@ -299,9 +321,7 @@ class _Studio:
         return bm
 
     def _set_background(self, rgb, texture: str, scale: float, seed: float, light_angle: float) -> None:
-        bg = self.background_surface.set(texture, rgb, scale / 2, seed + 11)
-        self.backdrop.data.materials.clear()
-        self.backdrop.data.materials.append(bg)
+        _use_material(self.backdrop.data, self.background_surface.set(texture, rgb, scale / 2, seed + 11))
         a, r = light_angle, self.light_radius
         self.lamp.location = (0.0, r * math.sin(a), r * math.cos(a))
 
@@ -327,22 +347,53 @@ class _Studio:
         with contextlib.suppress(FileNotFoundError):
             os.remove(self.sc.render.filepath)
 
+    def _rebuild(self) -> None:
+        """Build the whole studio again from Blender's factory settings (subclasses re-run ``__init__``)."""
+        raise NotImplementedError
+
+    def _render_checked(self, pose) -> dict[str, np.ndarray]:
+        """The passes of one render after ``pose()`` set the scene up. A render whose backdrop came back
+        missing or black is redone once in a freshly built studio: it happened once in ~10^5 images
+        (188 images in a row, until the worker ended), most likely Cycles' persistent data going stale."""
+        pose()
+        passes = self._render_passes()
+        if backdrop_missing(passes):
+            print(
+                "selfsup: a render came back without its backdrop; rebuilt the scene and rendered again",
+                file=sys.stderr,
+            )
+            self.close()
+            self.rebuilds += 1
+            self._rebuild()
+            pose()
+            passes = self._render_passes()
+            if backdrop_missing(passes):
+                raise RuntimeError("Blender rendered no backdrop even in a freshly built scene")
+        return passes
+
 
 class SingleObjectRenderer(_Studio):
     """Single-object images: one centred object; :meth:`render` swaps, turns and recolours it."""
 
     def __init__(self, resolution: int = 64, samples: int = 16, threads: int = 0, assets: Assets = Assets()):
-        super().__init__(resolution, samples, threads, camera_distance=1.0, passes=False, assets=assets)
+        self._args = (resolution, samples, threads, assets)
+        super().__init__(resolution, samples, threads, camera_distance=1.0, normals=False, assets=assets)
         self.obj = self._new_object("object", 1)
         self.object_surface = _Surface("object", assets.textures)
 
     def render(self, s: SingleScene) -> dict[str, np.ndarray]:
         """``{"image": (H, W, 3) uint8 sRGB}`` of one scene."""
-        material = self.object_surface.set(s.object_texture, s.object_rgb, s.texture_scale, s.texture_seed)
-        self._set_mesh(self.obj, s.class_id, s.model_id, s.stretch, SINGLE_EXTENT, material)
-        self.obj.rotation_euler = s.euler
-        self._set_background(s.background_rgb, s.background_texture, s.texture_scale, s.texture_seed, s.light_angle)
-        return {"image": linear_to_srgb_uint8(self._render_passes()["Combined"][..., :3])}
+
+        def pose():
+            material = self.object_surface.set(s.object_texture, s.object_rgb, s.texture_scale, s.texture_seed)
+            self._set_mesh(self.obj, s.class_id, s.model_id, s.stretch, SINGLE_EXTENT, material)
+            self.obj.rotation_euler = s.euler
+            self._set_background(s.background_rgb, s.background_texture, s.texture_scale, s.texture_seed, s.light_angle)
+
+        return {"image": linear_to_srgb_uint8(self._render_checked(pose)["Combined"][..., :3])}
+
+    def _rebuild(self) -> None:
+        SingleObjectRenderer.__init__(self, *self._args)
 
 
 class MultiObjectRenderer(_Studio):
@@ -356,8 +407,9 @@ class MultiObjectRenderer(_Studio):
         assets: Assets = Assets(),
         max_objects: int = 8,
     ):
+        self._args = (resolution, samples, threads, assets, max_objects)
         super().__init__(
-            resolution, samples, threads, camera_distance=MULTI_CAMERA_DISTANCE, passes=True, assets=assets
+            resolution, samples, threads, camera_distance=MULTI_CAMERA_DISTANCE, normals=True, assets=assets
         )
         self.slots = [self._new_object(f"object{k}", k + 1) for k in range(max_objects)]
         self.surfaces = [_Surface(f"object{k}", assets.textures) for k in range(max_objects)]
@@ -369,16 +421,19 @@ class MultiObjectRenderer(_Studio):
         normals in camera axes: :func:`camera_normals`)."""
         if len(s.objects) > len(self.slots):
             raise ValueError(f"{len(s.objects)} objects, renderer built for {len(self.slots)}")
-        for k, ob in enumerate(self.slots):
-            ob.hide_render = k >= len(s.objects)
-            if ob.hide_render:
-                continue
-            o = s.objects[k]
-            material = self.surfaces[k].set(o.texture, o.rgb, s.texture_scale, s.texture_seed + 7 * k)
-            self._set_mesh(ob, o.class_id, o.model_id, o.stretch, MULTI_EXTENT, material)
-            ob.rotation_euler, ob.location = o.euler, o.location
-        self._set_background(s.background_rgb, s.background_texture, s.texture_scale, s.texture_seed, s.light_angle)
-        passes = self._render_passes()
+
+        def pose():
+            for k, ob in enumerate(self.slots):
+                ob.hide_render = k >= len(s.objects)
+                if ob.hide_render:
+                    continue
+                o = s.objects[k]
+                material = self.surfaces[k].set(o.texture, o.rgb, s.texture_scale, s.texture_seed + 7 * k)
+                self._set_mesh(ob, o.class_id, o.model_id, o.stretch, MULTI_EXTENT, material)
+                ob.rotation_euler, ob.location = o.euler, o.location
+            self._set_background(s.background_rgb, s.background_texture, s.texture_scale, s.texture_seed, s.light_angle)
+
+        passes = self._render_checked(pose)
         instances = np.rint(passes["Object Index"][..., 0]).astype(np.uint8)
         lookup = np.zeros(256, np.uint8)
         lookup[1 : len(s.objects) + 1] = [o.class_id + 1 for o in s.objects]
@@ -389,6 +444,9 @@ class MultiObjectRenderer(_Studio):
             "depth": passes["Depth"][..., 0].astype(np.float16),
             "normals": camera_normals(passes["Normal"][..., :3], self.world_to_camera),
         }
+
+    def _rebuild(self) -> None:
+        MultiObjectRenderer.__init__(self, *self._args)
 
 
 assert set(_TEX_NODE) == set(TEXTURES)
