@@ -116,7 +116,7 @@ def cutout(x: torch.Tensor, generator: torch.Generator, size: float = 0.25, p: f
     on = (torch.rand(b, generator=generator) < p).to(dev).view(b, 1, 1)
     ys, xs = torch.arange(h, device=dev).view(1, h, 1), torch.arange(w, device=dev).view(1, 1, w)
     hole = on & ((ys - cy).abs() <= s // 2) & ((xs - cx).abs() <= s // 2)
-    return x.masked_fill(hole.unsqueeze(1), 0.0)
+    return x.masked_fill(hole.unsqueeze(1), 0.0).contiguous(memory_format=torch.channels_last)
 
 
 def contrastive_view(x: torch.Tensor, generator: torch.Generator, cut: bool = False) -> torch.Tensor:
