@@ -163,6 +163,8 @@ CASES = [
     ("render-shard-out-of-range", [*RE, "--shard", "3/2", "--out", "{w}/r"], "'3/2'"),
     ("render-out-is-a-file", [*RE, "--out", "{file}"], "is an existing file"),
     ("render-over-another-dataset", [*RE, "--out", "{ds}"], "already holds a dataset with other parameters"),
+    ("render-denoise-unknown", [*RE, "--denoise", "magic", "--out", "{w}/r"], "unknown denoiser 'magic'"),
+    ("render-device-unknown", [*RE, "--device", "tpu", "--out", "{w}/r"], "unknown device 'tpu'"),
     # pretrain
     (
         "pretrain-scratch-over-trained",

@@ -300,3 +300,29 @@ def test_a_render_that_lost_its_backdrop_is_redone_in_a_fresh_scene(how):
     got = json.loads(p.stdout.strip().splitlines()[-1])
     assert got["rebuilds"] == 1 and got["same"], got
     assert "rendered again" in p.stderr
+
+
+def test_a_denoised_render_records_its_setting(tmp_path):
+    r = run_cli(
+        "render", "--variant=-CV-", "--count", "6", "--resolution", "32", "--samples", "2", "--denoise", "fast",
+        "--out", str(tmp_path / "d"),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert manifest["params"]["samples"] == 2 and manifest["params"]["denoise"] == "fast"
+    assert load_dataset(tmp_path / "d").images.std() > 10
+
+
+def test_gpu_rendering_without_a_gpu_is_one_clear_line(tmp_path):
+    from selfsup.render.jobs import gpu_backend
+
+    args = ["render", "--count", "4", "--resolution", "32", "--samples", "1", "--device", "gpu"]
+    r = run_cli(*args, "--out", str(tmp_path / "g"))
+    if gpu_backend() is not None:  # a machine with a GPU renders on it
+        assert r.returncode == 0, r.stderr
+        assert json.loads((tmp_path / "g" / "manifest.json").read_text())["params"]["device"] == "gpu"
+        return
+    assert r.returncode != 0 and not (tmp_path / "g").exists()
+    assert r.stderr.strip().splitlines() == [
+        "error: --device gpu: Blender finds no GPU here (OptiX, CUDA, HIP or oneAPI); use --device cpu"
+    ]

@@ -43,6 +43,10 @@ def render(
     workers: int = typer.Option(1, help="Render processes (each with its own Blender)."),
     resolution: Optional[int] = typer.Option(None, help="Image side in pixels (default: 64 single, 128 multi)."),
     samples: int = typer.Option(16, help="Cycles samples per pixel."),
+    denoise: str = typer.Option(
+        "none", help="none, or OpenImageDenoise with its fast or accurate prefilter (albedo and normal guides)."
+    ),
+    device: str = typer.Option("cpu", help="cpu, or gpu: Cycles on every GPU Blender finds (OptiX, CUDA, ...)."),
     replace: bool = typer.Option(False, "--replace", help="Replace a dataset with other parameters in OUT."),
     shapenet: Optional[Path] = typer.Option(
         None, help="ShapeNetCore v2 folder: its meshes replace the procedural ones."
@@ -77,6 +81,8 @@ def render(
         shapenet=shapenet,
         textures=textures,
         shard=parse_shard(shard),
+        denoise=denoise,
+        device=device,
     )
     if "shard" in m:
         typer.echo(

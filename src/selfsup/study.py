@@ -29,6 +29,7 @@ import yaml
 from . import checks
 from .defaults import SCRATCH
 from .errors import UserError
+from .render.quality import Quality
 from .scene import SPLIT_FRACTIONS
 
 PROFILES = "profiles"
@@ -123,6 +124,7 @@ def check_params(params: dict) -> None:
         checks.numbers(
             seed=section("render", "seed"), samples=section("render", "samples"), workers=section("render", "workers")
         )
+        Quality(section("render", "samples"), section("render", "denoise")).check()
         for set_name in ("single", "multi"):
             pre, ft = f"pretrain_{set_name}", f"finetune_{set_name}"
             checks.numbers(**{k: section(pre, k) for k in ("width", "epochs", "batch_size", "lr", "seed")})
@@ -160,7 +162,7 @@ def plan(params: dict) -> list[Job]:
             Job(
                 f"render@{name}",
                 "render",
-                ("render", d["set"], d["resolution"], params["render"]["samples"]),
+                ("render", d["set"], d["resolution"], params["render"]["samples"], params["render"]["denoise"]),
                 train_images=d["count"],
             )
         )
@@ -391,14 +393,14 @@ def _measure_training(key: tuple, device, steps: int) -> tuple[float, float]:
     return train, _time_forward(model, res, batch, device)
 
 
-def _measure_render(set_name: str, resolution: int, samples: int, n: int = 3) -> float:
+def _measure_render(set_name: str, resolution: int, samples: int, denoise: str, n: int = 3) -> float:
     """Seconds per image of a Blender worker (every core as Cycles threads), after one warm-up image."""
     from .render import measure_render_worker
 
     ctx = mp.get_context("spawn")  # bpy lives only in the worker
     try:
         with ProcessPoolExecutor(1, mp_context=ctx) as pool:
-            return pool.submit(measure_render_worker, set_name, resolution, samples, n).result()
+            return pool.submit(measure_render_worker, set_name, resolution, Quality(samples, denoise), n).result()
     except BrokenProcessPool:
         raise UserError(
             "the render measurement's Blender worker died (is bpy installed with its system "

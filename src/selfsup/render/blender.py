@@ -44,6 +44,7 @@ import OpenImageIO as oiio  # noqa: E402  (ships inside the bpy wheel)
 from ..assets import Assets  # noqa: E402
 from ..scene import MULTI_EXTENT, TEXTURES, MultiScene, SingleScene  # noqa: E402
 from ..shapes import Part, model_parts  # noqa: E402
+from .quality import Quality  # noqa: E402
 
 IMAGE_TEXTURE_MIX = 0.4  # weight of the sampled colour over a texture image (the paper's code)
 
@@ -160,6 +161,28 @@ def _part_mesh(bm, p: Part) -> None:
     bmesh.ops.create_cone(bm, cap_ends=True, segments=16, radius1=1.0, radius2=p.taper, depth=1.0, matrix=m)
 
 
+GPU_BACKENDS = ("OPTIX", "CUDA", "HIP", "ONEAPI")  # in order of preference
+
+
+def enable_gpu() -> str | None:
+    """Let Cycles use every GPU of the first backend (OptiX, CUDA, HIP, oneAPI) that finds one; returns
+    that backend, or None (and changes nothing) when Blender sees no GPU."""
+    prefs = bpy.context.preferences.addons["cycles"].preferences
+    for backend in GPU_BACKENDS:
+        try:
+            prefs.compute_device_type = backend
+        except TypeError:  # not built into this bpy
+            continue
+        with quiet():
+            prefs.get_devices()
+        if any(d.type == backend for d in prefs.devices):
+            for d in prefs.devices:
+                d.use = d.type == backend
+            return backend
+    prefs.compute_device_type = "NONE"
+    return None
+
+
 WORLD_DEPTH = 1e3  # deeper than any surface of the studio: Cycles' depth pass where a ray hit the world
 
 
@@ -196,16 +219,19 @@ class _Studio:
     def __init__(
         self,
         resolution: int,
-        samples: int,
+        samples: int | Quality,
         threads: int,
         camera_distance: float,
         normals: bool,
         assets: Assets = Assets(),
+        gpu: bool = False,
     ):
         self.assets = assets
         self.rebuilds = getattr(self, "rebuilds", 0)  # studios rebuilt after a render lost its backdrop
         with quiet():
-            bpy.ops.wm.read_factory_settings(use_empty=True)
+            bpy.ops.wm.read_factory_settings(use_empty=True)  # resets the preferences too
+        if gpu and enable_gpu() is None:
+            raise RuntimeError("Blender sees no GPU")  # render_dataset asks gpu_backend() first
         sc = self.sc = bpy.context.scene
         cam = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
         sc.collection.objects.link(cam)
@@ -246,12 +272,24 @@ class _Studio:
         r.use_persistent_data = True
         if threads:
             r.threads_mode, r.threads = "FIXED", threads
+        q = samples if isinstance(samples, Quality) else Quality(samples)
         cy = sc.cycles
-        cy.device = "CPU"
-        cy.samples = samples
-        cy.use_adaptive_sampling = False
-        cy.use_denoising = False
-        cy.max_bounces, cy.diffuse_bounces, cy.glossy_bounces = 4, 2, 1
+        cy.device = "GPU" if gpu else "CPU"
+        cy.samples = q.samples
+        cy.use_adaptive_sampling = q.adaptive_threshold > 0
+        if cy.use_adaptive_sampling:
+            cy.adaptive_threshold = q.adaptive_threshold
+        cy.use_denoising = q.denoise != "none"
+        if cy.use_denoising:
+            cy.denoiser = "OPENIMAGEDENOISE"
+            cy.denoising_input_passes = "RGB_ALBEDO_NORMAL"
+            cy.denoising_prefilter = q.denoise.upper()  # FAST or ACCURATE
+        cy.use_light_tree = q.light_tree
+        cy.max_bounces, cy.diffuse_bounces, cy.glossy_bounces = (
+            q.max_bounces,
+            min(2, q.max_bounces),
+            min(1, q.max_bounces),
+        )
         cy.transmission_bounces = cy.transparent_max_bounces = cy.volume_bounces = 0
         sc.view_settings.view_transform = "Standard"
         vl = sc.view_layers[0]
@@ -375,9 +413,16 @@ class _Studio:
 class SingleObjectRenderer(_Studio):
     """Single-object images: one centred object; :meth:`render` swaps, turns and recolours it."""
 
-    def __init__(self, resolution: int = 64, samples: int = 16, threads: int = 0, assets: Assets = Assets()):
-        self._args = (resolution, samples, threads, assets)
-        super().__init__(resolution, samples, threads, camera_distance=1.0, normals=False, assets=assets)
+    def __init__(
+        self,
+        resolution: int = 64,
+        samples: int | Quality = 16,
+        threads: int = 0,
+        assets: Assets = Assets(),
+        gpu: bool = False,
+    ):
+        self._args = (resolution, samples, threads, assets, gpu)
+        super().__init__(resolution, samples, threads, camera_distance=1.0, normals=False, assets=assets, gpu=gpu)
         self.obj = self._new_object("object", 1)
         self.object_surface = _Surface("object", assets.textures)
 
@@ -402,14 +447,15 @@ class MultiObjectRenderer(_Studio):
     def __init__(
         self,
         resolution: int = 128,
-        samples: int = 16,
+        samples: int | Quality = 16,
         threads: int = 0,
         assets: Assets = Assets(),
         max_objects: int = 8,
+        gpu: bool = False,
     ):
-        self._args = (resolution, samples, threads, assets, max_objects)
+        self._args = (resolution, samples, threads, assets, max_objects, gpu)
         super().__init__(
-            resolution, samples, threads, camera_distance=MULTI_CAMERA_DISTANCE, normals=True, assets=assets
+            resolution, samples, threads, camera_distance=MULTI_CAMERA_DISTANCE, normals=True, assets=assets, gpu=gpu
         )
         self.slots = [self._new_object(f"object{k}", k + 1) for k in range(max_objects)]
         self.surfaces = [_Surface(f"object{k}", assets.textures) for k in range(max_objects)]

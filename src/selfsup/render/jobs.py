@@ -33,6 +33,7 @@ from ..scene import Variant, sample_scenes
 from ..shapes import CLASSES
 from ..shards import label as shard_label
 from ..shards import mine as shards_of
+from .quality import DEVICES, Quality
 
 SHARD_SIZE = 32  # images per shard file: the unit of resuming and of --shard jobs
 
@@ -40,12 +41,27 @@ SHARD_SIZE = 32  # images per shard file: the unit of resuming and of --shard jo
 _renderer = None
 
 
-def _init_worker(set_name: str, resolution: int, samples: int, threads: int, assets: Assets) -> None:
+def _init_worker(
+    set_name: str, resolution: int, quality: Quality, threads: int, assets: Assets, gpu: bool = False
+) -> None:
     global _renderer
     from . import blender  # imports bpy: only ever inside a spawned worker
 
     cls = {"single": blender.SingleObjectRenderer, "multi": blender.MultiObjectRenderer}[set_name]
-    _renderer = cls(resolution, samples, threads, assets=assets)
+    _renderer = cls(resolution, quality, threads, assets=assets, gpu=gpu)
+
+
+def _gpu_backend() -> str | None:
+    from . import blender
+
+    return blender.enable_gpu()
+
+
+def gpu_backend() -> str | None:
+    """The GPU backend Blender's Cycles would use on this machine (OPTIX, CUDA, ...), or None; asked in
+    a spawned process, so that this one never imports ``bpy``."""
+    with ProcessPoolExecutor(1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(_gpu_backend).result()
 
 
 def _render_shard(job: tuple[str, list]) -> int:
@@ -57,10 +73,11 @@ def _render_shard(job: tuple[str, list]) -> int:
     return len(scenes)
 
 
-def measure_render_worker(set_name: str, resolution: int, samples: int, n: int = 3) -> float:
+def measure_render_worker(set_name: str, resolution: int, quality: Quality | int, n: int = 3) -> float:
     """Seconds per image of one render process with every core (run it in a spawned process): the
     hardest variant (TCVL), after one warm-up image. ``selfsup study`` estimates render time from it."""
-    _init_worker(set_name, resolution, samples, os.cpu_count() or 1, Assets())
+    quality = quality if isinstance(quality, Quality) else Quality(quality)
+    _init_worker(set_name, resolution, quality, os.cpu_count() or 1, Assets())
     scenes = sample_scenes(set_name, n + 1, Variant.parse("TCVL"), seed=1)
     _renderer.render(scenes[0])
     t0 = time.perf_counter()
@@ -69,7 +86,13 @@ def measure_render_worker(set_name: str, resolution: int, samples: int, n: int =
     return (time.perf_counter() - t0) / n
 
 
-RENDERER_SOURCES = ("scene.py", "shapes.py", "render/blender.py", "assets.py")  # relative to the package
+RENDERER_SOURCES = (
+    "scene.py",
+    "shapes.py",
+    "render/blender.py",
+    "render/quality.py",
+    "assets.py",
+)  # relative to the package
 
 
 def renderer_hash() -> str:
@@ -105,6 +128,8 @@ def render_dataset(
     shapenet: str | Path | None = None,
     textures: str | Path | None = None,
     shard: tuple[int, int] | None = None,
+    denoise: str = "none",
+    device: str = "cpu",
 ) -> dict:
     """Render a dataset folder (resuming a killed run with the same parameters); returns the manifest.
 
@@ -115,12 +140,19 @@ def render_dataset(
     A folder holding a dataset (or an unfinished render) with other parameters is an error, unless
     ``replace``: then its dataset files are deleted first (the pipeline uses this, as DVC keeps the
     folder between runs so that a killed render resumes). ``shapenet`` (a ShapeNetCore v2 folder) and
-    ``textures`` (an image folder such as DTD's) replace the procedural meshes and textures."""
+    ``textures`` (an image folder such as DTD's) replace the procedural meshes and textures.
+    ``denoise`` runs OpenImageDenoise (``fast`` / ``accurate`` prefilter) on the ``samples``;
+    ``device="gpu"`` renders with Cycles on every GPU Blender finds (an error when there is none)."""
     if set_name not in SETS:
         raise UserError(f"unknown set {set_name!r}: choose from {', '.join(SETS)}")
     v = Variant.parse(variant)
     resolution = DEFAULT_RESOLUTION[set_name] if resolution is None else resolution
     checks.numbers(count=count, workers=workers, resolution=resolution, samples=samples, seed=seed)
+    quality = Quality(samples, denoise).check()
+    if device not in DEVICES:
+        raise UserError(f"unknown device {device!r}: choose from {', '.join(DEVICES)}")
+    if device == "gpu" and gpu_backend() is None:
+        raise UserError("--device gpu: Blender finds no GPU here (OptiX, CUDA, HIP or oneAPI); use --device cpu")
     if set_name == "multi" and resolution % 8:
         raise UserError(
             f"invalid resolution {resolution} for the multi set: must be a multiple of 8 "
@@ -136,7 +168,8 @@ def render_dataset(
         "count": count,
         "seed": seed,
         "resolution": resolution,
-        "samples": samples,
+        **quality.params(),  # samples, and any other setting that is not the default
+        **({"device": device} if device != "cpu" else {}),  # GPU kernels round differently
         "renderer": renderer_hash(),
     }
     if shapenet:
@@ -185,7 +218,8 @@ def render_dataset(
             workers,
             set_name,
             resolution,
-            samples,
+            quality,
+            device == "gpu",
             assets,
             progress,
         )
@@ -218,7 +252,8 @@ def _run_shards(
     workers: int,
     set_name: str,
     resolution: int,
-    samples: int,
+    quality: Quality,
+    gpu: bool,
     assets: Assets,
     progress: bool,
 ) -> None:
@@ -240,7 +275,7 @@ def _run_shards(
         min(workers, len(todo)),
         mp_context=ctx,
         initializer=_init_worker,
-        initargs=(set_name, resolution, samples, threads, assets),
+        initargs=(set_name, resolution, quality, threads, assets, gpu),
     )
     try:
         with Progress(*cols, disable=not progress) as bar:
