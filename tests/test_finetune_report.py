@@ -103,6 +103,15 @@ def test_report_from_a_hand_made_table(tmp_path):
     assert 'id="classification-metric"' in page and 'id="classification-utility"' in page
     assert (tmp_path / "rep" / "plotly.min.js").stat().st_size > 1_000_000
     assert json.loads((tmp_path / "rep" / "metrics.json").read_text())["utility"]
+    # the long tables behind `dvc plots` (dvc.yaml, template .dvc/plots/selfsup_curves.json)
+    curve = pd.read_csv(tmp_path / "rep" / "plots" / "curves" / "classification.csv")
+    assert list(curve.columns) == ["label_budget", "series", "mean", "ci_low", "ci_high"]
+    assert set(curve.series) == {"scratch", "rotation"} and len(curve) == 6
+    assert curve.set_index(["series", "label_budget"]).loc[("rotation", 500), "mean"] == pytest.approx(0.605)
+    u = pd.read_csv(tmp_path / "rep" / "plots" / "utility" / "classification.csv")
+    assert set(u.series) == {"rotation"} and u.set_index("label_budget").loc[100, "utility"] == pytest.approx(
+        by_n.loc[100, "utility"]
+    )
 
 
 def test_bad_results_files_are_named(tmp_path):

@@ -1,6 +1,7 @@
 """A real MLflow tracking server on 127.0.0.1 receives a stage's run, which we read back."""
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -8,8 +9,9 @@ import time
 import urllib.error
 import urllib.request
 
+import pandas as pd
 import pytest
-from conftest import BIN
+from conftest import BIN, run_cli
 
 
 def _free_port() -> int:
@@ -193,5 +195,26 @@ def test_a_pretrain_run_reaches_the_server_and_reads_back(mlflow_server, tiny_da
     assert run.data.tags["dataset_hash"] == meta["dataset_hash"]
     assert run.data.tags["stage"] == "pretrain" and len(run.data.tags["git_commit"]) == 40
     assert len(client.get_metric_history(run.info.run_id, "loss")) == 2  # one point per epoch
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"backbone.safetensors", "meta.json"} <= artifacts
+    # the UI opens the experiment on its training runs, and every run names the data it read
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    (used,) = run.inputs.dataset_inputs
+    assert used.dataset.digest == meta["dataset_hash"] and used.dataset.name == "single -C--"
+    assert json.loads(used.dataset.source) == {"uri": str(tiny_dataset)}
+    # the backbone is a version in the Model Registry, with its lineage
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "backbone")}
+    assert {"backbone/backbone.safetensors", "backbone/meta.json"} <= artifacts
+    (version,) = client.search_model_versions("name = 'selfsup-single-resnet9-rotation'")
+    assert meta["model_uri"] == f"models:/selfsup-single-resnet9-rotation/{version.version}"
+    assert version.run_id == run.info.run_id and version.tags["dataset_digest"] == meta["dataset_hash"]
+    assert version.tags["git_commit"] == run.data.tags["git_commit"]
+    # ... that finetuning loads by its URI exactly as from the folder
+    env = {"MLFLOW_TRACKING_URI": mlflow_server, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    common = ["finetune", "--data", str(tiny_dataset), "--budgets", "20", "--seeds", "0", "--steps", "4"]
+    common += ["--epochs", "1", "--batch-size", "8"]
+    for name, init in (("folder", str(tmp_path / "rot")), ("registry", meta["model_uri"])):
+        r = run_cli(*common, "--init", init, "--out", str(tmp_path / name), env=env)
+        assert r.returncode == 0, r.stderr
+    a, b = (pd.read_csv(tmp_path / name / "results.csv") for name in ("folder", "registry"))
+    assert a["value"].tolist() == b["value"].tolist()
+    r = run_cli(*common, "--init", "models:/selfsup-single-resnet9-rotation/99", "--out", str(tmp_path / "x"), env=env)
+    assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1 and "models:/" in r.stderr

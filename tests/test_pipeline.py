@@ -1,5 +1,7 @@
 """The pipeline shells: `dvc repro` → push (local folder and S3) → pull from S3 in a fresh git repo; `mlflow run`."""
 
+import io
+import json
 import os
 import shutil
 import subprocess
@@ -46,22 +48,34 @@ def _sh(*args, cwd, timeout=900):
     return r.stdout
 
 
-def test_dvc_repro_push_pull_round_trip(tmp_path, s3_endpoint):
-    proj, remote = tmp_path / "proj", tmp_path / "remote"
+def _tiny_project(proj, **sections) -> None:
+    """A git + DVC project of this repository's pipeline and DVC config at TINY_PARAMS (updated by
+    ``sections``), nothing run yet."""
     proj.mkdir()
     shutil.copytree(REPO / "src", proj / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copy(REPO / "dvc.yaml", proj)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in TINY_PARAMS.items():
+    for section, values in {**TINY_PARAMS, **sections}.items():
         params[section].update(values)
     params["datasets"]["single"].update(count=48, resolution=32)
     params["datasets"]["multi"].update(count=24, resolution=32)
     (proj / "params.yaml").write_text(yaml.safe_dump(params))
-    dvc = str(BIN / "dvc")
     _sh("git", "init", "-q", cwd=proj)
-    _sh(dvc, "init", "-q", cwd=proj)
-    shutil.copy(REPO / ".dvc" / "config", proj / ".dvc" / "config")  # the project's own config: analytics off, remote
-    _sh(dvc, "remote", "modify", "local", "url", str(remote), cwd=proj)
+    _sh(str(BIN / "dvc"), "init", "-q", cwd=proj)
+    for name in ("config", "plots"):  # the project's own config (analytics off) and plot templates
+        (shutil.copytree if name == "plots" else shutil.copy)(REPO / ".dvc" / name, proj / ".dvc" / name)
+
+
+def _commit(proj, message: str) -> None:
+    _sh("git", "add", "-A", cwd=proj)
+    _sh("git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message, cwd=proj)
+
+
+def test_dvc_repro_push_pull_round_trip(tmp_path, s3_endpoint):
+    proj, remote = tmp_path / "proj", tmp_path / "remote"
+    _tiny_project(proj)
+    dvc = str(BIN / "dvc")
+    _sh(dvc, "remote", "add", "-d", "local", str(remote), cwd=proj)
     # object storage as docs/scaling.md configures it: an S3-compatible endpoint, credentials kept out of git
     _sh(dvc, "remote", "add", "s3", "s3://selfsup/cache", cwd=proj)
     _sh(dvc, "remote", "modify", "s3", "endpointurl", s3_endpoint, cwd=proj)
@@ -70,7 +84,7 @@ def test_dvc_repro_push_pull_round_trip(tmp_path, s3_endpoint):
 
     out = _sh(str(BIN / "selfsup"), "study", "--yes", cwd=proj)  # the estimate, then dvc repro
     assert "total" in out and "finetune" in out
-    tuned = __import__("json").loads(
+    tuned = json.loads(
         (proj / "tuned" / "single" / "resnet9" / "rotation-classification" / "best_params.json").read_text()
     )
     assert tuned["trials"] == 2 and tuned["best_value"] is not None  # a real study fed the finetune stage
@@ -94,8 +108,7 @@ def test_dvc_repro_push_pull_round_trip(tmp_path, s3_endpoint):
     local_files = [p for p in remote.rglob("*") if p.is_file()]
     assert objects["KeyCount"] == len(local_files) > 0  # the same content-addressed files in both remotes
     # what git tracks (dvc.lock, params, the uncached metrics file) is committed, as a user would
-    _sh("git", "add", "-A", cwd=proj)
-    _sh("git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "study", cwd=proj)
+    _commit(proj, "study")
 
     before = (proj / "reports" / "index.html").read_bytes()
     shutil.rmtree(proj / ".dvc" / "cache")
@@ -108,6 +121,39 @@ def test_dvc_repro_push_pull_round_trip(tmp_path, s3_endpoint):
     assert (proj / "reports" / "index.html").read_bytes() == before
     assert (proj / "data" / "single" / "images.npy").is_file()
     assert "Data and pipelines are up to date" in _sh(dvc, "status", cwd=proj)
+
+    # parameter sweeps the DVC way: two queued experiments run from the pulled cache (only the stages
+    # their parameter reaches rerun), listed side by side, their curves drawn together
+    # (quoted: an unquoted comma list is a Hydra sweep, one experiment per value)
+    _sh(dvc, "exp", "run", "--queue", "-n", "more-labels", "-S", 'finetune_single.budgets="5,12"', cwd=proj)
+    _sh(dvc, "exp", "run", "--queue", "-n", "linear-interp", "-S", "report.interpolation=linear", cwd=proj)
+    _sh(dvc, "exp", "run", "--run-all", "-j", "1", cwd=proj, timeout=1500)
+    shown = _sh(dvc, "exp", "show", "--no-pager", "--csv", cwd=proj)
+    table = pd.read_csv(io.StringIO(shown), dtype=str)
+    exps = table[table.Experiment.isin(["more-labels", "linear-interp"])].set_index("Experiment")
+    assert len(exps) == 2, shown
+    (budgets,) = [c for c in table.columns if c.endswith("finetune_single.budgets")]
+    assert exps.loc["more-labels", budgets] == "5,12" and exps.loc["linear-interp", budgets] == "5,10"
+    assert any(c.startswith("utility") or "utility" in c for c in table.columns)  # metrics.json beside the params
+    diff = json.loads(
+        _sh(
+            dvc,
+            "plots",
+            "diff",
+            "more-labels",
+            "linear-interp",
+            "--json",
+            "--targets",
+            "reports/plots/curves",
+            cwd=proj,
+        )
+    )
+    assert not diff.get("errors"), diff["errors"]
+    (plot,) = [p for name, ps in diff["data"].items() if name.endswith("classification.csv") for p in ps]
+    rows = plot["content"]["data"]["values"]
+    assert {r["rev"] for r in rows} == {"more-labels", "linear-interp"}  # both revisions, one line per series each
+    assert {int(r["label_budget"]) for r in rows if r["rev"] == "more-labels"} == {5, 12}
+    assert plot["content"]["encoding"]["strokeDash"]["field"] == "rev"  # the selfsup_curves template
 
 
 def test_mlflow_run_finetune_entry_point(tiny_dataset, tmp_path):
@@ -206,3 +252,19 @@ def test_mlflow_run_probe_entry_point(tiny_dataset, tiny_rotation, tmp_path):
     )
     res = pd.read_csv(out / "results.csv")
     assert set(res.protocol) == {"knn-cosine"} and set(res.method) == {"rotation"}
+
+
+def test_dvc_pull_on_a_fresh_clone_without_a_team_remote_is_a_short_hint(tmp_path):
+    # the project names its default remote `team` but defines none: each team adds its own storage
+    # (README, "Sharing data and results with DVC"); until then `dvc pull` says so in one error line
+    proj = tmp_path / "clone"
+    proj.mkdir()
+    for name in ("dvc.yaml", "dvc.lock", "params.yaml"):
+        shutil.copy(REPO / name, proj)
+    _sh("git", "init", "-q", cwd=proj)
+    _sh(str(BIN / "dvc"), "init", "-q", cwd=proj)
+    shutil.copy(REPO / ".dvc" / "config", proj / ".dvc" / "config")
+    r = subprocess.run([str(BIN / "dvc"), "pull"], cwd=proj, capture_output=True, text=True, timeout=300)
+    errors = [line for line in (r.stdout + r.stderr).splitlines() if line.strip()]
+    assert r.returncode != 0 and len(errors) <= 2, errors
+    assert "remote 'team' doesn't exist" in errors[-1]

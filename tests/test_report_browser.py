@@ -17,6 +17,11 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shuti
 
 def open_in_chromium(page: Path) -> tuple[str, list[str]]:
     """The DOM after the page's scripts ran, and the console messages that are errors."""
+    return open_in_chromium_url(page.resolve().as_uri())
+
+
+def open_in_chromium_url(url: str, budget_ms: int = 15000) -> tuple[str, list[str]]:
+    """The DOM of ``url`` after its scripts ran (``budget_ms`` of virtual time), and the console errors."""
     r = subprocess.run(
         [
             CHROMIUM,
@@ -25,9 +30,9 @@ def open_in_chromium(page: Path) -> tuple[str, list[str]]:
             "--disable-gpu",
             "--enable-logging=stderr",
             "--v=0",
-            "--virtual-time-budget=15000",
+            f"--virtual-time-budget={budget_ms}",
             "--dump-dom",
-            page.resolve().as_uri(),
+            url,
         ],
         capture_output=True,
         text=True,

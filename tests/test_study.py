@@ -79,7 +79,7 @@ TINY = {
         "single": {"set": "single", "variant": "-C--", "count": 40, "resolution": 32},
         "multi": {"set": "multi", "variant": "-C--", "count": 20, "resolution": 32},
     },
-    "render": {"seed": 0, "workers": 1, "samples": 2},
+    "render": {"seed": 0, "workers": 1, "samples": 2, "denoise": "none"},
     "study": {"inits": ["scratch", "rotation"], "backbones": ["resnet9"], "single": ["single"], "multi": ["multi"]},
     "pretrain_single": {
         "width": 0.125,

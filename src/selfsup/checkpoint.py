@@ -2,12 +2,17 @@
 
 A folder holds ``meta.json`` (method, backbone, width, colour space, dataset hash, ...) and, unless the
 method is ``scratch`` (random initialisation: the description only), ``backbone.safetensors``; an
-unfinished pretraining also leaves ``checkpoint.pt`` to resume from.
+unfinished pretraining also leaves ``checkpoint.pt`` to resume from. ``selfsup pretrain`` also
+registers every backbone in MLflow's Model Registry; :func:`resolve_init` turns a
+``models:/NAME/VERSION`` URI back into such a folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 import torch
@@ -20,7 +25,47 @@ BACKBONE_FILE = "backbone.safetensors"
 META_FILE = "meta.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 
-__all__ = ["BACKBONE_FILE", "CHECKPOINT_FILE", "META_FILE", "SCRATCH", "is_scratch", "load_pretrained", "read_meta"]
+MODEL_URI = "models:/"
+__all__ = [
+    "BACKBONE_FILE",
+    "CHECKPOINT_FILE",
+    "META_FILE",
+    "MODEL_URI",
+    "SCRATCH",
+    "is_scratch",
+    "load_pretrained",
+    "read_meta",
+    "resolve_init",
+]
+
+
+def model_cache() -> Path:
+    """Where registered backbones are downloaded to (``$XDG_CACHE_HOME/selfsup/models``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "selfsup" / "models"
+
+
+def resolve_init(init: str | Path | None) -> str | Path | None:
+    """``init`` as a checkpoint folder: a ``models:/NAME/VERSION`` URI of the current MLflow tracking
+    store is downloaded once into :func:`model_cache` (a version's files never change); anything else
+    is returned as it is."""
+    if init is None or not str(init).startswith(MODEL_URI):
+        return init
+    uri = str(init)
+    name, _, version = uri[len(MODEL_URI) :].partition("/")
+    if not name or not version.isdigit():
+        raise UserError(f"--init {uri!r}: give a registered model as models:/NAME/VERSION (VERSION a number)")
+    from . import tracking
+
+    key = hashlib.sha256(f"{tracking.tracking_uri()} {uri}".encode()).hexdigest()[:12]
+    folder = model_cache() / f"{name}-v{version}-{key}"
+    if not (folder / META_FILE).is_file():
+        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        tracking.download_model(uri, str(tmp))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)  # a folder in the cache is always a whole download
+    return folder
 
 
 def read_meta(folder: Path, role: str = "checkpoint folder", advice: str = "") -> dict | None:

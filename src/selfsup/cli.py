@@ -168,6 +168,8 @@ def pretrain(
         typer.echo(f"{out} already holds this {method} pretraining: nothing to do (--replace retrains it)")
     else:
         typer.echo(f"pretrained {method} in {meta['train_time_s']:.0f} s, final loss {meta['final_loss']:.4f} → {out}")
+        if "model_uri" in meta:
+            typer.echo(f"registered in MLflow as {meta['model_uri']} (--init {meta['model_uri']} loads it)")
 
 
 @app.command()
@@ -178,7 +180,9 @@ def finetune(
     data: Path = typer.Option(..., help="Dataset folder."),
     out: Path = typer.Option(..., help="Folder for results.csv (and per-cell results for resuming)."),
     init: Optional[Path] = typer.Option(
-        None, help="Folder from `selfsup pretrain` (a `--method scratch` folder or none: from scratch)."
+        None,
+        help="Folder from `selfsup pretrain`, or a registered backbone as models:/NAME/VERSION "
+        "(a `--method scratch` folder or none: from scratch).",
     ),
     budgets: str = typer.Option(as_csv(DEFAULT_BUDGETS), help="Label budgets (labelled images), comma-separated."),
     seeds: str = typer.Option(
@@ -280,7 +284,9 @@ def probe(
     ),
     data: Path = typer.Option(..., help="Dataset folder."),
     out: Path = typer.Option(..., help="Folder for results.csv (and per-cell results for resuming)."),
-    init: Path = typer.Option(..., help="Folder from `selfsup pretrain` with the frozen backbone."),
+    init: Path = typer.Option(
+        ..., help="Folder from `selfsup pretrain` with the frozen backbone, or models:/NAME/VERSION."
+    ),
     protocol: str = typer.Option("linear", help="linear (logistic / ridge regression on frozen features) or knn."),
     budgets: str = typer.Option(as_csv(DEFAULT_BUDGETS), help="Label budgets (labelled images), comma-separated."),
     seeds: str = typer.Option(
@@ -321,7 +327,9 @@ def probe(
 @app.command()
 def readout(
     data: Path = typer.Option(..., help="Single-object dataset folder."),
-    init: Path = typer.Option(..., help="Folder from `selfsup pretrain` (a scratch folder: a random backbone)."),
+    init: Path = typer.Option(
+        ..., help="Folder from `selfsup pretrain` or models:/NAME/VERSION (a scratch folder: a random backbone)."
+    ),
     out: Path = typer.Option(..., help="Folder for readout.csv."),
     verify: bool = typer.Option(False, "--verify", help=VERIFY_HELP),
 ) -> None:
@@ -363,7 +371,7 @@ def tune(
     data: Path = typer.Option(..., help="Dataset folder."),
     out: Path = typer.Option(..., help="Folder for best_params.json (and optuna.db with the default storage)."),
     init: Optional[Path] = typer.Option(
-        None, help="Folder from `selfsup pretrain`; omit (or a scratch folder) for scratch."
+        None, help="Folder from `selfsup pretrain` or models:/NAME/VERSION; omit (or a scratch folder) for scratch."
     ),
     budget: int = typer.Option(100, help="The label budget of this tier: trials train on that many labels."),
     trials: int = typer.Option(

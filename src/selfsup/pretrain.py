@@ -31,7 +31,7 @@ from .errors import UserError
 from .methods import METHODS, create_method, default_backbone
 from .models import BACKBONES, create_backbone
 from .progress import step_bar
-from .provenance import atomic_write_json
+from .provenance import atomic_write_json, git_commit
 from .schedule import check_schedule
 from .train import TrainConfig, fit
 
@@ -108,6 +108,7 @@ def pretrain(
     on_epoch_cb: Callable[[int, dict], None] | None = None,
     parent_run_id: str | None = None,
     run_name: str | None = None,
+    register: bool = True,
 ) -> dict:
     """Pretrain ``config.method`` on the train split of ``data``; writes ``backbone.safetensors`` and
     ``meta.json`` to ``out`` (and ``checkpoint.pt`` after every epoch, to resume from).
@@ -118,7 +119,9 @@ def pretrain(
 
     ``on_epoch_cb(epoch, logs)`` sees every epoch's logs (with ``probe_val_acc`` when
     ``config.online_probe``) and may stop training by raising (Optuna's pruning); ``parent_run_id``
-    nests the MLflow run under another run, named ``run_name``.
+    nests the MLflow run under another run, named ``run_name``. ``register`` adds the backbone to
+    MLflow's Model Registry as a new version of ``selfsup-{set}-{backbone}-{method}`` (the returned
+    meta's ``model_uri``; ``selfsup finetune --init models:/NAME/VERSION`` loads it).
 
     What ``out`` already holds is never lost by accident: a finished backbone of the same settings is
     returned as it is; a checkpoint of the same settings is resumed; a backbone or checkpoint of other
@@ -224,7 +227,7 @@ def pretrain(
         tracking.run(
             "pretrain",
             params,
-            ds.dataset_hash,
+            ds,
             tags={"method": method, "device": str(device), "set": ds.set_name, "variant": ds.variant},
             run_name=run_name or f"pretrain-{method}",
             parent_run_id=parent_run_id,
@@ -262,13 +265,28 @@ def pretrain(
             os.replace(tmp, out / BACKBONE_FILE)  # never a half-written backbone
             atomic_write_json(out / META_FILE, meta)
             tracking.log_metrics({"final_loss": meta["final_loss"], "train_time_s": meta["train_time_s"]})
-            tracking.log_artifact(out / BACKBONE_FILE)
-            tracking.log_artifact(out / META_FILE)
             tracking.log_artifact(out / CHECKPOINT_FILE)
+            if register:
+                name = model_name(ds.set_name, backbone, method)
+                lineage = {
+                    "dataset_digest": ds.dataset_hash,
+                    "variant": ds.variant,
+                    "git_commit": git_commit() or "unknown",
+                }
+                version = tracking.register_model(name, [out / BACKBONE_FILE, out / META_FILE], lineage)
+                meta = {**meta, "model_uri": f"models:/{name}/{version}"}
+            else:
+                tracking.log_artifact(out / BACKBONE_FILE)
+                tracking.log_artifact(out / META_FILE)
     distributed.barrier()
     if not synced:
         raise RuntimeError("data-parallel ranks ended with different parameters")
     return meta
+
+
+def model_name(set_name: str, backbone: str, method: str) -> str:
+    """The Model Registry name of backbones pretrained by ``method`` on a ``set_name`` dataset."""
+    return f"selfsup-{set_name}-{backbone}-{method}"
 
 
 def _describe(settings: dict, other: dict) -> str:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from . import checks
 from .augment import map_batches
-from .checkpoint import is_scratch
+from .checkpoint import is_scratch, resolve_init
 from .defaults import DEFAULT_BACKBONE, DEFAULT_BUDGETS, DEFAULT_COLOUR, DEFAULT_SEEDS, DEFAULT_WIDTH
 from .errors import UserError
 from .sweep import Cell, Sweep, eval_batch, prepare, run_cells
@@ -133,6 +133,7 @@ def probe(
     checks.numbers(k=k)
     if not init:
         raise UserError("a probe needs a pretrained backbone: give --init")
+    init = resolve_init(init)
     if is_scratch(init):  # before any data is loaded
         raise UserError(f"{str(init)!r} is a scratch folder: a probe needs pretrained weights")
     out = checks.output_folder(out)
@@ -164,6 +165,7 @@ def probe(
         bn="frozen",
         steps=0,
         steps_per_cell=1,
+        seed_only_picks_subset=True,  # both probes are deterministic given the labelled subset
     )
 
     def cells(group: list[Cell], progress_cb) -> list[tuple[dict, list[dict]]]:

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from . import checks, tracking
-from .checkpoint import load_pretrained
+from .checkpoint import load_pretrained, resolve_init
 from .dataset import load_dataset
 from .defaults import READOUT_FILE
 from .errors import UserError
@@ -131,7 +131,7 @@ def readout(data: str | Path, init: str | Path, out: str | Path, verify: bool = 
     if ds.set_name != "single":
         raise UserError(f"factor read-out reads single-object datasets; {str(data)!r} is a {ds.set_name}-object one")
     ds.require_splits("train", "val", "test")
-    backbone, meta = load_pretrained(init)
+    backbone, meta = load_pretrained(resolve_init(init))
     if backbone is None:  # a scratch folder: a random backbone as the floor
         from .models import create_backbone
 
@@ -148,7 +148,7 @@ def readout(data: str | Path, init: str | Path, out: str | Path, verify: bool = 
     with tracking.run(
         "readout",
         {"init": str(init), "data": str(data), "method": meta["method"]},
-        ds.dataset_hash,
+        ds,
         tags={"method": meta["method"]},
         run_name=f"readout-{meta['method']}",
     ):

@@ -16,9 +16,19 @@ from . import checks, tracking
 from .defaults import PREDICTIONS, READOUT_FILE, SCRATCH
 from .errors import UserError
 from .provenance import atomic_write_json, atomic_write_text, staged_folder
-from .tables import REQUIRED, check_results, groups, report_tables, results_from_mlflow, stage_times, tuning_trials
+from .tables import (
+    REQUIRED,
+    check_results,
+    dvc_plot_tables,
+    groups,
+    report_tables,
+    results_from_mlflow,
+    series_label,
+    stage_times,
+    tuning_trials,
+)
 from .tasks import TASKS
-from .utility import CONTEXT, INTERPOLATIONS, LOWER_BOUND, OK
+from .utility import INTERPOLATIONS, LOWER_BOUND, OK
 
 EXPORT_FORMATS = ("png", "svg")
 
@@ -195,6 +205,9 @@ def _write_report(
     atomic_write_text(out / "curves.csv", curves.to_csv(index=False))
     for name, table in tables.items():
         atomic_write_text(out / f"{name}.csv", table.to_csv(index=False))
+    for name, table in dvc_plot_tables(curves, util).items():  # `dvc plots show / diff` (template selfsup_curves)
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / name, table.to_csv(index=False))
     atomic_write_json(out / "metrics.json", built.metrics)
     figures = (
         _figures(curves, util, metric_of_task, tables["chance"])
@@ -205,12 +218,6 @@ def _write_report(
     if export:
         _export(out, figures, export)
     return built.metrics
-
-
-def _label(method: str, protocol: str, context: dict | None = None) -> str:
-    name = method if protocol == "finetune" else f"{method} ({protocol})"
-    ctx = ", ".join(str(v) for k, v in (context or {}).items() if k in CONTEXT and pd.notna(v))
-    return f"{name} [{ctx}]" if ctx else name
 
 
 def _figures(
@@ -226,7 +233,7 @@ def _figures(
                 go.Scatter(
                     x=g.label_budget,
                     y=g["mean"],
-                    name=_label(k["method"], k["protocol"], k),
+                    name=series_label(k["method"], k["protocol"], k),
                     mode="lines+markers",
                     error_y=dict(type="data", array=g["std"].fillna(0), visible=True),
                 )
@@ -248,7 +255,7 @@ def _figures(
             continue
         fig = go.Figure()
         for k, g in groups(u, ["method", "protocol"]):
-            name = _label(k["method"], k["protocol"], k)
+            name = series_label(k["method"], k["protocol"], k)
             ok, lb = g[g.status == OK], g[g.status == LOWER_BOUND]
             fig.add_trace(
                 go.Scatter(
@@ -331,7 +338,7 @@ def _analysis_figures(tables: dict[str, pd.DataFrame]) -> list[tuple[str, object
                 arrayminus=(g.delta_utility - g.ci_low).fillna(0),
             )
             fig.add_trace(
-                go.Bar(x=g.factor, y=g.delta_utility, error_y=err, name=f"{_label(method, protocol)} / {task}")
+                go.Bar(x=g.factor, y=g.delta_utility, error_y=err, name=f"{series_label(method, protocol)} / {task}")
             )
         fig.update_layout(
             title="Change in utility when one factor is switched on (mean over variant pairs and budgets, 95 % t)",
@@ -357,7 +364,7 @@ def _analysis_figures(tables: dict[str, pd.DataFrame]) -> list[tuple[str, object
                 )
             )
             fig.update_layout(
-                title=f"Transfer: {_label(method, protocol)} on {task}, mean change against scratch over budgets "
+                title=f"Transfer: {series_label(method, protocol)} on {task}, mean change against scratch over budgets "
                 f"{g.budgets.iloc[0]} (rows: pretrained on, columns: finetuned on)",
                 template="plotly_white",
             )
@@ -492,7 +499,7 @@ def _findings(util: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[str]:
                 parts.append(f"{r.method} U ≥ {r.utility:.2f} (beats every scratch run)")
             else:
                 parts.append(f"{r.method}: worse than scratch")
-        where = _label(k["task"], k["protocol"], k).replace(f" ({k['protocol']})", f", {k['protocol']}")
+        where = series_label(k["task"], k["protocol"], k).replace(f" ({k['protocol']})", f", {k['protocol']}")
         lines.append(f"{where}, {n0} labels: " + "; ".join(parts) + ".")
     saved = tables["labels_saved"]
     for r in saved.itertuples():

@@ -25,7 +25,7 @@ from torch import nn
 from . import checks, tracking
 from .augment import map_batches
 from .budgets import label_subset
-from .checkpoint import BACKBONE_FILE, SCRATCH, load_pretrained
+from .checkpoint import BACKBONE_FILE, SCRATCH, load_pretrained, resolve_init
 from .colour import COLOURS
 from .dataset import Dataset, load_dataset
 from .defaults import PREDICTIONS, as_csv
@@ -148,15 +148,21 @@ class Sweep:
         steps_per_cell: int,
         shard: tuple[int, int] | None = None,
         stack: int = 1,
+        seed_only_picks_subset: bool = False,
     ) -> SweepSpec:
         """The spec of one sweep of this task/init: ``key`` holds the stage's own settings that decide a
         cell's metrics (besides task, method, protocol, the columns and the pretrained weights); ``code``
         names the stage's module, whose import closure's source hash enters the cache key too (edited
-        training or metric code retrains finished cells)."""
+        training or metric code retrains finished cells). ``seed_only_picks_subset`` (a deterministic
+        probe): a budget that takes the whole train split runs the first seed alone, as every seed
+        would give the very same cell."""
+        whole = len(self.train_idx)
         return SweepSpec(
             stage=stage,
             protocol=protocol,
-            cells=tuple(Cell(b, s) for b in budgets for s in seeds),
+            cells=tuple(
+                Cell(b, s) for b in budgets for s in (seeds[:1] if seed_only_picks_subset and b >= whole else seeds)
+            ),
             cache_key={
                 "task": self.task.name,
                 "method": self.method,
@@ -241,6 +247,7 @@ def prepare(
         raise UserError(
             f"task {task!r} needs a {t.dataset_set}-object dataset, but {str(data)!r} is a {ds.set_name}-object dataset"
         )
+    init = resolve_init(init)
     pretrained, meta = load_pretrained(init) if init else (None, {})
     method = meta.get("method", SCRATCH)
     if meta:  # a pretrained folder (or a scratch folder) says which backbone
@@ -303,7 +310,7 @@ def run_cells(
         tags = {"method": method, "task": task, "protocol": protocol, "label_budget": budget, "seed": seed}
         params = {"label_budget": budget, "seed": seed, "n_labelled": len(sweep.subset(budget, seed))}
         name = f"{method}-{task}-{protocol}-n{budget}-s{seed}"
-        with tracking.run("cell", params, sweep.ds.dataset_hash, tags=tags, nested=True, run_name=name):
+        with tracking.run("cell", params, sweep.ds, tags=tags, nested=True, run_name=name):
             for epoch, logs in enumerate(history):
                 tracking.log_metrics(logs, step=epoch)
             tracking.log_metrics({f"test_{m}": v for m, v in metrics.items()})
@@ -321,7 +328,7 @@ def run_cells(
         tracking.run(
             stage,
             {**spec.cache_key, **spec.run_params, "shard": shard_label(shard)},
-            sweep.ds.dataset_hash,
+            sweep.ds,
             tags={"method": method, "task": task, "protocol": protocol},
             run_name=run_name,
         ),

@@ -227,6 +227,37 @@ class ReportTables:
     metrics: dict  # metrics.json for `dvc metrics show`
 
 
+def series_label(method: str, protocol: str, context: dict | None = None) -> str:
+    """One curve's name: the method, its protocol unless finetune, and its context (variant, ...)."""
+    name = method if protocol == "finetune" else f"{method} ({protocol})"
+    ctx = ", ".join(str(v) for k, v in (context or {}).items() if k in CONTEXT and pd.notna(v))
+    return f"{name} [{ctx}]" if ctx else name
+
+
+def dvc_plot_tables(curves: pd.DataFrame, util: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """``plots/curves/TASK.csv`` (label_budget, series, mean, ci_low, ci_high) and
+    ``plots/utility/TASK.csv`` (label_budget, series, utility, ci_low, ci_high): long tables that DVC's
+    template ``selfsup_curves`` draws one line per series, and per revision in ``dvc plots diff``."""
+    out = {}
+    for kind, table, value in (("curves", curves, "mean"), ("utility", util, "utility")):
+        for task, g in table.groupby("task", sort=True):
+            ctx = [c for c in CONTEXT if c in g.columns and g[c].nunique() > 1]
+            rows = pd.DataFrame(
+                {
+                    "label_budget": g["label_budget"].astype(int),
+                    "series": [
+                        series_label(r.method, r.protocol, r._asdict())
+                        for r in g[["method", "protocol", *ctx]].itertuples()
+                    ],
+                    value: g[value],
+                    "ci_low": g["ci_low"],
+                    "ci_high": g["ci_high"],
+                }
+            )
+            out[f"plots/{kind}/{task}.csv"] = rows.sort_values(["series", "label_budget"]).reset_index(drop=True)
+    return out
+
+
 def report_tables(
     results: pd.DataFrame,
     metric_of_task: dict[str, str],

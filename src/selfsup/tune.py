@@ -159,7 +159,7 @@ def tune(
         with tracking.run(
             "trial",
             {**trial.params, "trial": trial.number},
-            sweep.ds.dataset_hash,
+            sweep.ds,
             tags={**tags, "trial": trial.number},
             run_name=f"trial-{trial.number}",
             parent_run_id=parent_id,
@@ -174,7 +174,7 @@ def tune(
             tracking.log_metrics({f"val_{metric}": last[0]})
             return last[0]
 
-    return _run_optuna_study(out, name, store, seed, trials, params, sweep.ds.dataset_hash, tags, run_trial, metric)
+    return _run_optuna_study(out, name, store, seed, trials, params, sweep.ds, tags, run_trial, metric)
 
 
 def tune_pretrain(
@@ -256,12 +256,13 @@ def tune_pretrain(
                 parent_run_id=parent_id,
                 run_name=f"trial-{trial.number}",
                 replace=True,
+                register=False,  # a trial's throw-away backbone is no model version
             )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return last[0]
 
-    return _run_optuna_study(out, name, store, seed, trials, params, ds.dataset_hash, tags, run_trial, "probe_acc")
+    return _run_optuna_study(out, name, store, seed, trials, params, ds, tags, run_trial, "probe_acc")
 
 
 def _tell_pruner(trial: optuna.Trial, value: float, epoch: int) -> None:
@@ -279,7 +280,7 @@ def _run_optuna_study(
     seed: int,
     trials: int,
     params: dict,
-    dataset_hash: str,
+    dataset,
     tags: dict,
     run_trial,
     metric: str,
@@ -306,7 +307,7 @@ def _run_optuna_study(
             reason = str(e.orig if getattr(e, "orig", None) else e).splitlines()[0]
             raise UserError(f"cannot open Optuna storage {shown!r}: {reason}") from None
     if creator:
-        with tracking.run("tune", params, dataset_hash, tags=tags, run_name=f"tune-{name}") as parent:
+        with tracking.run("tune", params, dataset, tags=tags, run_name=f"tune-{name}") as parent:
             study.set_user_attr("mlflow_run_id", parent.info.run_id)
             _work(study, trials, parent.info.run_id, run_trial)
     else:

@@ -26,7 +26,7 @@ import pandas as pd
 
 from .. import checks, tracking
 from ..assets import Assets, shapenet_index, texture_index
-from ..dataset import DEFAULT_RESOLUTION, SETS, remove_dataset_files, write_dataset
+from ..dataset import DEFAULT_RESOLUTION, SETS, load_dataset, remove_dataset_files, write_dataset
 from ..errors import UserError
 from ..provenance import atomic_write_json
 from ..scene import Variant, sample_scenes
@@ -230,6 +230,7 @@ def render_dataset(
             missing = sum(not os.path.exists(path) for path, _ in shards)
             return {"shard": shard_label(shard), "rendered": rendered, "missing": missing}
         manifest = write_dataset(out, _shard_arrays(shards), [s.label_row() for s in scenes], params)
+        tracking.log_dataset(load_dataset(out), context="rendered")
         sheet = write_contact_sheet(out)
         shutil.rmtree(shard_dir)
         tracking.set_tags({"dataset_hash": manifest["dataset_hash"]})
