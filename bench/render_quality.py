@@ -23,6 +23,8 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -68,19 +70,17 @@ def render_all(set_name: str, scenes, quality: Quality, threads: int) -> tuple[n
 
 
 def machine_throughput(quality: Quality, count: int) -> dict:
-    """images/s of ``render_dataset`` on the single set (TCVL), 1 process × all cores and 1 process
-    per core (each with one Cycles thread)."""
-    from selfsup.render import render_dataset
-
+    """images/s of ``selfsup render`` on the single set (TCVL), 1 process × all cores and 1 process
+    per core (each with one Cycles thread). Run as the CLI in a fresh process: this one has imported
+    ``bpy``, whose path changes would leak into render workers spawned from here."""
     cores = os.cpu_count() or 1
     out = {}
     for workers in sorted({1, cores}):
         folder = Path(tempfile.mkdtemp(prefix="render_quality_"))
+        args = ["--set", "single", "--variant=TCVL", "--count", str(count), "--seed", "9", "--workers", str(workers)]
+        args += ["--samples", str(quality.samples), "--denoise", quality.denoise, "--out", str(folder / "d")]
         t0 = time.perf_counter()
-        render_dataset(
-            folder / "d", "single", "TCVL", count, seed=9, workers=workers, samples=quality.samples,
-            denoise=quality.denoise, progress=False,
-        )  # fmt: skip
+        subprocess.run([sys.executable, "-m", "selfsup", "render", *args], check=True, capture_output=True)
         out[f"{workers}x{max(1, cores // workers)}"] = count / (time.perf_counter() - t0)
         shutil.rmtree(folder)
     return out
