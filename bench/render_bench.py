@@ -27,7 +27,7 @@ from selfsup.scene import Variant, sample_scenes
 def _renderer_class(set_name: str):
     from selfsup.render import blender as render  # imports bpy
 
-    return {"single": render.SingleObjectRenderer, "multi": render.MultiObjectRenderer}[set_name]
+    return render.RENDERERS[set_name]
 
 
 def measure(set_name: str, variant: str, n: int, samples: int, threads: int, naive: bool) -> tuple[float, float]:

@@ -59,8 +59,7 @@ def render_all(set_name: str, scenes, quality: Quality, threads: int) -> tuple[n
     """The scenes' images, and seconds per image after one warm-up render, in one renderer."""
     from selfsup.render import blender  # imports bpy
 
-    cls = {"single": blender.SingleObjectRenderer, "multi": blender.MultiObjectRenderer}[set_name]
-    renderer = cls(DEFAULT_RESOLUTION[set_name], quality, threads)
+    renderer = blender.RENDERERS[set_name](DEFAULT_RESOLUTION[set_name], quality, threads)
     renderer.render(scenes[0])
     t0 = time.perf_counter()
     images = np.stack([renderer.render(s)["image"] for s in scenes])

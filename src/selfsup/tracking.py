@@ -108,9 +108,8 @@ def register_model(name: str, files: list, tags: dict) -> int:
         mlflow.log_artifact(str(f), MODEL_ARTIFACTS)
     active = mlflow.active_run()
     client = mlflow.MlflowClient()
-    if client.search_registered_models(filter_string=f"name = '{name}'") == []:
-        with contextlib.suppress(mlflow.exceptions.MlflowException):  # another process made it meanwhile
-            client.create_registered_model(name, description="selfsup pretrained backbones (meta.json says how)")
+    with contextlib.suppress(mlflow.exceptions.MlflowException):  # it exists (any other fault: the next call)
+        client.create_registered_model(name, description="selfsup pretrained backbones (meta.json says how)")
     version = client.create_model_version(
         name,
         source=f"{active.info.artifact_uri}/{MODEL_ARTIFACTS}",

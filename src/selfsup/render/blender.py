@@ -386,8 +386,8 @@ class _Studio:
             os.remove(self.sc.render.filepath)
 
     def _rebuild(self) -> None:
-        """Build the whole studio again from Blender's factory settings (subclasses re-run ``__init__``)."""
-        raise NotImplementedError
+        """Build the whole studio again from Blender's factory settings, with the renderer's own arguments."""
+        type(self).__init__(self, *self._args)
 
     def _render_checked(self, pose) -> dict[str, np.ndarray]:
         """The passes of one render after ``pose()`` set the scene up. A render whose backdrop came back
@@ -436,9 +436,6 @@ class SingleObjectRenderer(_Studio):
             self._set_background(s.background_rgb, s.background_texture, s.texture_scale, s.texture_seed, s.light_angle)
 
         return {"image": linear_to_srgb_uint8(self._render_checked(pose)["Combined"][..., :3])}
-
-    def _rebuild(self) -> None:
-        SingleObjectRenderer.__init__(self, *self._args)
 
 
 class MultiObjectRenderer(_Studio):
@@ -491,8 +488,7 @@ class MultiObjectRenderer(_Studio):
             "normals": camera_normals(passes["Normal"][..., :3], self.world_to_camera),
         }
 
-    def _rebuild(self) -> None:
-        MultiObjectRenderer.__init__(self, *self._args)
 
+RENDERERS = {"single": SingleObjectRenderer, "multi": MultiObjectRenderer}  # by dataset set
 
 assert set(_TEX_NODE) == set(TEXTURES)

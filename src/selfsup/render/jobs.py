@@ -47,8 +47,7 @@ def _init_worker(
     global _renderer
     from . import blender  # imports bpy: only ever inside a spawned worker
 
-    cls = {"single": blender.SingleObjectRenderer, "multi": blender.MultiObjectRenderer}[set_name]
-    _renderer = cls(resolution, quality, threads, assets=assets, gpu=gpu)
+    _renderer = blender.RENDERERS[set_name](resolution, quality, threads, assets=assets, gpu=gpu)
 
 
 def _gpu_backend() -> str | None:
