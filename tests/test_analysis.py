@@ -184,3 +184,50 @@ def test_report_tables_build_every_table_from_results_alone_no_files():
     assert curve.loc[("scratch", 200), "mean"] == pytest.approx(0.3) and curve.loc[("scratch", 200), "seeds"] == 2
     assert built.metrics["utility"]["rotation/classification/finetune"]["mean_utility"] == pytest.approx(3.0)
     assert {"protocol_agreement", "factor_effects", "labels_saved", "transfer", "compute"} <= set(built.analysis)
+
+
+def test_report_tables_keep_each_pretraining_variant_its_own_curve_and_utility():
+    """Transfer: one method pretrained on two variants, finetuned on one. Pretrained on -C-- it matches
+    scratch at 400 labels from 100 (U = 3); pretrained on TCVL it only matches scratch (U = 0). Pooled,
+    the two would read as one curve at 0.3 (U = 1); each must stay its own curve, utility and label."""
+    from selfsup.tables import dvc_plot_tables, report_tables, stage_times
+
+    ctx = {"finetune_variant": "-C--", "backbone": "resnet9"}
+    rows = [
+        _row("scratch", "finetune", n, v, seed=s, pretrain_variant=math.nan, **ctx)
+        for n, v in ((100, 0.2), (200, 0.3), (400, 0.4))
+        for s in (0, 1, 2)
+    ]
+    rows += [
+        _row("rotation", "finetune", 100, v + d, seed=s, pretrain_variant=pv, **ctx)
+        for pv, v in (("-C--", 0.4), ("TCVL", 0.2))
+        for s, d in ((0, -0.01), (1, 0.0), (2, 0.01))
+    ]
+    built = report_tables(pd.DataFrame(rows), METRIC, "log", 50, stage_times(pd.DataFrame()))
+    u = built.utility.set_index(["method", "pretrain_variant"])
+    assert len(u) == 2 and (u.status == "ok").all()
+    assert u.loc[("rotation", "-C--"), "utility"] == pytest.approx(3.0)
+    assert u.loc[("rotation", "TCVL"), "utility"] == pytest.approx(0.0, abs=1e-9)
+    curves = built.curves.set_index(["method", "pretrain_variant", "label_budget"])
+    assert curves.loc[("rotation", "TCVL", 100), "mean"] == pytest.approx(0.2)
+    assert curves.loc[("scratch", "", 200), "seeds"] == 3  # scratch, with no pretraining variant, is kept
+    series = set(dvc_plot_tables(built.curves, built.utility)["plots/curves/classification.csv"].series)
+    assert series == {"scratch", "rotation [pretrained on -C--]", "rotation [pretrained on TCVL]"}
+    saved = built.analysis["labels_saved"].set_index("pretrain_variant")
+    assert saved.loc["-C--", "max_labels_saved"] == pytest.approx(300) and saved.loc["TCVL", "max_labels_saved"] == 0
+    assert built.analysis["factor_effects"].empty  # -C-- → TCVL across pretraining sets is no factor pair
+
+
+def test_utility_of_one_pretraining_variant_is_unchanged_by_the_column():
+    rows = [_row("scratch", "finetune", n, v, seed=s) for n, v in ((100, 0.2), (400, 0.4)) for s in (0, 1, 2)]
+    rows += [_row("rotation", "finetune", 100, 0.4 + 0.01 * s, seed=s) for s in (0, 1, 2)]
+    from selfsup.utility import utility_table
+
+    plain = utility_table(pd.DataFrame(rows), METRIC, n_boot=50)
+    tagged = utility_table(
+        pd.DataFrame([{**r, "pretrain_variant": "" if r["method"] == "scratch" else "-C--"} for r in rows]),
+        METRIC,
+        n_boot=50,
+    )
+    pd.testing.assert_frame_equal(plain, tagged.drop(columns="pretrain_variant"))
+    assert list(tagged.pretrain_variant) == ["-C--"]

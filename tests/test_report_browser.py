@@ -44,7 +44,8 @@ def open_in_chromium_url(url: str, budget_ms: int = 15000) -> tuple[str, list[st
 
 
 def _results(tmp_path: Path) -> Path:
-    """A study with two variants, three methods, four protocols and two seeds."""
+    """A study with two variants, three methods, four protocols and two seeds: rotation pretrained on
+    each variant, SimCLR and MoCo on -C-- and finetuned on both."""
     rows = []
     for variant, shift in (("-C--", 0.0), ("TC--", -0.15)):
         for seed in (0, 1):
@@ -62,7 +63,8 @@ def _results(tmp_path: Path) -> Path:
                                 "seed": seed,
                                 "metric": "accuracy",
                                 "finetune_variant": variant,
-                                "pretrain_variant": "-C--" if method != "scratch" else "",
+                                # rotation pretrains on each variant; SimCLR and MoCo on -C-- only (transfer)
+                                "pretrain_variant": {"scratch": "", "rotation": variant}.get(method, "-C--"),
                                 "backbone": "resnet9",
                                 "width": 0.125,
                                 "value": min(
@@ -134,6 +136,7 @@ def test_every_analysis_table_is_written(tmp_path):
     assert set(agree.methods) == {3} and agree.kendall_tau.between(-1, 1).all()
     effects = pd.read_csv(rep / "factor_effects.csv")
     assert set(effects.factor) == {"T"} and (effects.variant_on == "TC--").all()
+    assert set(effects.method) == {"rotation"}  # in-domain pretraining only: no factor pair across pretraining sets
     assert set(pd.read_csv(rep / "frozen_blocks.csv").frozen_blocks) == {0, 2}
     table1 = pd.read_csv(rep / "linear_probe_table.csv")
     assert len(table1) == 2 * 3 and set(table1.label_budget) == {1000}

@@ -107,6 +107,8 @@ def factor_effects(util: pd.DataFrame) -> pd.DataFrame:
     if "finetune_variant" not in util.columns or util.empty:
         return pd.DataFrame(columns=cols)
     ok = util[util.status == OK]
+    if "pretrain_variant" in ok.columns:  # a factor's effect is in-domain: pretrained on the data finetuned on
+        ok = ok[(ok.pretrain_variant.fillna("") == "") | (ok.pretrain_variant == ok.finetune_variant)]
     mean = ok.groupby(["method", "task", "protocol", "finetune_variant", "label_budget"])["utility"].mean()
     rows = []
     for (method, task, protocol), g in mean.groupby(level=[0, 1, 2]):
@@ -229,16 +231,16 @@ def transfer_matrix(results: pd.DataFrame, metric_of_task: dict[str, str]) -> pd
 
 
 def labels_saved(util: pd.DataFrame, pretrain_hours: dict, set_of_task: dict[str, str] | None = None) -> pd.DataFrame:
-    """Compute accounting per method, task and protocol (and finetuning variant and backbone, when
-    the table has them): the most labels pretraining saves at any budget (n̂ − n = U·n, where U is
-    defined), those labels per hour of pretraining compute, and the smallest budget from which
-    pretraining stops paying (U ≤ 0 or worse than scratch everywhere above; empty if it pays at
-    every budget run). ``pretrain_hours`` maps (method, set, variant, backbone) — the pretraining on
-    the finetuning dataset itself — or else the method alone to hours; ``set_of_task`` maps each task
-    to the dataset set it reads (single or multi)."""
+    """Compute accounting per method, task and protocol (and finetuning variant, pretraining variant
+    and backbone, when the table has them): the most labels pretraining saves at any budget
+    (n̂ − n = U·n, where U is defined), those labels per hour of pretraining compute, and the smallest
+    budget from which pretraining stops paying (U ≤ 0 or worse than scratch everywhere above; empty if
+    it pays at every budget run). ``pretrain_hours`` maps (method, set, variant, backbone) — the
+    pretraining on the pretraining variant, else the finetuning one — or else the method alone to
+    hours; ``set_of_task`` maps each task to the dataset set it reads (single or multi)."""
     set_of_task = set_of_task or {}
 
-    ctx = [c for c in ("finetune_variant", "backbone") if c in util.columns]
+    ctx = [c for c in ("finetune_variant", "pretrain_variant", "backbone") if c in util.columns]
     cols = [
         "method",
         "task",
@@ -256,10 +258,11 @@ def labels_saved(util: pd.DataFrame, pretrain_hours: dict, set_of_task: dict[str
         where = dict(zip(ctx, key[3:]))
         g = g.sort_values("label_budget")
         ok = g[g.status == OK]
-        saved = ok.utility * ok.label_budget
+        saved = (ok.utility * ok.label_budget).round(9)  # U = 0 up to float error saves nothing
         best = int(saved.idxmax()) if len(saved) and saved.max() > 0 else None
         dataset_set = set_of_task.get(task)
-        own = (method, dataset_set, where.get("finetune_variant"), str(where.get("backbone")).removesuffix("_split"))
+        variant = where.get("pretrain_variant") or where.get("finetune_variant")  # the data pretrained on
+        own = (method, dataset_set, variant, str(where.get("backbone")).removesuffix("_split"))
         hours = pretrain_hours.get(own, pretrain_hours.get(method, math.nan))
         paying = ((g.status == "lower_bound") | ((g.status == OK) & (g.utility > 0))).to_numpy()
         budgets = g.label_budget.to_numpy()

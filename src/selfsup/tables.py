@@ -16,7 +16,7 @@ import pandas as pd
 from . import analysis
 from .defaults import SCRATCH
 from .errors import UserError
-from .utility import CONTEXT, LOWER_BOUND, OK, mean_interval, utility_table
+from .utility import CONTEXT, LOWER_BOUND, OK, PRETRAINED_CONTEXT, mean_interval, utility_table
 
 REQUIRED = ["method", "task", "protocol", "label_budget", "seed", "metric", "value"]
 
@@ -170,10 +170,29 @@ def pretrain_hours(times: pd.DataFrame) -> dict:
     return hours
 
 
-def groups(df: pd.DataFrame, keys: list[str]):
-    """groupby over ``keys`` plus the context columns present; yields (label context dict, group)."""
+def split_columns(df: pd.DataFrame) -> list[str]:
+    """The context columns that tell one curve of ``df`` from another: those of ``CONTEXT`` that vary,
+    and ``pretrain_variant`` where some backbone was pretrained on other data than it is finetuned on
+    (the transfer study; elsewhere it only repeats the finetuning variant)."""
     ctx = [c for c in CONTEXT if c in df.columns and df[c].nunique() > 1]
-    for key, g in df.groupby(keys + ctx, sort=True):
+    for c in PRETRAINED_CONTEXT:
+        if c not in df.columns:
+            continue
+        pv = df[c].fillna("").astype(str)
+        if "finetune_variant" in df.columns:
+            other = ((pv != "") & (pv != df["finetune_variant"].astype(str))).any()
+        else:  # one finetuning variant (not a column of its own here): several pretraining ones
+            other = pv[pv != ""].nunique() > 1
+        if other:
+            ctx.append(c)
+    return ctx
+
+
+def groups(df: pd.DataFrame, keys: list[str]):
+    """groupby over ``keys`` plus the context columns that vary (:func:`split_columns`); yields
+    (label context dict, group)."""
+    ctx = split_columns(df)
+    for key, g in df.groupby(keys + ctx, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         yield dict(zip(keys + ctx, key)), g
 
@@ -228,9 +247,13 @@ class ReportTables:
 
 
 def series_label(method: str, protocol: str, context: dict | None = None) -> str:
-    """One curve's name: the method, its protocol unless finetune, and its context (variant, ...)."""
+    """One curve's name: the method, its protocol unless finetune, and its context (variant, ...,
+    "pretrained on" the pretraining variant where it is given)."""
     name = method if protocol == "finetune" else f"{method} ({protocol})"
-    ctx = ", ".join(str(v) for k, v in (context or {}).items() if k in CONTEXT and pd.notna(v))
+    context = context or {}
+    parts = [str(v) for k, v in context.items() if k in CONTEXT and pd.notna(v)]
+    parts += [f"pretrained on {v}" for k, v in context.items() if k in PRETRAINED_CONTEXT and pd.notna(v) and v != ""]
+    ctx = ", ".join(parts)
     return f"{name} [{ctx}]" if ctx else name
 
 
@@ -241,7 +264,7 @@ def dvc_plot_tables(curves: pd.DataFrame, util: pd.DataFrame) -> dict[str, pd.Da
     out = {}
     for kind, table, value in (("curves", curves, "mean"), ("utility", util, "utility")):
         for task, g in table.groupby("task", sort=True):
-            ctx = [c for c in CONTEXT if c in g.columns and g[c].nunique() > 1]
+            ctx = split_columns(g)
             rows = pd.DataFrame(
                 {
                     "label_budget": g["label_budget"].astype(int),
@@ -270,10 +293,11 @@ def report_tables(
 ) -> ReportTables:
     """Every table of the report from checked results, each task's headline metric (and the dataset
     set it reads) and the stage times (:func:`stage_times`)."""
+    results = results.fillna({c: "" for c in PRETRAINED_CONTEXT if c in results.columns})  # scratch has none
     util = utility_table(results, metric_of_task, interpolation, n_boot)
     sel = analysis.headline_rows(results, metric_of_task)
-    # curves are split by variant / backbone / width only where the results hold several of them
-    ctx = [c for c in CONTEXT if c in sel.columns and sel[c].nunique() > 1]
+    # curves are split by variant / backbone / width (and pretraining variant) only where they vary
+    ctx = split_columns(sel)
     curves = (
         sel.groupby(["method", "task", "protocol", *ctx, "label_budget"])["value"]
         .agg(

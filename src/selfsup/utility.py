@@ -132,6 +132,9 @@ def utility_interval(
 
 
 CONTEXT = ("finetune_variant", "backbone", "width")  # scratch is matched within these, when present
+# a pretrained curve is also one per dataset its backbone was pretrained on (the transfer study pretrains
+# on several): scratch has none, so these split the pretrained curves only, never the scratch baseline
+PRETRAINED_CONTEXT = ("pretrain_variant",)
 
 
 def utility_table(
@@ -150,8 +153,12 @@ def utility_table(
     A pretrained curve is compared with the scratch curve of the same task and the same ``context``
     (the finetuning dataset variant, the backbone and its width, for the columns the table has):
     a ResNet50 is never measured against a ResNet9 baseline, nor one variant against another. A split
-    backbone (CMC's ``resnet9_split``) counts as its family (``resnet9``): same width, same baseline."""
+    backbone (CMC's ``resnet9_split``) counts as its family (``resnet9``): same width, same baseline.
+    Pretrained curves are kept apart by ``pretrain_variant`` (the data the backbone saw), each against
+    the same scratch curve."""
     ctx = [c for c in context if c in results.columns]
+    pre = [c for c in PRETRAINED_CONTEXT if c in results.columns]
+    results = results.fillna({c: "" for c in pre})
     if "backbone" in ctx:
         results = results.assign(backbone=results["backbone"].astype(str).str.removesuffix("_split"))
     rows = []
@@ -166,7 +173,7 @@ def utility_table(
                 continue
             s_mean = _point_stats(scratch)["mean"]
             others = part[part.method != baseline]
-            for (method, protocol), grp in others.groupby(["method", "protocol"], sort=True):
+            for (method, protocol, *pre_key), grp in others.groupby(["method", "protocol", *pre], sort=True):
                 p_mean = _point_stats(grp)["mean"]
                 point = utility_curve(s_mean.index, s_mean.values, p_mean.index, p_mean.values, interpolation)
                 lows, highs, seeds = utility_interval(scratch, grp, interpolation, n_boot, rng)
@@ -188,6 +195,7 @@ def utility_table(
                             "metric": metric,
                             "value": m,
                             **dict(zip(ctx, key)),
+                            **dict(zip(pre, pre_key)),
                         }
                     )
     cols = [
@@ -204,5 +212,6 @@ def utility_table(
         "metric",
         "value",
         *ctx,
+        *pre,
     ]
     return pd.DataFrame(rows, columns=cols)
