@@ -231,3 +231,17 @@ def test_utility_of_one_pretraining_variant_is_unchanged_by_the_column():
     )
     pd.testing.assert_frame_equal(plain, tagged.drop(columns="pretrain_variant"))
     assert list(tagged.pretrain_variant) == ["-C--"]
+
+
+def test_chance_and_best_mean_never_average_over_datasets():
+    from selfsup.tables import chance_levels
+
+    rows = [
+        _row(m, "finetune", 100, v, seed=s, finetune_variant=var, chance=c)
+        for var, c, base in (("----", 0.1, 1.0), ("TCVL", 0.14, 0.3))
+        for m, v in (("scratch", base), ("rotation", base - 0.05))
+        for s in (0, 1)
+    ]
+    t = chance_levels(pd.DataFrame(rows), METRIC).iloc[0]
+    assert t.best_mean == pytest.approx(1.0) and t.best_by == "scratch (finetune, n=100, finetune_variant ----)"
+    assert t.chance == pytest.approx(0.14)  # the highest of the datasets' chance levels

@@ -216,7 +216,8 @@ def headline_numbers(util: pd.DataFrame, curves: pd.DataFrame) -> dict:
 
 def chance_levels(results: pd.DataFrame, metric_of_task: dict[str, str]) -> pd.DataFrame:
     """Each task's headline metric beside its chance level (what a constant or majority predictor
-    scores on the test split, from the results' ``chance`` column) and the best mean any init reaches."""
+    scores on the test split, from the results' ``chance`` column; the highest of the datasets' when the
+    results hold several) and the best mean over seeds that any one curve point reaches."""
     cols = ["task", "metric", "chance", "best_mean", "best_by"]
     rows = []
     for task, metric in metric_of_task.items():
@@ -224,15 +225,17 @@ def chance_levels(results: pd.DataFrame, metric_of_task: dict[str, str]) -> pd.D
         if sel.empty:
             continue
         chance = sel["chance"].dropna() if "chance" in sel.columns else pd.Series(dtype=float)
-        means = sel.groupby(["method", "protocol", "label_budget"])["value"].mean()
+        ctx = split_columns(sel)  # one curve per variant, ...: never a mean over datasets
+        means = sel.groupby(["method", "protocol", "label_budget", *ctx], dropna=False)["value"].mean()
         best = means.idxmax()
+        where = "".join(f", {k} {v}" for k, v in zip(ctx, best[3:]) if pd.notna(v) and v != "")
         rows.append(
             {
                 "task": task,
                 "metric": metric,
-                "chance": float(chance.iloc[0]) if len(chance) else float("nan"),
+                "chance": float(chance.max()) if len(chance) else float("nan"),
                 "best_mean": float(means.max()),
-                "best_by": f"{best[0]} ({best[1]}, n={best[2]})",
+                "best_by": f"{best[0]} ({best[1]}, n={best[2]}{where})",
             }
         )
     return pd.DataFrame(rows, columns=cols)
