@@ -276,6 +276,8 @@ CASES = [
     ("report-export-unknown", [*REP, "{w}/res_good", "--export", "gif"], "'gif'"),
     ("report-out-is-a-file", ["report", "--results", "{w}/res_good", "--out", "{file}"], "is an existing file"),
     ("report-results-missing", [*REP, "{w}/nowhere.csv"], "nowhere.csv"),
+    ("report-compute-missing", [*REP, "{w}/res_good", "--compute", "{w}/no_compute.csv"], "no_compute.csv"),
+    ("report-compute-no-columns", [*REP, "{w}/res_good", "--compute", "{file}"], "lacks the column(s) stage"),
     # tune
     ("tune-storage-unknown-scheme", [*TU, "--storage", "notascheme://x"], "'notascheme'"),
     (

@@ -455,6 +455,9 @@ def report(
     export: str = typer.Option(
         "", help="Also write every figure to OUT/figures: png, svg or png,svg (needs kaleido and Chromium)."
     ),
+    compute: Optional[Path] = typer.Option(
+        None, help="Stage times from an earlier report's compute.csv (rebuilding a report whose MLflow runs are gone)."
+    ),
 ) -> None:
     """Compute the utility of pretraining and the analysis tables; write the offline HTML report.
 
@@ -463,7 +466,7 @@ def report(
     from .report import make_report
 
     formats = tuple(f.strip() for f in export.split(",") if f.strip())
-    make_report(results or [], out, interpolation, bootstrap, mlflow_experiment, formats)
+    make_report(results or [], out, interpolation, bootstrap, mlflow_experiment, formats, compute)
     typer.echo(f"report: {out / 'index.html'}")
 
 

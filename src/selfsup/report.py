@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import checks, tracking
@@ -28,7 +29,15 @@ from .tables import (
     tuning_trials,
 )
 from .tasks import TASKS
-from .utility import INTERPOLATIONS, LOWER_BOUND, OK
+from .utility import (
+    INTERPOLATIONS,
+    LOWER_BOUND,
+    OK,
+    PRETRAINED_CONTEXT,
+    TOO_FEW_SEEDS,
+    UNDEFINED,
+    format_interval,
+)
 
 EXPORT_FORMATS = ("png", "svg")
 
@@ -119,11 +128,13 @@ def make_report(
     n_boot: int = 1000,
     mlflow_experiment: str | None = None,
     export: tuple[str, ...] = (),
+    compute: str | Path | None = None,
 ) -> dict:
     """Write ``utility.csv``, ``curves.csv``, ``metrics.json``, the analysis tables and ``index.html``
     to ``out``. Results come from ``paths`` (results.csv files or folders) and, with
     ``mlflow_experiment``, from that experiment's cell runs; compute accounting reads the stage runs
-    of the current tracking store."""
+    of the current tracking store, or ``compute`` (an earlier report's ``compute.csv``) when the runs
+    behind the results are not at hand (a committed study's report rebuilt from its results)."""
     if interpolation not in INTERPOLATIONS:
         raise UserError(f"unknown interpolation {interpolation!r}: choose from {', '.join(INTERPOLATIONS)}")
     bad = [f for f in export if f not in EXPORT_FORMATS]
@@ -131,6 +142,7 @@ def make_report(
         raise UserError(f"unknown export format {bad[0]!r}: choose from {', '.join(EXPORT_FORMATS)}")
     checks.numbers(bootstrap=n_boot)
     out = checks.output_folder(out, "report folder")
+    stored_times = load_compute(compute) if compute else None
     frames = [load_results(paths)] if paths else []  # bad files fail before MLflow is opened
     if frames and not mlflow_experiment:
         check_results(frames[0])
@@ -172,7 +184,7 @@ def make_report(
                 stage,
                 interpolation,
                 n_boot,
-                stage_times(runs, hashes),
+                stored_times if stored_times is not None else stage_times(runs, hashes),
                 export,
                 tuning_trials(runs),
                 readout,
@@ -181,6 +193,22 @@ def make_report(
         for name in ("utility.csv", "curves.csv", "metrics.json", "index.html"):
             tracking.log_artifact(Path(out) / name)
     return metrics
+
+
+def load_compute(path: str | Path) -> pd.DataFrame:
+    """The stage times of an earlier report (its ``compute.csv``), checked for the columns it needs."""
+    cols = list(stage_times(pd.DataFrame()).columns)
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"compute table {str(p)!r} does not exist (give an earlier report's compute.csv)")
+    try:
+        df = pd.read_csv(p, dtype={"dataset_hash": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise UserError(f"compute table {str(p)!r} is not a readable CSV: {str(e).splitlines()[0]}") from None
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise UserError(f"compute table {str(p)!r} lacks the column(s) {', '.join(missing)}")
+    return df[cols]
 
 
 def _write_report(
@@ -220,6 +248,16 @@ def _write_report(
     return built.metrics
 
 
+def _scratch_budgets(curves: pd.DataFrame, task: str, context: dict) -> list[int]:
+    """The budgets of the scratch curve of ``task`` in ``context`` (the curve keys other than the
+    method, protocol and pretraining data; all scratch curves of the task where it is empty)."""
+    sel = curves[(curves.task == task) & (curves.method == SCRATCH)]
+    for key, v in context.items():
+        if key in sel.columns and key not in ("method", "protocol", *PRETRAINED_CONTEXT):
+            sel = sel[sel[key].astype(str) == str(v)]
+    return sorted(int(b) for b in sel.label_budget.unique())
+
+
 def _figures(
     curves: pd.DataFrame, util: pd.DataFrame, metric_of_task: dict[str, str], chance: pd.DataFrame | None = None
 ) -> list[tuple[str, object]]:
@@ -254,20 +292,27 @@ def _figures(
         if u.empty:
             continue
         fig = go.Figure()
+        finite = np.concatenate([u.utility.to_numpy(float), u.ci_low.to_numpy(float), u.ci_high.to_numpy(float)])
+        finite = finite[np.isfinite(finite)]
+        top = float(finite.max()) + 1.0 if finite.size else 1.0  # where an open (+∞) upper end is drawn to
         for k, g in groups(u, ["method", "protocol"]):
             name = series_label(k["method"], k["protocol"], k)
-            ok, lb = g[g.status == OK], g[g.status == LOWER_BOUND]
+            ok, lb, below = g[g.status == OK], g[g.status == LOWER_BOUND], g[g.status == UNDEFINED]
+            # an open end (−∞ / +∞: censored draws) is drawn to U = −1 (n̂ = 0) or to the top of the axis
+            lo, hi = ok.ci_low.clip(lower=-1.0), ok.ci_high.clip(upper=top)
             fig.add_trace(
                 go.Scatter(
                     x=ok.label_budget,
                     y=ok.utility,
                     name=name,
                     mode="lines+markers",
+                    text=[format_interval(a, b) or TOO_FEW_SEEDS for a, b in zip(ok.ci_low, ok.ci_high)],
+                    hovertemplate="n = %{x}: U = %{y:.2f}, 95 % interval %{text}",
                     error_y=dict(
                         type="data",
                         symmetric=False,
-                        array=(ok.ci_high - ok.utility).fillna(0),
-                        arrayminus=(ok.utility - ok.ci_low).fillna(0),
+                        array=(hi - ok.utility).fillna(0),
+                        arrayminus=(ok.utility - lo).fillna(0),
                         visible=True,
                     ),
                 )
@@ -282,9 +327,28 @@ def _figures(
                         marker=dict(color="lightgrey", symbol="triangle-up", size=12, line=dict(color="grey", width=1)),
                     )
                 )
+            if len(below):  # below the scratch curve's smallest point: U < n_min/n − 1
+                n_min = float(min(_scratch_budgets(curves, task, k), default=np.nan))
+                fig.add_trace(
+                    go.Scatter(
+                        x=below.label_budget,
+                        y=n_min / below.label_budget - 1.0,
+                        name=f"{name}: upper bound",
+                        mode="markers",
+                        marker=dict(
+                            color="lightgrey", symbol="triangle-down", size=12, line=dict(color="grey", width=1)
+                        ),
+                    )
+                )
+        ends = _scratch_budgets(curves, task, {})
+        for n in sorted({min(ends), max(ends)} if ends else set()):
+            # the paper greys out where U cannot be computed: at both ends of the scratch curve the
+            # interval is censored (pretrained draws beyond the curve are only known to lie beyond it)
+            fig.add_vrect(x0=n / 1.2, x1=n * 1.2, fillcolor="lightgrey", opacity=0.35, line_width=0, layer="below")
         fig.add_hline(y=0, line_dash="dot", line_color="grey")
         fig.update_layout(
-            title=f"{task}: utility U(n) = n̂/n − 1 (grey ▲: pretrained beats every scratch run; a lower bound)",
+            title=f"{task}: utility U(n) = n̂/n − 1 (grey bands: ends of the scratch curve, where U is censored; "
+            "▲ lower bound: pretrained beats every scratch run; ▼ upper bound: below the smallest)",
             xaxis=dict(type="log", title="labelled training images"),
             yaxis_title="utility",
             template="plotly_white",
@@ -480,6 +544,12 @@ def _prediction_figures(records: list[dict]) -> list[tuple[str, object]]:
     return figs
 
 
+def _ci(r) -> str:
+    """ ", 95 % interval [a, b]" of a utility row (an open end is ∓∞; censored draws), or nothing."""
+    ci = format_interval(r.ci_low, r.ci_high)
+    return f", 95 % interval {ci}" if ci else ""
+
+
 def _findings(util: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[str]:
     """Headline findings in numbers, one sentence each."""
     lines = []
@@ -490,15 +560,15 @@ def _findings(util: pd.DataFrame, tables: dict[str, pd.DataFrame]) -> list[str]:
         for r in first.itertuples():
             if r.status == OK:
                 ci = (
-                    f" [{r.ci_low:.2f}, {r.ci_high:.2f}]"
+                    f" {format_interval(r.ci_low, r.ci_high)}"
                     if pd.notna(r.ci_low)
                     else f" (too few seeds for an interval: {r.seeds})"
                 )
                 parts.append(f"{r.method} U = {r.utility:.2f}{ci}")
             elif r.status == LOWER_BOUND:
-                parts.append(f"{r.method} U ≥ {r.utility:.2f} (beats every scratch run)")
+                parts.append(f"{r.method} U ≥ {r.utility:.2f} (beats every scratch run){_ci(r)}")
             else:
-                parts.append(f"{r.method}: worse than scratch")
+                parts.append(f"{r.method}: below scratch's smallest budget, U < {n0 / r.label_budget - 1:.2f}{_ci(r)}")
         where = series_label(k["task"], k["protocol"], k).replace(f" ({k['protocol']})", f", {k['protocol']}")
         lines.append(f"{where}, {n0} labels: " + "; ".join(parts) + ".")
     saved = tables["labels_saved"]
@@ -611,8 +681,12 @@ model trained on n labels; n̂ is read off the scratch curve (made monotone) by 
 {"log n" if interpolation == "log" else "linear n"}. U = 0: pretraining saves nothing;
 U = 4: scratch needs 5× the labels.
 Intervals are 95 % studentised intervals (each curve point's mean drawn from m + s/√k·t(k−1), U recomputed
-per draw; coverage checked on simulated studies); with fewer than 3 seeds there is none ("too few seeds").
-Where the pretrained model beats every scratch run, U is only a lower bound (grey). Metrics are on the test
+per draw; coverage checked on simulated studies at U = 0 and U = 1, at both ends of the budget range and
+inside it); with fewer than 3 seeds there is none ("too few seeds"). A draw beyond the scratch curve is
+censored, never dropped: below its smallest point it counts as −∞, above its largest as +∞, so at the ends
+of the curve (grey bands) an interval is often one-sided, e.g. [−∞, 0.40]: read it as "U ≤ 0.40".
+Where the pretrained model beats every scratch run, U is only a lower bound (grey ▲); where it is below the
+smallest scratch point, only an upper bound (grey ▼). Metrics are on the test
 split; each budget's subset is nested in the next, and every budget trains for the same number of steps.</p>
 <h2>Findings</h2>
 <ul>{findings}</ul>

@@ -175,6 +175,10 @@ def split_columns(df: pd.DataFrame) -> list[str]:
     and ``pretrain_variant`` where some backbone was pretrained on other data than it is finetuned on
     (the transfer study; elsewhere it only repeats the finetuning variant)."""
     ctx = [c for c in CONTEXT if c in df.columns and df[c].nunique() > 1]
+    if "dataset_hash" in ctx:  # the hash tells curves apart only where one task and variant has two datasets
+        by = [c for c in ("task", "finetune_variant") if c in df.columns]
+        if not by or df.groupby(by, dropna=False)["dataset_hash"].nunique().max() <= 1:
+            ctx.remove("dataset_hash")
     for c in PRETRAINED_CONTEXT:
         if c not in df.columns:
             continue
@@ -254,7 +258,11 @@ def series_label(method: str, protocol: str, context: dict | None = None) -> str
     "pretrained on" the pretraining variant where it is given)."""
     name = method if protocol == "finetune" else f"{method} ({protocol})"
     context = context or {}
-    parts = [str(v) for k, v in context.items() if k in CONTEXT and pd.notna(v)]
+    parts = [
+        f"data {str(v)[:8]}" if k == "dataset_hash" else str(v)
+        for k, v in context.items()
+        if k in CONTEXT and pd.notna(v)
+    ]
     parts += [f"pretrained on {v}" for k, v in context.items() if k in PRETRAINED_CONTEXT and pd.notna(v) and v != ""]
     ctx = ", ".join(parts)
     return f"{name} [{ctx}]" if ctx else name

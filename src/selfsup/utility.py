@@ -6,9 +6,16 @@ n as the original code did). Metrics are "higher is better".
 
 Intervals: each curve point's mean (scratch and pretrained, per budget) is drawn from its
 studentised sampling distribution, m + s/√k · t(k − 1) (k seeds, s their standard deviation), and U is
-recomputed for every draw; the interval is the draws' 2.5–97.5 % percentiles. Below ``MIN_SEEDS``
-seeds there is no interval ("too few seeds"). Measured coverage of the nominal 95 % interval on
-simulated studies with a known U: ``tests/test_utility.py`` (≥ 90 % required; the README gives the
+recomputed for every draw; the interval is the draws' 2.5–97.5 % percentiles. A draw whose pretrained
+mean lies outside its scratch curve's range is *censored*, never dropped: below the curve n̂ < n_min,
+so U < n_min/n − 1, and the draw counts as −∞; above it n̂ > n_max, U > n_max/n − 1, and it counts
+as +∞. So an end of the interval is open (−∞ or +∞, ``interval`` = ``censored_below`` /
+``censored_above``) when more than 2.5 % of the draws lie beyond the curve on that side, and an end
+that falls among censored draws on the other side is the censoring bound (n_min/n − 1 or
+n_max/n − 1). An interval excludes 0 only when at least 97.5 % of all draws are placed on one
+side of it. Below ``MIN_SEEDS`` seeds there is no interval ("too few seeds"). Measured coverage of
+the nominal 95 % interval on simulated studies with a known U (0 and 1, at both ends of the curve
+and inside it, 3 and 5 seeds): ``tests/test_utility.py`` (≥ 90 % required; the README gives the
 figures). A bootstrap over 2–5 seeds under-covers (78–90 % measured), so it is not used.
 """
 
@@ -25,7 +32,11 @@ from .defaults import SCRATCH
 OK, LOWER_BOUND, UNDEFINED = "ok", "lower_bound", "undefined"
 INTERPOLATIONS = ("log", "linear")
 MIN_SEEDS = 3  # fewer seeds per curve point: no interval
-INTERVAL, TOO_FEW_SEEDS = "studentised", "too few seeds"  # the utility table's ``interval`` column
+# the utility table's ``interval`` column: both ends finite; the lower end open (−∞: more than 2.5 % of the
+# draws fell below the scratch curve); the upper end open (+∞: above it); both open; no interval at all
+INTERVAL, CENSORED_BELOW, CENSORED_ABOVE, CENSORED_BOTH = "studentised", "censored_below", "censored_above", "unbounded"
+TOO_FEW_SEEDS = "too few seeds"
+INTERVAL_KINDS = (INTERVAL, CENSORED_BELOW, CENSORED_ABOVE, CENSORED_BOTH, TOO_FEW_SEEDS)
 
 
 def monotone_curve(values) -> np.ndarray:
@@ -108,6 +119,54 @@ def _studentised_draws(stats: pd.DataFrame, draws: int, rng: np.random.Generator
     return stats["mean"].to_numpy() + stats.sd.fillna(0).to_numpy() / np.sqrt(k) * t
 
 
+def censored_utility_draws(budgets, scratch_curves: np.ndarray, targets: np.ndarray, n, interpolation: str = "log"):
+    """U of every draw, censored at the ends of its scratch curve: −∞ where the target is below the
+    curve's smallest point (n̂ < n_min), +∞ where it beats its largest (n̂ > n_max), NaN only where
+    the target itself is not finite. ``scratch_curves`` (D, B), ``targets`` (D, J), ``n`` (J,)."""
+    v = np.maximum.accumulate(np.asarray(scratch_curves, dtype=float), axis=1)
+    t = np.asarray(targets, dtype=float)
+    u = labels_needed_many(budgets, v, t, interpolation) / np.asarray(n, dtype=float) - 1.0
+    u = np.where(t < v[:, :1], -np.inf, u)
+    return np.where(t > v[:, -1:], np.inf, u)
+
+
+def censored_percentiles(u: np.ndarray, n, budgets, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """The (low, high) ends of the ``level`` interval of censored draws ``u`` (D, J) at budgets ``n``
+    of a scratch curve at ``budgets``: order statistics (no interpolation between a finite draw and
+    an infinite one), with −∞ / +∞ where the end falls among the draws censored on its own side and
+    the censoring bound (n_min/n − 1 or n_max/n − 1) where it falls among those of the other side."""
+    a = (1 - level) / 2
+    n = np.asarray(n, dtype=float)
+    lo_bound, hi_bound = float(np.min(budgets)) / n - 1.0, float(np.max(budgets)) / n - 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: no finite target at all
+        lo = np.nanquantile(u, a, axis=0, method="inverted_cdf")
+        hi = np.nanquantile(u, 1 - a, axis=0, method="inverted_cdf")
+    lo = np.where(lo == np.inf, hi_bound, lo)  # ≥ 97.5 % of draws above the curve: U > n_max/n − 1
+    hi = np.where(hi == -np.inf, lo_bound, hi)  # ≥ 97.5 % below it: U < n_min/n − 1
+    return lo, hi
+
+
+def interval_kind(lo: float, hi: float) -> str:
+    """The ``interval`` column for one row's ends (see :data:`INTERVAL_KINDS`)."""
+    if math.isnan(lo) or math.isnan(hi):
+        return TOO_FEW_SEEDS
+    if lo == -math.inf and hi == math.inf:
+        return CENSORED_BOTH
+    return CENSORED_BELOW if lo == -math.inf else CENSORED_ABOVE if hi == math.inf else INTERVAL
+
+
+def format_interval(lo: float, hi: float, digits: int = 2) -> str:
+    """``[0.10, 0.80]``, with an open end as ``−∞`` / ``+∞``; empty where there is no interval."""
+    if math.isnan(lo) or math.isnan(hi):
+        return ""
+
+    def end(v: float) -> str:
+        return "−∞" if v == -math.inf else "+∞" if v == math.inf else f"{v:.{digits}f}"
+
+    return f"[{end(lo)}, {end(hi)}]"
+
+
 def utility_interval(
     scratch: pd.DataFrame,
     pretrained: pd.DataFrame,
@@ -116,22 +175,22 @@ def utility_interval(
     rng: np.random.Generator | None = None,
     level: float = 0.95,
 ):
-    """(low, high) arrays of U's interval at each pretrained budget (NaN where the scratch curve or
-    that point has fewer than ``MIN_SEEDS`` seeds), from per-seed long rows (label_budget, value)."""
+    """(low, high, seeds) arrays of U's interval at each pretrained budget, from per-seed long rows
+    (label_budget, value): an open end is −∞ / +∞ (censored draws, see the module's docstring); NaN
+    where the scratch curve or that point has fewer than ``MIN_SEEDS`` seeds."""
     rng = rng or np.random.default_rng(0)
     s, p = _point_stats(scratch), _point_stats(pretrained)
     s_draws, p_draws = _studentised_draws(s, draws, rng), _studentised_draws(p, draws, rng)
     n = p.index.to_numpy(dtype=float)
-    u = labels_needed_many(s.index.to_numpy(), s_draws, p_draws, interpolation) / n - 1.0
-    a = 100 * (1 - level) / 2
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: undefined everywhere
-        lo, hi = np.nanpercentile(u, a, axis=0), np.nanpercentile(u, 100 - a, axis=0)
+    u = censored_utility_draws(s.index.to_numpy(), s_draws, p_draws, n, interpolation)
+    lo, hi = censored_percentiles(u, n, s.index.to_numpy(), level)
     enough = (p.seeds.to_numpy() >= MIN_SEEDS) & (s.seeds.min() >= MIN_SEEDS)
     return np.where(enough, lo, np.nan), np.where(enough, hi, np.nan), np.minimum(p.seeds.to_numpy(), s.seeds.min())
 
 
-CONTEXT = ("finetune_variant", "backbone", "width")  # scratch is matched within these, when present
+# scratch is matched within these, when present: one curve is one dataset (two renders of one variant,
+# at other sizes or other samples, are two curves, never one pooled baseline), backbone and width
+CONTEXT = ("finetune_variant", "dataset_hash", "backbone", "width")
 # a pretrained curve is also one per dataset its backbone was pretrained on (the transfer study pretrains
 # on several): scratch has none, so these split the pretrained curves only, never the scratch baseline
 PRETRAINED_CONTEXT = ("pretrain_variant",)
@@ -148,11 +207,12 @@ def utility_table(
 ) -> pd.DataFrame:
     """Utility per (method, task, protocol, label_budget) of a long results table, with studentised
     95 % intervals (:func:`utility_interval`, ``n_boot`` draws; ``seeds``: the fewer of the point's and
-    the scratch curve's seeds; ``interval``: "studentised", or "too few seeds" below ``MIN_SEEDS``).
+    the scratch curve's seeds; ``interval``: one of :data:`INTERVAL_KINDS`, an open end being ∓∞).
 
     A pretrained curve is compared with the scratch curve of the same task and the same ``context``
-    (the finetuning dataset variant, the backbone and its width, for the columns the table has):
-    a ResNet50 is never measured against a ResNet9 baseline, nor one variant against another. A split
+    (the finetuning dataset variant and the dataset itself, the backbone and its width, for the
+    columns the table has): a ResNet50 is never measured against a ResNet9 baseline, nor one variant
+    or one dataset against another. A split
     backbone (CMC's ``resnet9_split``) counts as its family (``resnet9``): same width, same baseline.
     Pretrained curves are kept apart by ``pretrain_variant`` (the data the backbone saw), each against
     the same scratch curve."""
@@ -191,7 +251,7 @@ def utility_table(
                             "ci_high": float(hi),
                             "status": status,
                             "seeds": int(seeds[j]),
-                            "interval": INTERVAL if np.isfinite(lo) else TOO_FEW_SEEDS,
+                            "interval": interval_kind(lo, hi),
                             "metric": metric,
                             "value": m,
                             **dict(zip(ctx, key)),
