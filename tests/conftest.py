@@ -36,6 +36,16 @@ def tiny_dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_pose(tmp_path_factory) -> Path:
+    """A real render with the viewpoint factor on (pose bins vary only with V): 64 images at 32×32."""
+    from selfsup.render import render_dataset
+
+    out = tmp_path_factory.mktemp("data") / "tiny_pose"
+    render_dataset(out, progress=False, **{**TINY, "variant": "-CV-"})
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_multi(tmp_path_factory) -> Path:
     """A real multi-object render with dense labels: 48 images at 64×64 (8×8 feature maps), 4 spp."""
     from selfsup.render import render_dataset

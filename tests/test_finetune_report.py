@@ -31,23 +31,34 @@ def test_finetune_writes_long_results_on_the_test_split_and_resumes(tiny_dataset
     assert 0.123456 in again.value.tolist()
 
 
-def test_finetune_from_a_pretrained_backbone(tiny_dataset, tmp_path):
+def test_finetune_from_a_pretrained_backbone(tiny_pose, tmp_path):
     from selfsup.pretrain import PretrainConfig, pretrain
 
     pretrain(
-        PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16), tiny_dataset, tmp_path / "rot", progress=False
+        PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16), tiny_pose, tmp_path / "rot", progress=False
     )
     res = finetune(
         "pose",
-        tiny_dataset,
+        tiny_pose,
         tmp_path / "ft",
         init=tmp_path / "rot",
-        budgets=[8],
+        budgets=[10],
         seeds=[0],
         config=TINY_FT,
         progress=False,
     )
     assert set(res.method) == {"rotation"} and set(res.task) == {"pose"}
+    # chance: what a learner knowing only the training prior scores; a class-balanced budget (2 per bin) makes it 1/5
+    assert res.chance.unique().tolist() == pytest.approx([0.2])
+
+
+def test_pose_on_a_variant_without_viewpoint_change_is_one_clear_error(tiny_dataset, tmp_path):
+    r = run_cli("finetune", "--task", "pose", "--data", str(tiny_dataset), "--out", str(tmp_path / "p"))
+    assert r.returncode != 0 and not (tmp_path / "p").exists()
+    assert r.stderr.strip().splitlines() == [
+        f"error: dataset folder {str(tiny_dataset)!r}: every pose label is 0, so there is nothing to learn: "
+        "the pose varies only with the viewpoint factor V on (render a variant such as '--V-')"
+    ]
 
 
 def _write_results(path, rows):

@@ -49,7 +49,7 @@ def test_sampling_is_deterministic_and_prefix_stable():
         ((math.pi / 2, 0, 0), 3),
         ((-math.pi / 2, 0, 0), 4),  # up axis to −y (left) / +y (right)
         ((0.3, 0, 0), 0),
-        ((0.5, 0, 0), 3),  # 0.3 rad < π/8 stays up; 0.5 rad tips left
+        ((0.36, 0, 0), 3),  # 0.3 rad < UP_ANGLE (0.333) stays up; 0.36 rad tips left
     ],
 )
 def test_pose_bin_on_hand_built_rotations(euler, expected):
@@ -63,6 +63,35 @@ def test_viewpoint_factor_controls_pose_bins():
     assert (varied / varied.sum() > 0.1).all()  # every bin well populated
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_pose_bins_are_evenly_filled_under_the_viewpoint_distribution(seed):
+    """The paper chose its bins "such that samples are evenly distributed across all five categories":
+    each within 20 % ± 3 % of 20,000 V-on scenes (π/8 as the up threshold put 27 % in bin 0)."""
+    bins = np.bincount(
+        [s.pose_bin for s in sample_single_scenes(20_000, Variant.parse("--V-"), seed=seed)], minlength=5
+    )
+    share = bins / bins.sum()
+    assert (np.abs(share - 0.2) <= 0.03).all(), share
+
+
+def test_a_mirrored_pose_has_the_mirrored_bin_for_every_bin():
+    """A left-right flip of the image mirrors the world's y (the camera looks along −x): the object's
+    Euler angles become (−x, y, −z) and its bin is MIRRORED_POSE_BIN of the original (left ⇄ right)."""
+    from selfsup.scene import MIRRORED_POSE_BIN, euler_to_matrix
+
+    rng = np.random.default_rng(0)
+    seen = set()
+    for euler in rng.normal(0, 1.2, (4000, 3)):
+        x, y, z = euler
+        mirrored = (-x, y, -z)
+        flip_y = np.diag([1.0, -1.0, 1.0])
+        assert np.allclose(euler_to_matrix(mirrored), flip_y @ euler_to_matrix(euler) @ flip_y)
+        b = pose_bin(euler)
+        assert pose_bin(mirrored) == MIRRORED_POSE_BIN[b], euler
+        seen.add(b)
+    assert seen == set(range(5))
+
+
 def _nearest_centroid_accuracy(scenes) -> float:
     x = np.array([s.object_rgb for s in scenes])
     y = np.array([s.class_id for s in scenes])
@@ -73,8 +102,11 @@ def _nearest_centroid_accuracy(scenes) -> float:
 
 
 def test_colour_factor_controls_how_much_colour_tells_the_class():
-    assert _nearest_centroid_accuracy(sample_single_scenes(2000, Variant.parse("----"), 0)) > 0.5
-    assert _nearest_centroid_accuracy(sample_single_scenes(2000, Variant.parse("-C--"), 0)) < 0.2
+    """C off: colour helps, but not trivially (a random hue per class and the released renderer's noise:
+    the classes' colours overlap, 0.63 measured; the old evenly spaced hues gave 0.88); C on: nothing."""
+    easy = _nearest_centroid_accuracy(sample_single_scenes(4000, Variant.parse("----"), 0))
+    assert 0.45 < easy < 0.8, easy  # chance 0.10; s.e. ≈ 0.01 over 2,000 test scenes
+    assert _nearest_centroid_accuracy(sample_single_scenes(4000, Variant.parse("-C--"), 0)) < 0.12
 
 
 def test_models_are_normalised_and_vary_with_model_id():

@@ -125,17 +125,24 @@ def contrastive_view(x: torch.Tensor, generator: torch.Generator, cut: bool = Fa
     return cutout(v, generator) if cut else v
 
 
+def flip_targets(y: torch.Tensor, flip: torch.Tensor, mirror) -> torch.Tensor:
+    """``y`` where an image was not flipped, ``mirror(y)`` (the flipped images' targets) where it was."""
+    return torch.where(flip.view(-1, *([1] * (y.ndim - 1))), mirror(y), y)
+
+
 def finetune_view(
-    x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, dense: bool
+    x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, dense: bool, mirror=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The paper's finetuning augmentation (appendix A, with the released code's sizes): flip,
     crop with zero padding of H/8, brightness / colour perturbation with greyscale 25 %, and Cutout
     of side H/4, per image. Dense tasks (targets on the feature-map grid, last axis = width) skip the
-    crop, as the paper does for depth, and their targets flip with the image."""
+    crop, as the paper does for depth. Targets follow the flip: ``mirror`` maps a batch of targets
+    to those of the mirrored images (a dense map flips along its width when it is not given)."""
     x, flip = random_flip(x, generator)
-    if dense:
-        y = torch.where(flip.view(-1, *([1] * (y.ndim - 1))), y.flip(-1), y)
-    else:
+    mirror = mirror or ((lambda t: t.flip(-1)) if dense else None)
+    if mirror is not None:
+        y = flip_targets(y, flip, mirror)
+    if not dense:
         x = random_translate(x, max(1, x.shape[2] // 8), generator)
     x = colour_jitter(x, generator, strength=0.4, grey_p=0.25)
     return cutout(x, generator, size=0.25, p=1.0), y

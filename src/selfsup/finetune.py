@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from . import checks, tracking
-from .augment import finetune_view, flip_translate, to_input
+from .augment import finetune_view, flip_targets, random_flip, random_translate, to_input
 from .defaults import DEFAULT_BACKBONE, DEFAULT_BUDGETS, DEFAULT_COLOUR, DEFAULT_SEEDS, DEFAULT_WIDTH
 from .errors import UserError
 from .models import create_backbone
@@ -145,9 +145,10 @@ class SupervisedObjective:
         idx = idx.to(self.images.device)
         x, y = to_input(self.images[idx]), self.targets[idx]
         if self.augment == "paper":
-            return finetune_view(x, y, generator, self.task.dense)
-        if self.pad:
-            x = flip_translate(x, self.pad, generator)
+            return finetune_view(x, y, generator, self.task.dense, self.task.mirrored)
+        if self.pad:  # flip-translate (image-level tasks only: dense ones have no pad)
+            x, flip = random_flip(x, generator)
+            return random_translate(x, self.pad, generator), flip_targets(y, flip, self.task.mirrored)
         return x, y
 
     def loss(self, idx, generator):

@@ -24,6 +24,13 @@ TRAIN_MODEL_FRACTION = 0.8
 CANONICAL_EULER = (0.0, 0.0, -math.pi / 6)  # a three-quarter view that shows each class's parts
 VIEW_SIGMA = 0.5  # rad per axis when V is on
 POSE_BINS = ("up", "forward", "backward", "left", "right")
+# "up" when the up axis is within this angle of vertical: the 20 % quantile of that angle under the V
+# distribution (CANONICAL_EULER + N(0, VIEW_SIGMA²) per axis; 4M draws), so that the five bins are
+# evenly filled as the paper chose them (π/8 put 27 % of the images in bin 0)
+UP_ANGLE = 0.333
+# the bin of a left-right mirrored image: the camera looks along −x, so a horizontal flip maps the
+# world's y to −y (the mirrored Euler angles are (−x, y, −z)): left (−y) and right (+y) swap
+MIRRORED_POSE_BIN = (0, 1, 2, 4, 3)
 TEXTURES = ("noise", "wave", "checker", "brick", "magic", "gradient", "voronoi")
 
 
@@ -95,8 +102,15 @@ def _texture(rng: np.random.Generator, assets: Assets) -> str:
     return f"image:{int(rng.integers(len(assets.textures)))}"
 
 
-# Evenly spaced class hues in a fixed shuffled order, the same for every dataset (cross-variant transfer).
-CLASS_HUES = tuple(float(h) for h in np.random.default_rng(2020).permutation(len(CLASSES)) / len(CLASSES))
+# C off, as the paper describes it ("a random hue is assigned to each class … a new color is chosen by
+# sampling from a normal distribution around the corresponding hue") with the released renderer's
+# spread: each class has a random HSV colour (h, s, v); an image's colour is (h, 0.8 s + 0.2,
+# 0.4 v + 0.6) plus Gaussian noise of s.d. 0.06 on hue and 0.2 on saturation and value, so the
+# classes' colour distributions overlap. The released code drew its table per dataset; ours is one
+# fixed table, the same for every dataset, so that a backbone pretrained on one variant meets the
+# same class colours on another (transfer).
+CLASS_HSV = np.random.default_rng(2020).uniform(0, 1, (len(CLASSES), 3))
+HUE_SD, SAT_VALUE_SD = 0.06, 0.2
 
 
 @dataclass(frozen=True)
@@ -161,12 +175,12 @@ def euler_to_matrix(euler) -> np.ndarray:
 
 
 def pose_bin(euler) -> int:
-    """Where the object's up axis points, seen from the camera on +x: 0 up (within π/8 of
+    """Where the object's up axis points, seen from the camera on +x: 0 up (within ``UP_ANGLE`` of
     vertical), else by its horizontal direction 1 forward (+x, towards the camera), 2 backward,
-    3 left (−y), 4 right (+y). Rotation about the up axis is ignored."""
+    3 left (−y, the image's left), 4 right (+y). Rotation about the up axis is ignored."""
     c = euler_to_matrix(euler) @ np.array([0.0, 0.0, 1.0])
     theta = math.atan2(math.hypot(c[0], c[1]), c[2])
-    if theta < math.pi / 8:
+    if theta < UP_ANGLE:
         return 0
     if abs(c[0]) >= abs(c[1]):
         return 1 if c[0] > 0 else 2
@@ -174,9 +188,10 @@ def pose_bin(euler) -> int:
 
 
 def _class_colour(rng: np.random.Generator, class_id: int) -> tuple[float, float, float]:
-    h = (CLASS_HUES[class_id] + rng.normal(0, 0.03)) % 1.0
-    s = 0.8 * rng.uniform(0.5, 1.0) + 0.2
-    v = 0.4 * rng.uniform(0.5, 1.0) + 0.6
+    h, s, v = CLASS_HSV[class_id]
+    h = (h + rng.normal(0, HUE_SD)) % 1.0
+    s = float(np.clip(0.8 * s + 0.2 + rng.normal(0, SAT_VALUE_SD), 0.0, 1.0))
+    v = float(np.clip(0.4 * v + 0.6 + rng.normal(0, SAT_VALUE_SD), 0.0, 1.0))
     return tuple(float(x) for x in colorsys.hsv_to_rgb(h, s, v))
 
 

@@ -229,6 +229,12 @@ def check_targets(task: Task, targets: np.ndarray, data) -> None:
                 f"dataset folder {str(data)!r}: {task.name} label {int(flat[bad][0])} is out of range "
                 f"0…{task.outputs - 1} ({int(bad.sum())} such labels)"
             )
+        if len(np.unique(flat)) < 2:
+            hint = f": {task.one_class_hint}" if task.one_class_hint else ""
+            raise UserError(
+                f"dataset folder {str(data)!r}: every {task.name} label is {int(flat[0])}, "
+                f"so there is nothing to learn{hint}"
+            )
     elif not np.isfinite(flat.astype(np.float64)).all():
         raise UserError(f"dataset folder {str(data)!r}: {task.name} targets hold NaN or infinite values")
 
@@ -274,9 +280,12 @@ def prepare(
         default_device(),
         sha256_file(Path(init) / BACKBONE_FILE) if pretrained is not None else "",
     )
-    sweep.chance = t.chance_metrics(targets[sweep.test_idx])
     for b in budgets:  # check every budget before any training
         sweep.subset(b, 0)
+    # chance: what a learner that knows only the training prior scores (class-balanced budgets: the
+    # mean test share of the classes, 1/K on a balanced test split), read off the largest budget
+    prior = targets[sweep.subset(max(budgets), 0)] if budgets else None
+    sweep.chance = t.chance_metrics(targets[sweep.test_idx], prior)
     return sweep
 
 

@@ -39,15 +39,32 @@ class Task:
     chance: Callable[[np.ndarray], dict[str, float]] | None = None
     # the values a regression probe fits, from the targets (depth's targets carry an object mask too)
     fit_target: Callable[[torch.Tensor], torch.Tensor] = lambda y: y
+    # the targets of the left-right mirrored images (None: a dense target map flips along its last
+    # axis, the width; an image-level target is unchanged, unless the task says otherwise: pose)
+    mirror: Callable[[torch.Tensor], torch.Tensor] | None = None
+    one_class_hint: str = ""  # why a dataset may hold one class only, and what to do (the error says it)
+
+    def mirrored(self, y: torch.Tensor) -> torch.Tensor:
+        """The targets ``y`` of the same images flipped horizontally: labels follow the flip."""
+        if self.mirror is not None:
+            return self.mirror(y)
+        return y.flip(-1) if self.dense else y
 
     def strata(self, targets: np.ndarray) -> np.ndarray:
         """What label budgets balance over: the class of image-level classification tasks, nothing
         (one stratum) for dense tasks."""
         return targets if not self.dense and self.kind == "classify" else np.zeros(len(targets), np.int64)
 
-    def chance_metrics(self, targets: np.ndarray) -> dict[str, float]:
-        """The task's metrics for the best constant predictor on ``targets`` (empty if undefined)."""
-        return self.chance(targets) if self.chance else {}
+    def chance_metrics(self, targets: np.ndarray, train: np.ndarray | None = None) -> dict[str, float]:
+        """The task's metrics for a constant predictor on ``targets`` (empty if undefined): for an
+        image-level classification, one that knows only the prior of the ``train`` labels, if given."""
+        if not self.chance:
+            return {}
+        return (
+            self.chance(targets, train)
+            if train is not None and self.kind == "classify" and not self.dense
+            else self.chance(targets)
+        )
 
 
 TASKS: Registry[Task] = Registry("task")
