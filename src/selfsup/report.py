@@ -347,8 +347,7 @@ def _figures(
             fig.add_vrect(x0=n / 1.2, x1=n * 1.2, fillcolor="lightgrey", opacity=0.35, line_width=0, layer="below")
         fig.add_hline(y=0, line_dash="dot", line_color="grey")
         fig.update_layout(
-            title=f"{task}: utility U(n) = n̂/n − 1 (grey bands: ends of the scratch curve, where U is censored; "
-            "▲ lower bound: pretrained beats every scratch run; ▼ upper bound: below the smallest)",
+            title=f"{task}: utility U(n) = n̂/n − 1 (grey: ends of the scratch curve, where U is censored)",
             xaxis=dict(type="log", title="labelled training images"),
             yaxis_title="utility",
             template="plotly_white",
