@@ -245,3 +245,52 @@ def test_chance_and_best_mean_never_average_over_datasets():
     t = chance_levels(pd.DataFrame(rows), METRIC).iloc[0]
     assert t.best_mean == pytest.approx(1.0) and t.best_by == "scratch (finetune, n=100, finetune_variant ----)"
     assert t.chance == pytest.approx(0.14)  # the highest of the datasets' chance levels
+
+
+def _util_row(method, n, u, lo, hi, task="classification", variant="-C--"):
+    return {
+        "method": method,
+        "task": task,
+        "protocol": "finetune",
+        "label_budget": n,
+        "utility": u,
+        "ci_low": lo,
+        "ci_high": hi,
+        "status": "ok",
+        "finetune_variant": variant,
+        "pretrain_variant": variant,
+    }
+
+
+def test_the_answer_names_a_saving_with_its_interval_and_otherwise_the_detectable_utility():
+    from selfsup.analysis import answer
+
+    inf = float("inf")
+    util = pd.DataFrame(
+        [
+            _util_row("rotation", 30, 0.3, -inf, 2.0),
+            _util_row("rotation", 100, 0.8, 0.2, 1.5),
+            _util_row("rotation", 1000, -0.2, -0.6, inf),
+            _util_row("simclr", 100, 0.1, -0.3, 0.6),
+            _util_row("rotation", 30, 0.1, -inf, 1.0, variant="TC--"),
+            _util_row("rotation", 100, 0.1, -0.4, 0.7, variant="TC--"),
+            _util_row("rotation", 1000, 0.0, -0.5, inf, variant="TC--"),
+            _util_row("rotation", 100, 0.1, -inf, inf, task="pose"),
+            _util_row("rotation", 1000, 0.1, -inf, inf, task="pose"),
+        ]
+    )
+    power = pd.DataFrame(
+        {"task": "classification", "finetune_variant": "TC--", "label_budget": [100], "min_detectable_u": [1.0]}
+    )
+    lines = answer(util, power)
+    assert lines[0] == (
+        "classification (-C--): rotation saves labels at 100: U = +0.80 [+0.20, +1.50] (scratch needs 1.8× the "
+        "labels) (interior budgets 100 labels)."
+    )
+    assert lines[1] == (
+        "classification (TC--): no method's utility differs measurably from 0 at any budget (interior budgets "
+        "100 labels: the intervals together span [-0.40, +0.70]; the smallest U its seed noise detects there "
+        "with 80 % power is 1.00)."
+    )
+    assert "has no interior budget (100, 1000 labels" in lines[2]
+    assert answer(util.assign(ci_low=float("nan"), ci_high=float("nan")))[0].startswith("No finetuned utility")

@@ -182,3 +182,35 @@ def test_figures_export_to_png_and_svg(tmp_path):
     assert len(pngs) == len(svgs) >= 5 and {p.stem for p in pngs} == {p.stem for p in svgs}
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     assert all(b"<svg" in p.read_bytes()[:2000] for p in svgs)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium: run scripts/setup.sh")
+def test_the_first_screen_states_the_answer_from_the_data(tmp_path):
+    """A 5-seed study over six budgets where pretraining halves the labels (U = 1): the page opens
+    on the generated answer (with the saving, its interval and the detectable U), then the utility
+    figure with its greyed ends and detectable band, before anything else."""
+    from selfsup.power import simulated_study
+
+    rng = np.random.default_rng(3)
+    budgets = [30, 60, 120, 250, 500, 1000]
+    scratch, pre = simulated_study(rng, 5, 1.0, budgets, 0.02)
+    rows = [
+        {**r, "method": m, "task": "classification", "protocol": "finetune", "metric": "accuracy"}
+        for m, df in (("scratch", scratch), ("rotation", pre))
+        for r in df.to_dict("records")
+    ]
+    (tmp_path / "res").mkdir()
+    pd.DataFrame(rows).to_csv(tmp_path / "res" / "results.csv", index=False)
+    make_report([tmp_path / "res"], tmp_path / "rep", n_boot=200)
+    dom, errors = open_in_chromium(tmp_path / "rep" / "index.html")
+    assert errors == []
+    body = dom[dom.index("<h1>") :]
+    first = re.search(r'<div id="answer">.*?</div>', body, re.S)
+    assert first and body.index('<div id="answer">') < body.index("<h2>What was run</h2>")
+    text = re.sub(r"<[^>]+>", " ", first.group(0))
+    assert re.search(r"rotation saves labels at \d+: U = \+\d\.\d\d \[\+\d\.\d\d, \+\d\.\d\d\]", text), text
+    assert "80 % power" in text
+    after = body[first.end() :]
+    assert after.index('id="classification-utility"') < after.index("<h2>What was run</h2>")
+    power = pd.read_csv(tmp_path / "rep" / "power.csv")
+    assert power.label_budget.tolist() == budgets and (power.power_u1.iloc[1:5] > 0.5).all()

@@ -293,3 +293,75 @@ def readout_table(readout: pd.DataFrame) -> pd.DataFrame:
     df = readout[readout.status == "ok"]
     df = df.assign(above_chance=df.value - df.chance)
     return df.sort_values(["variant", "backbone", "factor", "method"])[cols].reset_index(drop=True)
+
+
+def _fmt_ci(lo: float, hi: float) -> str:
+    def end(v: float) -> str:
+        return "−∞" if v == -math.inf else "+∞" if v == math.inf else f"{v:+.2f}"
+
+    return f"[{end(lo)}, {end(hi)}]"
+
+
+def answer(util: pd.DataFrame, power: pd.DataFrame | None = None) -> list[str]:
+    """The study's answer in a sentence per finetuned curve context (task, and variant where the
+    table has several): at which budgets a method's 95 % interval shows a saving (above 0) or a loss
+    (below 0), and otherwise the range of the intervals at the interior budgets and the smallest U
+    the study's own seed noise could detect there (``power``, 80 %). Written from the data. Censored
+    intervals make every budget honest evidence (an end of the curve only ever shows one sign)."""
+    ft = util[(util.protocol == "finetune") & util.ci_low.notna()]
+    if ft.empty:
+        return ["No finetuned utility has an interval (fewer than 3 seeds), so this study gives no answer."]
+    ctx = [c for c in ("finetune_variant",) if c in ft.columns and ft[c].nunique() > 1]
+    if "pretrain_variant" in ft.columns and "finetune_variant" in ft.columns:
+        pv = ft.pretrain_variant.fillna("").astype(str)
+        if ((pv != "") & (pv != ft.finetune_variant.astype(str))).any():
+            ctx.append("pretrain_variant")
+    out = []
+    for key, g in ft.groupby(["task", *ctx], sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        task = key[0]
+        where = ", ".join(
+            f"pretrained on {v}" if c == "pretrain_variant" else str(v) for c, v in zip(ctx, key[1:]) if v
+        )
+        label = f"{task} ({where})" if where else task
+        budgets = sorted(g.label_budget.unique())
+        inner = g[(g.label_budget > budgets[0]) & (g.label_budget < budgets[-1])]
+        found = []
+        for r in g.sort_values(["label_budget", "method"]).itertuples():
+            ci = _fmt_ci(r.ci_low, r.ci_high)
+            if r.ci_low > 0:
+                times = f"scratch needs {1 + r.utility:.1f}× the labels" if pd.notna(r.utility) else "a lower bound"
+                u = f"{r.utility:+.2f}" if pd.notna(r.utility) else "n/a"
+                found.append(f"{r.method} saves labels at {r.label_budget}: U = {u} {ci} ({times})")
+            elif r.ci_high < 0:
+                u = f"U = {r.utility:+.2f}" if pd.notna(r.utility) else "U below the scratch curve"
+                found.append(f"{r.method} costs labels at {r.label_budget}: {u} {ci}")
+        if inner.empty:
+            head = f"{label}: " + ("; ".join(found) + ". " if found else "")
+            out.append(
+                head + f"The study has no interior budget ({', '.join(map(str, budgets))} labels are both ends of "
+                "the scratch curve, where U is censored on one side), so it cannot measure a utility curve."
+            )
+            continue
+        lo, hi = float(inner.ci_low.min()), float(inner.ci_high.max())
+        n_in = sorted(int(b) for b in inner.label_budget.unique())
+        span = f"{n_in[0]} labels" if len(n_in) == 1 else f"{n_in[0]}–{n_in[-1]} labels"
+        mdu = ""
+        if power is not None and not power.empty:
+            p = power[(power.task == task) & power.label_budget.isin(n_in)]
+            for c, v in zip(ctx, key[1:]):
+                if c in p.columns:
+                    p = p[p[c].astype(str) == str(v)]
+            m = p.min_detectable_u.dropna()
+            if len(m):
+                mdu = f"; the smallest U its seed noise detects there with 80 % power is {m.min():.2f}"
+            elif len(p):  # the power analysis ran on this curve and found nothing it can see
+                mdu = "; there its seed noise cannot detect even U = 4 with 80 % power"
+        if found:
+            out.append(f"{label}: " + "; ".join(found) + f" (interior budgets {span}{mdu}).")
+        else:
+            out.append(
+                f"{label}: no method's utility differs measurably from 0 at any budget (interior budgets {span}: "
+                f"the intervals together span {_fmt_ci(lo, hi)}{mdu})."
+            )
+    return out

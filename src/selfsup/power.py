@@ -99,3 +99,102 @@ def interval_rates(
     w = np.array(widths)
     med = np.array([np.median(c[np.isfinite(c)]) if np.isfinite(c).any() else np.nan for c in w.T])
     return Rates(covered / studies, excludes / studies, open_low / studies, open_high / studies, med)
+
+
+U_GRID = (0.25, 0.5, 1.0, 2.0, 4.0)  # utilities a power analysis tries: 1.25× … 5× the labels
+POWER = 0.8
+
+
+def measured_curve(budgets, means) -> Callable[[np.ndarray], np.ndarray]:
+    """A scratch curve through measured means (made monotone), linear in log n between budgets and
+    flat beyond the largest: what a pretrained model scoring "scratch at (1 + U) n" would score."""
+    n = np.log(np.asarray(budgets, dtype=float))
+    v = np.maximum.accumulate(np.asarray(means, dtype=float))
+    return lambda m: np.interp(np.log(np.asarray(m, dtype=float)), n, v)
+
+
+def detection_power(
+    budgets,
+    means,
+    sds,
+    seeds: int,
+    u_grid=U_GRID,
+    studies: int = 200,
+    draws: int = 400,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
+    """(len(u_grid), B): per true U and budget, the share of simulated studies whose 95 % interval
+    lies above 0, for a scratch curve with these per-budget ``means`` and seed s.d. ``sds`` (as
+    measured) at ``seeds`` seeds; NaN where (1 + U) n lies beyond the largest budget (U censored)."""
+    rng = rng or np.random.default_rng([seeds, len(budgets), 2020])
+    n = np.asarray(budgets, dtype=float)
+    curve = measured_curve(n, means)
+    sigma = np.maximum(np.asarray(sds, dtype=float), 1e-6)
+    out = np.full((len(u_grid), len(n)), np.nan)
+    for i, u in enumerate(u_grid):
+        inside = n * (1 + u) <= n[-1]
+        if not inside.any():
+            continue
+        hits = np.zeros(len(n))
+        for _ in range(studies):
+            scratch, pre = simulated_study(rng, seeds, u, n, sigma, curve)
+            lo, _, _ = utility_interval(scratch, pre, draws=draws, rng=rng)
+            hits += lo > 0
+        out[i] = np.where(inside, hits / studies, np.nan)
+    return out
+
+
+def minimum_detectable(power: np.ndarray, u_grid=U_GRID, target: float = POWER) -> np.ndarray:
+    """Per budget, the smallest U of ``u_grid`` detected with at least ``target`` power (NaN: none)."""
+    out = np.full(power.shape[1], np.nan)
+    for j in range(power.shape[1]):
+        ok = [u for u, p in zip(u_grid, power[:, j]) if np.isfinite(p) and p >= target]
+        out[j] = min(ok) if ok else np.nan
+    return out
+
+
+def power_table(curves: pd.DataFrame, baseline: str = "scratch", studies: int = 200, draws: int = 400) -> pd.DataFrame:
+    """The study's own power, per task and scratch curve of ``curves`` (mean, std, seeds per budget):
+    at each budget the seed s.d., the power to detect U = 1 (pretraining halves the labels) and the
+    minimum detectable U at 80 % power (``U_GRID``), by simulation from the measured curve and s.d.
+    At the largest budget a saving is never detectable (U above 0 is censored at 0 there); at the
+    smallest only one large enough to put the pretrained mean inside the curve."""
+    cols = ["task", "label_budget", "seeds", "sd", "power_u1", "min_detectable_u", "where"]
+    rows = []
+    keys = [
+        c
+        for c in curves.columns
+        if c not in ("method", "protocol", "label_budget", "mean", "std", "seeds", "ci_low", "ci_high")
+    ]
+    scratch = curves[(curves.method == baseline) & (curves.protocol == "finetune")]
+    for key, g in scratch.groupby(keys, sort=True, dropna=False) if keys else [((), scratch)]:
+        g = g.sort_values("label_budget")
+        if len(g) < 2 or g.seeds.min() < 3:
+            continue
+        n, k = g.label_budget.to_numpy(), int(g.seeds.min())
+        p = detection_power(n, g["mean"], g["std"].fillna(0), k, studies=studies, draws=draws)
+        mdu = minimum_detectable(p)
+        u1 = p[list(U_GRID).index(1.0)]
+        key = key if isinstance(key, tuple) else (key,)
+        ctx = dict(zip(keys, key))
+        for j, b in enumerate(n):
+            where = (
+                "smallest budget (a loss is censored)"
+                if j == 0
+                else "largest budget (a saving is censored)"
+                if j == len(n) - 1
+                else "interior"
+            )
+            rows.append(
+                {
+                    **ctx,
+                    "label_budget": int(b),
+                    "seeds": k,
+                    "sd": float(g["std"].iloc[j]),
+                    "power_u1": float(u1[j]),
+                    "min_detectable_u": float(mdu[j]),
+                    "where": where,
+                }
+            )
+    extra = [c for c in keys if c != "task"]
+    return pd.DataFrame(rows, columns=cols[:1] + extra + cols[1:])

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import checks, tracking
+from . import analysis, checks, tracking
 from .defaults import PREDICTIONS, READOUT_FILE, SCRATCH
 from .errors import UserError
 from .provenance import atomic_write_json, atomic_write_text, staged_folder
@@ -238,7 +238,7 @@ def _write_report(
         atomic_write_text(out / name, table.to_csv(index=False))
     atomic_write_json(out / "metrics.json", built.metrics)
     figures = (
-        _figures(curves, util, metric_of_task, tables["chance"])
+        _figures(curves, util, metric_of_task, tables["chance"], tables["power"])
         + _analysis_figures(tables)
         + _prediction_figures(predictions or [])
     )
@@ -246,6 +246,9 @@ def _write_report(
     if export:
         _export(out, figures, export)
     return built.metrics
+
+
+_POWER_VALUES = ("task", "label_budget", "seeds", "sd", "power_u1", "min_detectable_u", "where")
 
 
 def _scratch_budgets(curves: pd.DataFrame, task: str, context: dict) -> list[int]:
@@ -259,7 +262,11 @@ def _scratch_budgets(curves: pd.DataFrame, task: str, context: dict) -> list[int
 
 
 def _figures(
-    curves: pd.DataFrame, util: pd.DataFrame, metric_of_task: dict[str, str], chance: pd.DataFrame | None = None
+    curves: pd.DataFrame,
+    util: pd.DataFrame,
+    metric_of_task: dict[str, str],
+    chance: pd.DataFrame | None = None,
+    power: pd.DataFrame | None = None,
 ) -> list[tuple[str, object]]:
     import plotly.graph_objects as go
 
@@ -338,6 +345,21 @@ def _figures(
                         marker=dict(
                             color="lightgrey", symbol="triangle-down", size=12, line=dict(color="grey", width=1)
                         ),
+                    )
+                )
+        mdu = power[(power.task == task)].dropna(subset=["min_detectable_u"]) if power is not None else None
+        if mdu is not None and len(mdu):  # below this band a true U is detected with < 80 % power
+            by = [c for c in mdu.columns if c not in _POWER_VALUES]
+            for _, band in mdu.groupby(by, dropna=False, sort=True) if by else [((), mdu)]:
+                fig.add_trace(
+                    go.Scatter(
+                        x=band.label_budget,
+                        y=band.min_detectable_u,
+                        name="minimum detectable U (80 % power, this study's seed noise)",
+                        mode="lines+markers",
+                        line=dict(color="rgba(120,120,120,0.6)", dash="dash"),
+                        fill="tozeroy",
+                        fillcolor="rgba(160,160,160,0.15)",
                     )
                 )
         ends = _scratch_budgets(curves, task, {})
@@ -608,6 +630,11 @@ def _write_html(
         fig.to_html(full_html=False, include_plotlyjs=False, div_id=name, config={"displaylogo": False})
         for name, fig in figures
     ]
+    # the answer's figures (each task's utility, with its censored ends and detectable band, and its
+    # curves) come right below it; the analysis figures follow under "Figures"
+    first = [p for (name, _), p in zip(figures, parts) if name.endswith(("-utility", "-metric"))]
+    parts = [p for (name, _), p in zip(figures, parts) if not name.endswith(("-utility", "-metric"))]
+    answer = "".join(f"<li>{html.escape(a)}</li>" for a in analysis.answer(util, tables.get("power")))
     methods = sorted(results.method.unique())
     seeds = sorted(results.seed.unique())
     budgets = sorted(results.label_budget.unique())
@@ -668,6 +695,8 @@ def _write_html(
 table{{border-collapse:collapse;margin:0.5em 0}}td,th{{border:1px solid #ccc;padding:4px 8px}}
 .note{{color:#666}}</style></head><body>
 <h1>How many labels does self-supervised pretraining save?</h1>
+<div id="answer"><h2>The answer</h2><ul>{answer}</ul></div>
+{"".join(f'<div class="figure">{p}</div>' for p in first)}
 <h2>What was run</h2>
 <p>Methods: {html.escape(", ".join(methods))} (scratch is the baseline). Tasks and headline metrics:
 {html.escape(", ".join(f"{t} ({m})" for t, m in metric_of_task.items()))}.

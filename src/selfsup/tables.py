@@ -16,6 +16,7 @@ import pandas as pd
 from . import analysis
 from .defaults import SCRATCH
 from .errors import UserError
+from .power import power_table
 from .utility import CONTEXT, LOWER_BOUND, OK, PRETRAINED_CONTEXT, mean_interval, utility_table
 
 REQUIRED = ["method", "task", "protocol", "label_budget", "seed", "metric", "value"]
@@ -333,6 +334,9 @@ def report_tables(
         "compute": times,
         "tuning": tuning if tuning is not None else tuning_trials(pd.DataFrame()),
         "labels_saved": analysis.labels_saved(util, pretrain_hours(times), set_of_task),
+        # the study's own power: per scratch curve point, U = 1's detection rate and the minimum
+        # detectable U, simulated from the measured seed s.d. (n_boot / 5 studies of min(n_boot, 400) draws)
+        "power": power_table(curves, studies=max(20, n_boot // 5), draws=min(n_boot, 400)),
     }
     metrics = headline_numbers(util, curves)
     metrics["chance"] = {
