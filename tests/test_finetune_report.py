@@ -156,6 +156,11 @@ def test_report_reads_cells_from_an_mlflow_experiment(tiny_dataset, tmp_path, mo
     assert dict(zip(curves.label_budget, curves["mean"])) == pytest.approx(acc.to_dict())
     compute = pd.read_csv(tmp_path / "rep" / "compute.csv")
     assert "finetune" in set(compute.stage) and (compute.wall_s > 0).all()
+    # the cost in machine-independent terms, summed over the stage's cells: 2 cells × 2 steps × 4 images,
+    # each ≈ 9.09 GFLOP (full ResNet9, 64², forward + backward; notes/perf.md) × 0.125² × (32/64)²
+    ft = compute[compute.stage == "finetune"].iloc[0]
+    assert ft.train_images == 16
+    assert ft.train_gflop / 16 == pytest.approx(9.09 * 0.125**2 / 4, rel=0.2)
     with pytest.raises(UserError, match="'no-such-experiment'"):
         make_report([], tmp_path / "rep2", mlflow_experiment="no-such-experiment")
 

@@ -33,7 +33,7 @@ from .models import BACKBONES, create_backbone
 from .progress import step_bar
 from .provenance import atomic_write_json, git_commit
 from .schedule import check_schedule
-from .train import TrainConfig, fit
+from .train import TrainConfig, cost_totals, fit
 
 
 @dataclass(frozen=True)
@@ -265,6 +265,7 @@ def pretrain(
             os.replace(tmp, out / BACKBONE_FILE)  # never a half-written backbone
             atomic_write_json(out / META_FILE, meta)
             tracking.log_metrics({"final_loss": meta["final_loss"], "train_time_s": meta["train_time_s"]})
+            tracking.log_metrics(cost_totals(history))
             tracking.log_artifact(out / CHECKPOINT_FILE)
             if register:
                 name = model_name(ds.set_name, backbone, method)

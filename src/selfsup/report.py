@@ -18,6 +18,7 @@ from .defaults import PREDICTIONS, READOUT_FILE, SCRATCH
 from .errors import UserError
 from .provenance import atomic_write_json, atomic_write_text, staged_folder
 from .tables import (
+    COST_COLUMNS,
     REQUIRED,
     check_results,
     dvc_plot_tables,
@@ -197,7 +198,7 @@ def make_report(
 
 def load_compute(path: str | Path) -> pd.DataFrame:
     """The stage times of an earlier report (its ``compute.csv``), checked for the columns it needs."""
-    cols = list(stage_times(pd.DataFrame()).columns)
+    cols = [c for c in stage_times(pd.DataFrame()).columns if c not in COST_COLUMNS]  # older tables lack the cost
     p = Path(path)
     if not p.is_file():
         raise UserError(f"compute table {str(p)!r} does not exist (give an earlier report's compute.csv)")
@@ -208,7 +209,7 @@ def load_compute(path: str | Path) -> pd.DataFrame:
     missing = [c for c in cols if c not in df.columns]
     if missing:
         raise UserError(f"compute table {str(p)!r} lacks the column(s) {', '.join(missing)}")
-    return df[cols]
+    return df.reindex(columns=[*cols, *(c for c in COST_COLUMNS if c in df.columns)])
 
 
 def _write_report(

@@ -36,7 +36,7 @@ from .provenance import atomic_write_json, atomic_write_text, code_hash, sha256_
 from .shards import label as shard_label
 from .shards import mine as shards_of
 from .tasks import Task, get_task
-from .train import default_device
+from .train import cost_totals, default_device
 
 RESULT_COLUMNS = ["method", "task", "protocol", "label_budget", "seed", "metric", "value"]
 
@@ -323,6 +323,7 @@ def run_cells(
             for epoch, logs in enumerate(history):
                 tracking.log_metrics(logs, step=epoch)
             tracking.log_metrics({f"test_{m}": v for m, v in metrics.items()})
+            tracking.log_metrics(cost_totals(history))
         atomic_write_json(
             out / "cells" / cell.file_name,
             {"settings_hash": settings_hash, "test": metrics, "label_budget": budget, "seed": seed},

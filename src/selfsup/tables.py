@@ -104,11 +104,15 @@ def results_from_mlflow(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=None if rows else REQUIRED)
 
 
+COST_COLUMNS = ["rendered", "train_images", "train_gflop"]
+
+
 def stage_times(runs: pd.DataFrame, dataset_hashes: set[str] | None = None) -> pd.DataFrame:
     """Compute accounting: wall time and device of every top-level stage run in MLflow (the latest
     run of each name: a stage run again replaces its earlier runs), only those on the datasets
     behind the reported results when ``dataset_hashes`` is given."""
     cols = ["stage", "run_name", "method", "set", "variant", "backbone", "dataset_hash", "start", "wall_s", "device"]
+    cols += COST_COLUMNS
     if runs.empty:
         return pd.DataFrame(columns=cols)
     if dataset_hashes and "tag.dataset_hash" in runs.columns:
@@ -136,6 +140,19 @@ def stage_times(runs: pd.DataFrame, dataset_hashes: set[str] | None = None) -> p
             "device": col("param.device"),
         }
     )
+
+    # the cost in machine-independent terms: images rendered; images through the training step and their
+    # GFLOPs (torch's flop counter, forward and backward), a stage's own or the sum of its nested cells'
+    def total(metric: str) -> pd.Series:
+        own = col(f"metric.{metric}").astype(float)
+        if f"metric.{metric}" in runs.columns:
+            cells = runs[runs.parent_id.notna()].groupby("parent_id")[f"metric.{metric}"].sum(min_count=1)
+            own = own.fillna(top.run_id.map(cells))
+        return own
+
+    out["rendered"] = pd.to_numeric(col("param.count"), errors="coerce").where(top.stage == "render")
+    out["train_images"] = total("train_images")
+    out["train_gflop"] = total("train_gflop").round(1)
     # a stage run again replaces its earlier runs: the same name on the same data and backbone
     out = out.sort_values("start").drop_duplicates(["stage", "run_name", "dataset_hash", "backbone"], keep="last")
     return out.sort_values("start")[cols].reset_index(drop=True)

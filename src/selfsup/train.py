@@ -9,6 +9,7 @@ optimiser, RNG state, epoch), so a run killed with ``kill -9`` ends like an unin
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from typing import Protocol
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from . import distributed
 from .errors import UserError
@@ -116,6 +118,7 @@ def fit(
         torch.set_rng_state(state["torch_rng"])
         start, history = state["epoch"], list(state["history"])
 
+    flop_per_step = None
     for epoch in range(start, cfg.epochs):
         module.train()
         t0 = time.perf_counter()
@@ -123,13 +126,20 @@ def fit(
         loss_sum = torch.zeros((), device=dev)  # summed on the device: no host sync per step
         extra: dict[str, float] = {}
         for i in range(cfg.steps_per_epoch):
-            with autocast:
-                if stacked:
-                    loss, scalars = objective.loss([b[i] for b in batches], gens)
-                else:
-                    loss, scalars = objective.loss(batches[0][i][rank::world], aug)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            # the cost in machine-independent terms: torch's flop counter watches this run's first step
+            # (forward and backward; it only observes, the step is the same); stacked steps run under
+            # vmap, which it does not follow, so they are not counted
+            count = FlopCounterMode(display=False) if i == 0 and flop_per_step is None and not stacked else None
+            with count or contextlib.nullcontext():
+                with autocast:
+                    if stacked:
+                        loss, scalars = objective.loss([b[i] for b in batches], gens)
+                    else:
+                        loss, scalars = objective.loss(batches[0][i][rank::world], aug)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+            if count is not None:
+                flop_per_step = count.get_total_flops()
             distributed.average_gradients(params)
             opt.step()
             sched.step()
@@ -146,6 +156,9 @@ def fit(
             "lr": opt.param_groups[0]["lr"],
             "images_per_s": cfg.steps_per_epoch * cfg.batch_size * len(gens) / dt,
             "epoch_time_s": dt,
+            # images through the training step this epoch (all replicas) and the FLOPs that took
+            "train_images": cfg.steps_per_epoch * cfg.batch_size * len(gens),
+            "train_gflop": flop_per_step * cfg.steps_per_epoch / 1e9 if flop_per_step is not None else float("nan"),
             **{k: float(v) / cfg.steps_per_epoch for k, v in extra.items()},
         }
         if on_epoch:
@@ -168,3 +181,13 @@ def fit(
                 },
             )
     return history
+
+
+def cost_totals(history: list[dict]) -> dict[str, float]:
+    """A run's cost in machine-independent terms from its per-epoch logs (:func:`fit`):
+    images through the training step and the GFLOPs that took (left out where they were not counted)."""
+    out = {"train_images": float(sum(h.get("train_images", 0) for h in history))}
+    flops = [h.get("train_gflop", float("nan")) for h in history]
+    if flops and all(math.isfinite(f) for f in flops):
+        out["train_gflop"] = float(sum(flops))
+    return out
