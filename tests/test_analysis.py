@@ -245,6 +245,10 @@ def test_chance_and_best_mean_never_average_over_datasets():
     t = chance_levels(pd.DataFrame(rows), METRIC).iloc[0]
     assert t.best_mean == pytest.approx(1.0) and t.best_by == "scratch (finetune, n=100, finetune_variant ----)"
     assert t.chance == pytest.approx(0.14)  # the highest of the datasets' chance levels
+    # learned? scratch's top on its weakest curve (TCVL: 0.3) against twice the chance level
+    assert t.scratch_top == pytest.approx(0.3) and t.learned
+    low = chance_levels(pd.DataFrame([{**r, "chance": 0.2} for r in rows]), METRIC).iloc[0]
+    assert not low.learned  # 0.3 < 2 × 0.2
 
 
 def _util_row(method, n, u, lo, hi, task="classification", variant="-C--"):
@@ -294,3 +298,8 @@ def test_the_answer_names_a_saving_with_its_interval_and_otherwise_the_detectabl
     )
     assert "has no interior budget (100, 1000 labels" in lines[2]
     assert answer(util.assign(ci_low=float("nan"), ci_high=float("nan")))[0].startswith("No finetuned utility")
+    chance = pd.DataFrame({"task": ["pose"], "chance": [0.2], "scratch_top": [0.31], "learned": [False]})
+    assert answer(util, power, chance)[2] == (
+        "pose (-C--): not learned at this compute (scratch's mean at its largest budget, 0.310, is below twice the "
+        "chance level 0.200), so its utility says nothing."
+    )

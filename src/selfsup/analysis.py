@@ -302,7 +302,7 @@ def _fmt_ci(lo: float, hi: float) -> str:
     return f"[{end(lo)}, {end(hi)}]"
 
 
-def answer(util: pd.DataFrame, power: pd.DataFrame | None = None) -> list[str]:
+def answer(util: pd.DataFrame, power: pd.DataFrame | None = None, chance: pd.DataFrame | None = None) -> list[str]:
     """The study's answer in a sentence per finetuned curve context (task, and variant where the
     table has several): at which budgets a method's 95 % interval shows a saving (above 0) or a loss
     (below 0), and otherwise the range of the intervals at the interior budgets and the smallest U
@@ -324,6 +324,16 @@ def answer(util: pd.DataFrame, power: pd.DataFrame | None = None) -> list[str]:
             f"pretrained on {v}" if c == "pretrain_variant" else str(v) for c, v in zip(ctx, key[1:]) if v
         )
         label = f"{task} ({where})" if where else task
+        if chance is not None and "learned" in chance.columns:
+            c = chance[chance.task == task]
+            learned = c.learned.iloc[0] if len(c) else None
+            if learned is not None and not pd.isna(learned) and not bool(learned):
+                r = c.iloc[0]
+                out.append(
+                    f"{label}: not learned at this compute (scratch's mean at its largest budget, {r.scratch_top:.3f}, "
+                    f"is below twice the chance level {r.chance:.3f}), so its utility says nothing."
+                )
+                continue
         budgets = sorted(g.label_budget.unique())
         inner = g[(g.label_budget > budgets[0]) & (g.label_budget < budgets[-1])]
         found = []

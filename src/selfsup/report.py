@@ -635,7 +635,9 @@ def _write_html(
     # curves) come right below it; the analysis figures follow under "Figures"
     first = [p for (name, _), p in zip(figures, parts) if name.endswith(("-utility", "-metric"))]
     parts = [p for (name, _), p in zip(figures, parts) if not name.endswith(("-utility", "-metric"))]
-    answer = "".join(f"<li>{html.escape(a)}</li>" for a in analysis.answer(util, tables.get("power")))
+    answer = "".join(
+        f"<li>{html.escape(a)}</li>" for a in analysis.answer(util, tables.get("power"), tables.get("chance"))
+    )
     methods = sorted(results.method.unique())
     seeds = sorted(results.seed.unique())
     budgets = sorted(results.label_budget.unique())

@@ -240,7 +240,7 @@ def chance_levels(results: pd.DataFrame, metric_of_task: dict[str, str]) -> pd.D
     """Each task's headline metric beside its chance level (what a constant or majority predictor
     scores on the test split, from the results' ``chance`` column; the highest of the datasets' when the
     results hold several) and the best mean over seeds that any one curve point reaches."""
-    cols = ["task", "metric", "chance", "best_mean", "best_by"]
+    cols = ["task", "metric", "chance", "best_mean", "best_by", "scratch_top", "learned"]
     rows = []
     for task, metric in metric_of_task.items():
         sel = results[(results.task == task) & (results.metric == metric)]
@@ -251,13 +251,32 @@ def chance_levels(results: pd.DataFrame, metric_of_task: dict[str, str]) -> pd.D
         means = sel.groupby(["method", "protocol", "label_budget", *ctx], dropna=False)["value"].mean()
         best = means.idxmax()
         where = "".join(f", {k} {v}" for k, v in zip(ctx, best[3:]) if pd.notna(v) and v != "")
+        # is the task learned at all? scratch's mean at its largest budget (the lowest over its curves)
+        # against twice the chance level (SPEC §7: a default study runs only tasks it learns)
+        scratch = means.xs(SCRATCH, level="method") if SCRATCH in means.index.get_level_values("method") else None
+        top = float("nan")
+        if scratch is not None:
+            frame = scratch.reset_index()
+            ends = frame.loc[
+                frame.groupby([c for c in frame.columns if c not in ("label_budget", "value")], dropna=False)[
+                    "label_budget"
+                ].idxmax()
+            ]
+            top = float(ends.value.min())
+        level = float(chance.max()) if len(chance) else float("nan")
         rows.append(
             {
                 "task": task,
                 "metric": metric,
-                "chance": float(chance.max()) if len(chance) else float("nan"),
+                "chance": level,
                 "best_mean": float(means.max()),
                 "best_by": f"{best[0]} ({best[1]}, n={best[2]}{where})",
+                "scratch_top": top,
+                # judged where chance is a prior's accuracy (classification, pose); a dense metric's chance
+                # (mIoU 0, the best constant depth's δ 0.78) makes "twice chance" trivial or impossible
+                "learned": bool(top >= 2 * level)
+                if metric == "accuracy" and np.isfinite(top) and np.isfinite(level)
+                else None,
             }
         )
     return pd.DataFrame(rows, columns=cols)
