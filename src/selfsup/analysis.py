@@ -15,7 +15,7 @@ from scipy import stats
 
 from .defaults import SCRATCH
 from .scene import Variant
-from .utility import OK, mean_interval
+from .utility import OK, format_interval, mean_interval
 
 
 def headline_rows(results: pd.DataFrame, metric_of_task: dict[str, str]) -> pd.DataFrame:
@@ -295,13 +295,6 @@ def readout_table(readout: pd.DataFrame) -> pd.DataFrame:
     return df.sort_values(["variant", "backbone", "factor", "method"])[cols].reset_index(drop=True)
 
 
-def _fmt_ci(lo: float, hi: float) -> str:
-    def end(v: float) -> str:
-        return "−∞" if v == -math.inf else "+∞" if v == math.inf else f"{v:+.2f}"
-
-    return f"[{end(lo)}, {end(hi)}]"
-
-
 def answer(util: pd.DataFrame, power: pd.DataFrame | None = None, chance: pd.DataFrame | None = None) -> list[str]:
     """The study's answer in a sentence per finetuned curve context (task, and variant where the
     table has several): at which budgets a method's 95 % interval shows a saving (above 0) or a loss
@@ -338,7 +331,7 @@ def answer(util: pd.DataFrame, power: pd.DataFrame | None = None, chance: pd.Dat
         inner = g[(g.label_budget > budgets[0]) & (g.label_budget < budgets[-1])]
         found = []
         for r in g.sort_values(["label_budget", "method"]).itertuples():
-            ci = _fmt_ci(r.ci_low, r.ci_high)
+            ci = format_interval(r.ci_low, r.ci_high, signed=True)
             if r.ci_low > 0:
                 times = f"scratch needs {1 + r.utility:.1f}× the labels" if pd.notna(r.utility) else "a lower bound"
                 u = f"{r.utility:+.2f}" if pd.notna(r.utility) else "n/a"
@@ -372,6 +365,6 @@ def answer(util: pd.DataFrame, power: pd.DataFrame | None = None, chance: pd.Dat
         else:
             out.append(
                 f"{label}: no method's utility differs measurably from 0 at any budget (interior budgets {span}: "
-                f"the intervals together span {_fmt_ci(lo, hi)}{mdu})."
+                f"the intervals together span {format_interval(lo, hi, signed=True)}{mdu})."
             )
     return out

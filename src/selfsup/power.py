@@ -153,13 +153,17 @@ def minimum_detectable(power: np.ndarray, u_grid=U_GRID, target: float = POWER) 
     return out
 
 
+# power.csv's columns besides the task and the curve's context columns
+POWER_VALUES = ("label_budget", "seeds", "sd", "power_u1", "min_detectable_u", "where")
+
+
 def power_table(curves: pd.DataFrame, baseline: str = "scratch", studies: int = 200, draws: int = 400) -> pd.DataFrame:
     """The study's own power, per task and scratch curve of ``curves`` (mean, std, seeds per budget):
     at each budget the seed s.d., the power to detect U = 1 (pretraining halves the labels) and the
     minimum detectable U at 80 % power (``U_GRID``), by simulation from the measured curve and s.d.
     At the largest budget a saving is never detectable (U above 0 is censored at 0 there); at the
     smallest only one large enough to put the pretrained mean inside the curve."""
-    cols = ["task", "label_budget", "seeds", "sd", "power_u1", "min_detectable_u", "where"]
+    cols = ["task", *POWER_VALUES]
     rows = []
     keys = [
         c

@@ -16,6 +16,7 @@ import pandas as pd
 from . import analysis, checks, tracking
 from .defaults import PREDICTIONS, READOUT_FILE, SCRATCH
 from .errors import UserError
+from .power import POWER_VALUES
 from .provenance import atomic_write_json, atomic_write_text, staged_folder
 from .tables import (
     COST_COLUMNS,
@@ -249,9 +250,6 @@ def _write_report(
     return built.metrics
 
 
-_POWER_VALUES = ("task", "label_budget", "seeds", "sd", "power_u1", "min_detectable_u", "where")
-
-
 def _scratch_budgets(curves: pd.DataFrame, task: str, context: dict) -> list[int]:
     """The budgets of the scratch curve of ``task`` in ``context`` (the curve keys other than the
     method, protocol and pretraining data; all scratch curves of the task where it is empty)."""
@@ -350,7 +348,7 @@ def _figures(
                 )
         mdu = power[(power.task == task)].dropna(subset=["min_detectable_u"]) if power is not None else None
         if mdu is not None and len(mdu):  # below this band a true U is detected with < 80 % power
-            by = [c for c in mdu.columns if c not in _POWER_VALUES]
+            by = [c for c in mdu.columns if c not in ("task", *POWER_VALUES)]
             for _, band in mdu.groupby(by, dropna=False, sort=True) if by else [((), mdu)]:
                 fig.add_trace(
                     go.Scatter(

@@ -156,13 +156,15 @@ def interval_kind(lo: float, hi: float) -> str:
     return CENSORED_BELOW if lo == -math.inf else CENSORED_ABOVE if hi == math.inf else INTERVAL
 
 
-def format_interval(lo: float, hi: float, digits: int = 2) -> str:
-    """``[0.10, 0.80]``, with an open end as ``−∞`` / ``+∞``; empty where there is no interval."""
+def format_interval(lo: float, hi: float, digits: int = 2, signed: bool = False) -> str:
+    """``[0.10, 0.80]`` (``[+0.10, +0.80]`` when ``signed``), with an open end as ``−∞`` / ``+∞``;
+    empty where there is no interval."""
     if math.isnan(lo) or math.isnan(hi):
         return ""
+    fmt = f"{'+' if signed else ''}.{digits}f"
 
     def end(v: float) -> str:
-        return "−∞" if v == -math.inf else "+∞" if v == math.inf else f"{v:.{digits}f}"
+        return "−∞" if v == -math.inf else "+∞" if v == math.inf else format(v, fmt)
 
     return f"[{end(lo)}, {end(hi)}]"
 
