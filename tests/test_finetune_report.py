@@ -147,7 +147,7 @@ def test_report_reads_cells_from_an_mlflow_experiment(tiny_dataset, tmp_path, mo
         budgets=[5, 10],
         seeds=[0],
         width=0.125,
-        config=FinetuneConfig(steps=2, epochs=1, batch_size=4),
+        config=FinetuneConfig(steps=2, epochs=2, batch_size=4),  # 2 epochs: the total is not the last epoch's
         progress=False,
     )
     make_report([], tmp_path / "rep", n_boot=5, mlflow_experiment="report-from-mlflow")

@@ -55,10 +55,12 @@ def _tiny_project(proj, **sections) -> None:
     shutil.copytree(REPO / "src", proj / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     shutil.copy(REPO / "dvc.yaml", proj)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
+    # the default study has no multi-object set (dense tasks are the `dense` profile's); this test runs both kinds
+    params["datasets"]["multi"] = {"set": "multi", "variant": "-CV-", "count": 24, "resolution": 32}
+    params["study"]["multi"] = ["multi"]
     for section, values in {**TINY_PARAMS, **sections}.items():
         params[section].update(values)
     params["datasets"]["single"].update(count=48, resolution=32)
-    params["datasets"]["multi"].update(count=24, resolution=32)
     (proj / "params.yaml").write_text(yaml.safe_dump(params))
     _sh("git", "init", "-q", cwd=proj)
     _sh(str(BIN / "dvc"), "init", "-q", cwd=proj)

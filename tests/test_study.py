@@ -58,7 +58,7 @@ def test_estimate_adds_seconds_per_image_times_images():
     est = Estimate(jobs, {j.key: (0.001, 0.0005) for j in jobs})
     expected = sum(j.train_images * 0.001 + j.eval_images * 0.0005 for j in jobs) / 3600
     assert math.isclose(est.hours, expected) and math.isclose(sum(r["hours"] for r in est.by_kind()), expected)
-    assert {r["stage"]: r["jobs"] for r in est.by_kind()}["finetune"] == 12
+    assert {r["stage"]: r["jobs"] for r in est.by_kind()}["finetune"] == 3  # 3 inits × classification
 
 
 def test_plans_that_cannot_run_are_one_line_errors():
@@ -68,8 +68,9 @@ def test_plans_that_cannot_run_are_one_line_errors():
         plan(too_big)
     with pytest.raises(UserError, match="'nowhere'"):
         plan({**params, "study": {**params["study"], "single": ["nowhere"]}})
+    with_multi = {**params, "datasets": {**params["datasets"], "multi": {**TINY["datasets"]["multi"]}}}
     with pytest.raises(UserError, match="'multi' is a multi-object set"):
-        plan({**params, "study": {**params["study"], "single": ["multi"]}})
+        plan({**with_multi, "study": {**params["study"], "single": ["multi"]}})
     with pytest.raises(UserError, match="'jigsaw'"):
         plan({**params, "study": {**params["study"], "inits": ["scratch", "jigsaw"]}})
 

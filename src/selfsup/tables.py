@@ -151,8 +151,8 @@ def stage_times(runs: pd.DataFrame, dataset_hashes: set[str] | None = None) -> p
         return own
 
     out["rendered"] = pd.to_numeric(col("param.count"), errors="coerce").where(top.stage == "render")
-    out["train_images"] = total("train_images")
-    out["train_gflop"] = total("train_gflop").round(1)
+    out["train_images"] = total("total_train_images")
+    out["train_gflop"] = total("total_train_gflop").round(1)
     # a stage run again replaces its earlier runs: the same name on the same data and backbone
     out = out.sort_values("start").drop_duplicates(["stage", "run_name", "dataset_hash", "backbone"], keep="last")
     return out.sort_values("start")[cols].reset_index(drop=True)

@@ -184,10 +184,12 @@ def fit(
 
 
 def cost_totals(history: list[dict]) -> dict[str, float]:
-    """A run's cost in machine-independent terms from its per-epoch logs (:func:`fit`):
-    images through the training step and the GFLOPs that took (left out where they were not counted)."""
-    out = {"train_images": float(sum(h.get("train_images", 0) for h in history))}
+    """A run's cost in machine-independent terms from its per-epoch logs (:func:`fit`): images through
+    the training step and the GFLOPs that took (left out where they were not counted). Named apart from
+    the per-epoch ``train_images`` / ``train_gflop``: MLflow keeps a metric's value at its last step,
+    so a total logged under the per-epoch name would read back as the last epoch's."""
+    out = {"total_train_images": float(sum(h.get("train_images", 0) for h in history))}
     flops = [h.get("train_gflop", float("nan")) for h in history]
     if flops and all(math.isfinite(f) for f in flops):
-        out["train_gflop"] = float(sum(flops))
+        out["total_train_gflop"] = float(sum(flops))
     return out
