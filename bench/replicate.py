@@ -10,8 +10,9 @@ resumes). Every seed picks its own labelled subset, initial head and batch order
 draw of everything the seeds control; the data and the pretrained backbones are shared.
 
 For each single-object task, init and budget it compares the two replicates' 95 % t intervals of
-the mean metric, and for each pretrained init their utility intervals (studentised, as the
-report's), and reports how often they overlap and the largest difference between point estimates.
+the mean metric, and for each pretrained init their utility intervals (as the report's, censored
+ends open), and reports how often they overlap and the largest difference between point estimates.
+The probes of ``probe.methods`` (linear, kNN) on ``probe.task`` are replicated the same way.
 Prints a table and writes JSON. Needs a finished ``dvc repro`` of the default study.
 """
 
@@ -35,12 +36,15 @@ from selfsup.utility import mean_interval, utility_curve, utility_interval
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _run(cmd: list[str]) -> None:
+    subprocess.run([str(Path(sys.executable).parent / "selfsup"), *cmd], cwd=ROOT, check=True)
+
+
 def run_replicate(params: dict, seeds: str, data: str, backbone: str, init: str, task: str) -> Path:
     """The finetune_single stage's command with other seeds; returns its results.csv."""
     ft = params["finetune_single"]
     out = ROOT / "results" / "replicate" / data / backbone / f"{init}-{task}"
-    cmd = [
-        str(Path(sys.executable).parent / "selfsup"),
+    _run([
         "finetune",
         "--task", task,
         "--init", f"models/{data}/{backbone}/{init}",
@@ -52,28 +56,52 @@ def run_replicate(params: dict, seeds: str, data: str, backbone: str, init: str,
         "--batch-size", str(ft["batch_size"]),
         "--params-file", f"tuned/{data}/{backbone}/{init}-{task}/best_params.json",
         "--out", str(out),
-    ]  # fmt: skip
-    subprocess.run(cmd, cwd=ROOT, check=True)
+    ])  # fmt: skip
+    return out / "results.csv"
+
+
+def run_probe_replicate(params: dict, seeds: str, data: str, backbone: str, method: str, protocol: str) -> Path:
+    """The probe stage's command with other seeds (without the seedless all-labels point); its results.csv."""
+    pr, ft = params["probe"], params["finetune_single"]
+    out = ROOT / "results" / "replicate" / data / backbone / f"{method}-{protocol}"
+    _run([
+        "probe",
+        "--protocol", protocol,
+        "--task", pr["task"],
+        "--init", f"models/{data}/{backbone}/{method}",
+        "--data", f"data/{data}",
+        "--budgets", str(ft["budgets"]),
+        "--seeds", seeds,
+        "--knn-metric", pr["knn_metric"],
+        "--k", str(pr["k"]),
+        "--out", str(out),
+    ])  # fmt: skip
     return out / "results.csv"
 
 
 def overlap(a: tuple[float, float], b: tuple[float, float]) -> bool | None:
-    if not all(np.isfinite([*a, *b])):
+    """Whether two intervals share a point; an open (infinite) end is a real end. None where either is
+    missing (NaN: too few seeds)."""
+    if any(np.isnan([*a, *b])):
         return None
     return bool(a[0] <= b[1] and b[0] <= a[1])
 
 
 def compare(a: pd.DataFrame, b: pd.DataFrame, metric: str, interpolation: str) -> list[dict]:
-    """Per init and budget: both replicates' mean and t interval, and for pretrained inits U and its interval."""
+    """Per init, protocol and budget: both replicates' mean and t interval, and for pretrained inits U
+    and its interval against that replicate's scratch curve (finetuned)."""
     rows = []
     a, b = a[a.metric == metric], b[b.metric == metric]
-    for (method, budget), ga in a.groupby(["method", "label_budget"]):
-        gb = b[(b.method == method) & (b.label_budget == budget)]
+    for (method, protocol, budget), ga in a.groupby(["method", "protocol", "label_budget"]):
+        gb = b[(b.method == method) & (b.protocol == protocol) & (b.label_budget == budget)]
+        if gb.empty:  # the all-labels probe point has one seed and no replicate
+            continue
         ia, ib = mean_interval(ga.value), mean_interval(gb.value)
         rows.append(
             {
                 "quantity": metric,
                 "method": method,
+                "protocol": protocol,
                 "label_budget": int(budget),
                 "a": float(ga.value.mean()),
                 "a_ci": ia,
@@ -82,10 +110,12 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, metric: str, interpolation: str) -
                 "overlap": overlap(ia, ib),
             }
         )
-    for method in sorted(set(a.method) - {SCRATCH}):
+    pairs = sorted({(m, p) for m, p in zip(a.method, a.protocol) if m != SCRATCH})
+    for method, protocol in pairs:
         per = {}
         for name, df in (("a", a), ("b", b)):
-            s, p = df[df.method == SCRATCH], df[df.method == method]
+            s = df[(df.method == SCRATCH) & (df.protocol == "finetune")]
+            p = df[(df.method == method) & (df.protocol == protocol) & df.label_budget.isin(b.label_budget)]
             sm, pm = s.groupby("label_budget").value.mean(), p.groupby("label_budget").value.mean()
             point = utility_curve(sm.index, sm.values, pm.index, pm.values, interpolation)
             lo, hi, _ = utility_interval(s, p, interpolation)
@@ -97,6 +127,7 @@ def compare(a: pd.DataFrame, b: pd.DataFrame, metric: str, interpolation: str) -
                 {
                     "quantity": "utility",
                     "method": method,
+                    "protocol": protocol,
                     "label_budget": int(n),
                     "a": ua,
                     "a_ci": tuple(map(float, ia)),
@@ -132,6 +163,13 @@ def main() -> None:
                         sys.exit(f"replicate.py: {stage.relative_to(ROOT)} is missing: run `dvc repro` first")
                     frames["a"].append(pd.read_csv(stage))
                     frames["b"].append(pd.read_csv(run_replicate(params, a.seeds, data, backbone, init, task)))
+                if task == params["probe"]["task"]:  # the probes of the same backbones, on the same task
+                    for method in params["probe"]["methods"]:
+                        for protocol in params["probe"]["protocols"]:
+                            stage = ROOT / "results" / "probe" / data / backbone / f"{method}-{protocol}"
+                            frames["a"].append(pd.read_csv(stage / "results.csv"))
+                            got = run_probe_replicate(params, a.seeds, data, backbone, method, protocol)
+                            frames["b"].append(pd.read_csv(got))
                 metric = get_task(task).metric
                 for r in compare(pd.concat(frames["a"]), pd.concat(frames["b"]), metric, interpolation):
                     rows.append({"data": data, "backbone": backbone, "task": task, **r})

@@ -297,9 +297,47 @@ def test_the_answer_names_a_saving_with_its_interval_and_otherwise_the_detectabl
         "with 80 % power is 1.00)."
     )
     assert "has no interior budget (100, 1000 labels" in lines[2]
+    # interior budgets that see different effects: each one's minimum detectable U, "none" where none is seen
+    wide = pd.concat([util[:3], pd.DataFrame([_util_row("rotation", 300, 0.1, -0.2, 0.5)])], ignore_index=True)
+    wide_power = pd.DataFrame(
+        {"task": "classification", "label_budget": [100, 300], "min_detectable_u": [0.5, float("nan")]}
+    )
+    assert answer(wide, wide_power)[0].endswith(
+        "(interior budgets 100–300 labels; the smallest U its seed noise detects with 80 % power is 0.50 / none "
+        "at 100 / 300 labels)."
+    )
     assert answer(util.assign(ci_low=float("nan"), ci_high=float("nan")))[0].startswith("No finetuned utility")
     chance = pd.DataFrame({"task": ["pose"], "chance": [0.2], "scratch_top": [0.31], "learned": [False]})
     assert answer(util, power, chance)[2] == (
         "pose (-C--): not learned at this compute (scratch's mean at its largest budget, 0.310, is below twice the "
         "chance level 0.200), so its utility says nothing."
     )
+
+
+def test_probe_contrast_compares_the_linear_ranking_with_finetuning_utility():
+    from selfsup.analysis import probe_contrast
+
+    def row(method, protocol, n, value, lo, hi):
+        return {**_util_row(method, n, 0.0, lo, hi), "protocol": protocol, "value": value}
+
+    rows = [
+        row("simclr", "linear", 20, 0.30, -1.0, -0.5),
+        row("rotation", "linear", 20, 0.20, -1.0, -0.5),
+        row("simclr", "linear", 40, 0.45, -1.0, -0.5),
+        row("rotation", "linear", 40, 0.25, -1.0, -0.5),
+        row("simclr", "linear", 1000, 0.7, float("nan"), float("nan")),  # all labels: no finetuned twin
+        row("simclr", "finetune", 20, 0.5, -0.3, 0.4),
+        row("rotation", "finetune", 20, 0.5, -0.2, 0.6),
+        row("simclr", "finetune", 40, 0.6, -0.4, 0.2),
+        row("rotation", "finetune", 40, 0.6, -0.1, 0.5),
+    ]
+    util = pd.DataFrame(rows)
+    assert probe_contrast(util) == [
+        "classification, linear probe against finetuning: the linear probe ranks simclr > rotation at 2 of 2 "
+        "budgets (simclr ahead by 0.10–0.20); finetuned, their utility intervals overlap at every budget, so here "
+        "the linear ranking does not predict which pretraining saves more labels."
+    ]
+    # finetuning that does tell them apart at 40 labels
+    util.loc[(util.protocol == "finetune") & (util.method == "rotation") & (util.label_budget == 40), "ci_low"] = 0.3
+    assert probe_contrast(util)[0].endswith("finetuned, their utility intervals are disjoint at 40 labels.")
+    assert probe_contrast(util[util.method == "simclr"]) == []  # one method: nothing to rank

@@ -355,9 +355,14 @@ def answer(util: pd.DataFrame, power: pd.DataFrame | None = None, chance: pd.Dat
             for c, v in zip(ctx, key[1:]):
                 if c in p.columns:
                     p = p[p[c].astype(str) == str(v)]
+            p = p.sort_values("label_budget")
             m = p.min_detectable_u.dropna()
-            if len(m):
-                mdu = f"; the smallest U its seed noise detects there with 80 % power is {m.min():.2f}"
+            if len(m) and m.nunique() == 1 and len(m) == len(p):
+                mdu = f"; the smallest U its seed noise detects there with 80 % power is {m.iloc[0]:.2f}"
+            elif len(m):  # per budget, where they differ or some budget sees none
+                vals = " / ".join("none" if pd.isna(v) else f"{v:.2f}" for v in p.min_detectable_u)
+                at = " / ".join(str(int(b)) for b in p.label_budget)
+                mdu = f"; the smallest U its seed noise detects with 80 % power is {vals} at {at} labels"
             elif len(p):  # the power analysis ran on this curve and found nothing it can see
                 mdu = "; there its seed noise cannot detect even U = 4 with 80 % power"
         if found:
@@ -366,5 +371,39 @@ def answer(util: pd.DataFrame, power: pd.DataFrame | None = None, chance: pd.Dat
             out.append(
                 f"{label}: no method's utility differs measurably from 0 at any budget (interior budgets {span}: "
                 f"the intervals together span {format_interval(lo, hi, signed=True)}{mdu})."
+            )
+    return out
+
+
+def probe_contrast(util: pd.DataFrame) -> list[str]:
+    """The paper's contrast on a study's own numbers, a sentence per task: how the linear probe ranks
+    the pretrained methods (by mean metric, at the budgets both protocols ran) and whether finetuning
+    tells the same methods apart (disjoint utility intervals). Needs ≥ 2 methods with both protocols."""
+    out = []
+    for task, g in util.groupby("task", sort=True):
+        lin, ft = g[g.protocol == "linear"], g[(g.protocol == "finetune") & g.ci_low.notna()]
+        methods = sorted(set(lin.method) & set(ft.method))
+        budgets = sorted(set(lin.label_budget) & set(ft.label_budget))
+        if len(methods) < 2 or not budgets:
+            continue
+        means = lin.pivot_table(index="label_budget", columns="method", values="value").reindex(budgets)[methods]
+        orders = [tuple(r.sort_values(ascending=False).index) for _, r in means.iterrows()]
+        order = max(set(orders), key=orders.count)
+        lo = ft.pivot_table(index="label_budget", columns="method", values="ci_low").reindex(budgets)[methods]
+        hi = ft.pivot_table(index="label_budget", columns="method", values="ci_high").reindex(budgets)[methods]
+        apart = [int(b) for b in budgets if (lo.loc[b].max() > hi.loc[b].min())]
+        gap = (means[list(order[:1])].to_numpy() - means[list(order[-1:])].to_numpy()).ravel()
+        head = (
+            f"{task}, linear probe against finetuning: the linear probe ranks {' > '.join(order)} at "
+            f"{orders.count(order)} of {len(budgets)} budgets ({order[0]} ahead by {gap.min():.2f}–{gap.max():.2f}); "
+        )
+        if not apart:
+            out.append(
+                head + "finetuned, their utility intervals overlap at every budget, so here the linear "
+                "ranking does not predict which pretraining saves more labels."
+            )
+        else:
+            out.append(
+                head + f"finetuned, their utility intervals are disjoint at {', '.join(map(str, apart))} labels."
             )
     return out

@@ -60,7 +60,7 @@ class FinetuneConfig:
 def default_stack(device: torch.device) -> int:
     """Cells trained together by default: 16 on a GPU (many small models fill it); 1 on the CPU, where
     a stacked (vmapped, grouped-convolution) step is slower than the cells one after another
-    (``bench/sweep_bench.py``: README "Stacked sweeps")."""
+    (``bench/sweep_bench.py``: docs/benchmarks.md "Stacked sweeps")."""
     return 16 if device.type == "cuda" else 1
 
 

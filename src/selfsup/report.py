@@ -634,7 +634,8 @@ def _write_html(
     first = [p for (name, _), p in zip(figures, parts) if name.endswith(("-utility", "-metric"))]
     parts = [p for (name, _), p in zip(figures, parts) if not name.endswith(("-utility", "-metric"))]
     answer = "".join(
-        f"<li>{html.escape(a)}</li>" for a in analysis.answer(util, tables.get("power"), tables.get("chance"))
+        f"<li>{html.escape(a)}</li>"
+        for a in analysis.answer(util, tables.get("power"), tables.get("chance")) + analysis.probe_contrast(util)
     )
     methods = sorted(results.method.unique())
     seeds = sorted(results.seed.unique())
