@@ -50,4 +50,6 @@ def test_the_power_table_has_one_row_per_scratch_budget():
     assert t.label_budget.tolist() == BUDGETS and (t.seeds == 5).all()
     assert t["where"].iloc[0].startswith("smallest") and t["where"].iloc[-1].startswith("largest")
     assert np.isnan(t.power_u1.iloc[-1]) and (t.power_u1.iloc[1:5] >= 0.7).all()
+    # each step rises 0.1 with a standard error of √(2 · 0.03² / 5) = 0.019: 5.27 standard errors
+    assert np.isnan(t.rise_over_se.iloc[0]) and t.rise_over_se.iloc[1:].to_numpy() == pytest.approx(5.27, abs=0.01)
     assert power_table(curves.assign(seeds=2)).empty  # no interval below 3 seeds: no power either

@@ -154,12 +154,13 @@ def minimum_detectable(power: np.ndarray, u_grid=U_GRID, target: float = POWER) 
 
 
 # power.csv's columns besides the task and the curve's context columns
-POWER_VALUES = ("label_budget", "seeds", "sd", "power_u1", "min_detectable_u", "where")
+POWER_VALUES = ("label_budget", "seeds", "mean", "sd", "rise_over_se", "power_u1", "min_detectable_u", "where")
 
 
 def power_table(curves: pd.DataFrame, baseline: str = "scratch", studies: int = 200, draws: int = 400) -> pd.DataFrame:
     """The study's own power, per task and scratch curve of ``curves`` (mean, std, seeds per budget):
-    at each budget the seed s.d., the power to detect U = 1 (pretraining halves the labels) and the
+    at each budget the mean, the seed s.d., the rise from the budget below over its standard error
+    (√(s²/k + s'²/k'); above 2 the step is measured), the power to detect U = 1 (pretraining halves the labels) and the
     minimum detectable U at 80 % power (``U_GRID``), by simulation from the measured curve and s.d.
     At the largest budget a saving is never detectable (U above 0 is censored at 0 there); at the
     smallest only one large enough to put the pretrained mean inside the curve."""
@@ -176,6 +177,9 @@ def power_table(curves: pd.DataFrame, baseline: str = "scratch", studies: int = 
         if len(g) < 2 or g.seeds.min() < 3:
             continue
         n, k = g.label_budget.to_numpy(), int(g.seeds.min())
+        # each step's rise over its standard error (a curve that measures something rises by > 2)
+        m, se2 = g["mean"].to_numpy(float), (g["std"].fillna(0).to_numpy(float) ** 2) / g.seeds.to_numpy(float)
+        rise = np.r_[np.nan, np.diff(m) / np.sqrt(se2[1:] + se2[:-1])]
         p = detection_power(n, g["mean"], g["std"].fillna(0), k, studies=studies, draws=draws)
         mdu = minimum_detectable(p)
         u1 = p[list(U_GRID).index(1.0)]
@@ -194,7 +198,9 @@ def power_table(curves: pd.DataFrame, baseline: str = "scratch", studies: int = 
                     **ctx,
                     "label_budget": int(b),
                     "seeds": k,
+                    "mean": float(m[j]),
                     "sd": float(g["std"].iloc[j]),
+                    "rise_over_se": float(rise[j]),
                     "power_u1": float(u1[j]),
                     "min_detectable_u": float(mdu[j]),
                     "where": where,
