@@ -392,7 +392,7 @@ def probe_contrast(util: pd.DataFrame) -> list[str]:
         lo = ft.pivot_table(index="label_budget", columns="method", values="ci_low").reindex(budgets)[methods]
         hi = ft.pivot_table(index="label_budget", columns="method", values="ci_high").reindex(budgets)[methods]
         apart = [int(b) for b in budgets if (lo.loc[b].max() > hi.loc[b].min())]
-        gap = (means[list(order[:1])].to_numpy() - means[list(order[-1:])].to_numpy()).ravel()
+        gap = (means[order[0]] - means[order[-1]]).to_numpy()
         head = (
             f"{task}, linear probe against finetuning: the linear probe ranks {' > '.join(order)} at "
             f"{orders.count(order)} of {len(budgets)} budgets ({order[0]} ahead by {gap.min():.2f}–{gap.max():.2f}); "

@@ -178,9 +178,10 @@ def power_table(curves: pd.DataFrame, baseline: str = "scratch", studies: int = 
             continue
         n, k = g.label_budget.to_numpy(), int(g.seeds.min())
         # each step's rise over its standard error (a curve that measures something rises by > 2)
-        m, se2 = g["mean"].to_numpy(float), (g["std"].fillna(0).to_numpy(float) ** 2) / g.seeds.to_numpy(float)
+        m, sd = g["mean"].to_numpy(float), g["std"].fillna(0).to_numpy(float)
+        se2 = sd**2 / g.seeds.to_numpy(float)
         rise = np.r_[np.nan, np.diff(m) / np.sqrt(se2[1:] + se2[:-1])]
-        p = detection_power(n, g["mean"], g["std"].fillna(0), k, studies=studies, draws=draws)
+        p = detection_power(n, m, sd, k, studies=studies, draws=draws)
         mdu = minimum_detectable(p)
         u1 = p[list(U_GRID).index(1.0)]
         key = key if isinstance(key, tuple) else (key,)
