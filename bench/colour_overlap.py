@@ -15,8 +15,8 @@ import json
 
 import numpy as np
 
-from selfsup.scene import Variant, sample_single_scenes
-from selfsup.shapes import CLASSES
+from selfsup.data.scene import Variant, sample_single_scenes
+from selfsup.data.shapes import CLASSES
 
 
 def colour_accuracies(variant: str, count: int, seed: int = 0) -> dict[str, float]:

@@ -1,7 +1,7 @@
 """Choose a study's seeds and budgets by measured power: from a scratch sweep's results.csv, per
 budget the mean and seed s.d., whether each step rises by more than twice its standard error, and
 for several seed counts the power to detect U = 1 (pretraining halves the labels) and the minimum
-detectable U at 80 % power, simulated from the measured curve and s.d. (selfsup.power).
+detectable U at 80 % power, simulated from the measured curve and s.d. (selfsup.analyse.power).
 
     .venv/bin/python bench/design_power.py RESULTS.csv [--seeds 3,5,8] [--metric accuracy] [--json OUT]
 """
@@ -14,7 +14,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from selfsup.power import U_GRID, detection_power, minimum_detectable
+from selfsup.analyse.power import U_GRID, detection_power, minimum_detectable
 
 
 def main() -> None:

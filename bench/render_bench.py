@@ -20,12 +20,12 @@ import platform
 import time
 from pathlib import Path
 
-from selfsup.dataset import DEFAULT_RESOLUTION
-from selfsup.scene import Variant, sample_scenes
+from selfsup.data.dataset import DEFAULT_RESOLUTION
+from selfsup.data.scene import Variant, sample_scenes
 
 
 def _renderer_class(set_name: str):
-    from selfsup.render import blender as render  # imports bpy
+    from selfsup.data.render import blender as render  # imports bpy
 
     return render.RENDERERS[set_name]
 

@@ -36,7 +36,7 @@ CONFIGS = {
 }
 RENDER = (
     "import sys\n"
-    "from selfsup.render import render_dataset\n"
+    "from selfsup.data.render import render_dataset\n"
     "if __name__ == '__main__':\n"
     "    render_dataset(sys.argv[1], 'single', '-CV-', int(sys.argv[2]), seed=0, workers=int(sys.argv[3]),\n"
     "                   resolution=64, samples=16, progress=False)\n"

@@ -3,7 +3,7 @@
     python bench/render_quality.py [--images 8] [--repeats 3] [--throughput-images 256] [--out FILE.json]
 
 The same scene specs (single 64² and multi 128², variants TCVL and -CV-) are rendered at a 256-spp
-reference and at every candidate setting (:class:`selfsup.render.quality.Quality`: samples,
+reference and at every candidate setting (:class:`selfsup.data.render.quality.Quality`: samples,
 OpenImageDenoise with its fast / accurate prefilter, adaptive sampling, the light tree, bounces),
 and at 8 spp with Cycles settings outside it (``TWEAKS``: indirect clamping, no world light sampling,
 the blue-noise pattern).
@@ -33,9 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from selfsup.dataset import DEFAULT_RESOLUTION
-from selfsup.render.quality import Quality
-from selfsup.scene import Variant, sample_scenes
+from selfsup.data.dataset import DEFAULT_RESOLUTION
+from selfsup.data.render.quality import Quality
+from selfsup.data.scene import Variant, sample_scenes
 
 SETS = (("single", "TCVL"), ("single", "-CV-"), ("multi", "TCVL"), ("multi", "-CV-"))
 REFERENCE = Quality(256)
@@ -69,7 +69,7 @@ def psnr(images: np.ndarray, reference: np.ndarray) -> float:
 
 def render_all(set_name: str, scenes, quality: Quality, threads: int, tweak: str = "") -> tuple[np.ndarray, float]:
     """The scenes' images, and seconds per image after one warm-up render, in one renderer."""
-    from selfsup.render import blender  # imports bpy
+    from selfsup.data.render import blender  # imports bpy
 
     renderer = blender.RENDERERS[set_name](DEFAULT_RESOLUTION[set_name], quality, threads)
     if tweak:

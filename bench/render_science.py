@@ -18,9 +18,9 @@ from pathlib import Path
 
 import yaml
 
-from selfsup.finetune import FinetuneConfig, finetune
-from selfsup.render import render_dataset
-from selfsup.utility import mean_interval
+from selfsup.analyse.utility import mean_interval
+from selfsup.data.render import render_dataset
+from selfsup.evaluate.finetune import FinetuneConfig, finetune
 
 ROOT = Path(__file__).resolve().parents[1]
 

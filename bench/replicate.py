@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from selfsup.defaults import SCRATCH
-from selfsup.tasks import get_task
-from selfsup.utility import mean_interval, utility_curve, utility_interval
+from selfsup.analyse.utility import mean_interval, utility_curve, utility_interval
+from selfsup.core.defaults import SCRATCH
+from selfsup.evaluate.tasks import get_task
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@
 
 Trains the same cells (the default study's classification finetuning: ResNet9 at width 0.125,
 batch 32) twice: one after another (``stack=1``) and all together as one stacked module
-(:mod:`selfsup.stacked`). Prints and writes the training images/s of each (every replica's images
+(:mod:`selfsup.train.stacked`). Prints and writes the training images/s of each (every replica's images
 count) and each cell's test accuracy both ways. Uses the GPU when there is one (the same code).
 
 Equivalence is checked where rounding cannot hide a bug: in float64, a few steps of the same cells
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from selfsup.finetune import FinetuneConfig, train_models
-from selfsup.sweep import Cell, evaluate, prepare
+from selfsup.evaluate.finetune import FinetuneConfig, train_models
+from selfsup.evaluate.sweep import Cell, evaluate, prepare
 
 
 def _train(sweep, cells, config, stack: int) -> tuple[float, list]:

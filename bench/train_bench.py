@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.augment import colour_jitter, flip_translate, to_input
+from selfsup.data.augment import colour_jitter, flip_translate, to_input
 from selfsup.models import create_backbone
 
 

@@ -16,8 +16,8 @@ import json
 
 import numpy as np
 
-from selfsup.power import flattening, interval_rates
-from selfsup.utility import utility_curve
+from selfsup.analyse.power import flattening, interval_rates
+from selfsup.analyse.utility import utility_curve
 
 SCENARIOS = {  # name: (U, budgets, per-seed s.d., scratch curve or None for linear in log n)
     "U=0, log-linear": (0.0, [30, 100, 300, 1000], 0.03, None),

@@ -13,6 +13,10 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # the venv's bin: selfsup, dvc, mlflow
 TINY = dict(set_name="single", variant="-C--", count=64, seed=0, resolution=32, samples=4)
 
+# tests/ mirrors src/selfsup/ (one folder per stage); a few tests share helpers with another folder's
+# tests (`from test_render import ...`), so every folder is importable whatever pytest collected first
+sys.path[:0] = [str(d) for d in sorted(Path(__file__).parent.iterdir()) if d.is_dir() and d.name != "__pycache__"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_tracking(tmp_path_factory):
@@ -28,7 +32,7 @@ def isolated_tracking(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """A real Cycles render: 64 images at 32×32, 4 samples per pixel."""
-    from selfsup.render import render_dataset
+    from selfsup.data.render import render_dataset
 
     out = tmp_path_factory.mktemp("data") / "tiny"
     render_dataset(out, progress=False, **TINY)
@@ -38,7 +42,7 @@ def tiny_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_pose(tmp_path_factory) -> Path:
     """A real render with the viewpoint factor on (pose bins vary only with V): 64 images at 32×32."""
-    from selfsup.render import render_dataset
+    from selfsup.data.render import render_dataset
 
     out = tmp_path_factory.mktemp("data") / "tiny_pose"
     render_dataset(out, progress=False, **{**TINY, "variant": "-CV-"})
@@ -48,7 +52,7 @@ def tiny_pose(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_multi(tmp_path_factory) -> Path:
     """A real multi-object render with dense labels: 48 images at 64×64 (8×8 feature maps), 4 spp."""
-    from selfsup.render import render_dataset
+    from selfsup.data.render import render_dataset
 
     out = tmp_path_factory.mktemp("data") / "tiny_multi"
     render_dataset(out, "multi", "-CV-", 48, seed=0, workers=1, resolution=64, samples=4, progress=False)
@@ -58,7 +62,7 @@ def tiny_multi(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_rotation(tiny_dataset, tmp_path_factory) -> Path:
     """A rotation backbone pretrained for one epoch on the tiny single-object set."""
-    from selfsup.pretrain import PretrainConfig, pretrain
+    from selfsup.pretrain.run import PretrainConfig, pretrain
 
     out = tmp_path_factory.mktemp("models") / "rotation"
     pretrain(PretrainConfig("rotation", width=0.125, epochs=1, batch_size=16), tiny_dataset, out, progress=False)

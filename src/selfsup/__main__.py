@@ -1,3 +1,3 @@
-from .cli import main
+from selfsup.cli import main
 
 main()

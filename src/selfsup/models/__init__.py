@@ -4,6 +4,8 @@ Every backbone is a :class:`Backbone`: it takes normalised RGB (``augment.to_inp
 to its colour space, and gives ``stages(x)`` (the feature map after every stage, the last one at
 1/8 of the input side: 8×8 at 64², 16×16 at 128² for dense tasks), ``feature_map(x)`` (the last
 stage) and ``forward(x)`` (pooled features, ``out_dim`` wide).
+
+May import: core, data.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..colour import COLOURS, to_colour
-from ..errors import UserError
-from ..registry import Registry
+from selfsup.core.errors import UserError
+from selfsup.core.registry import Registry
+from selfsup.data.colour import COLOURS, to_colour
 
 
 class Backbone(nn.Module):
@@ -56,4 +58,4 @@ def list_backbones() -> list[str]:
     return BACKBONES.names()
 
 
-from . import resnet9, resnet50, split  # noqa: E402,F401  (registers)
+from selfsup.models import resnet9, resnet50, split  # noqa: E402,F401  (registers)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from . import BACKBONES, Backbone
+from selfsup.models import BACKBONES, Backbone
 
 
 class Bottleneck(nn.Module):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import BACKBONES, Backbone
+from selfsup.models import BACKBONES, Backbone
 
 
 def conv_bn(c_in: int, c_out: int) -> nn.Sequential:

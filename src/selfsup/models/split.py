@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from . import BACKBONES, Backbone, create_backbone
+from selfsup.models import BACKBONES, Backbone, create_backbone
 
 
 class Split(Backbone):

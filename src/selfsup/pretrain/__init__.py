@@ -1,0 +1,3 @@
+"""Self-supervised pretraining: the methods (one file each), their losses, checkpoints and `selfsup pretrain`.
+May import: core, data, models, train.
+"""
