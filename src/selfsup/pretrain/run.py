@@ -155,7 +155,9 @@ def pretrain(
         raise UserError(f"batch size {batch_size} does not split over {world} processes")
     main = rank == 0
     colour = "lab" if backbone.endswith("_split") else colour  # the split backbone is Lab whatever was asked
-    chosen = {  # what was asked, resolved (backbone variant, colour): in the settings tag and the MLflow params
+    # one ladder of records: `chosen` (what was asked, resolved) ⊂ `settings` (what decides the weights: the
+    # checkpoint's tag, compared with OUT's) and ⊂ `params` (MLflow's, with the run's facts) ⊂ `meta` (meta.json)
+    chosen = {  # what was asked, resolved (backbone variant, colour)
         "method": method,
         "backbone": backbone,
         "width": width,
@@ -181,20 +183,7 @@ def pretrain(
         out.mkdir(parents=True, exist_ok=True)
     train_idx = torch.from_numpy(ds.split_indices("train"))
     device = distributed.device()
-    torch.manual_seed(seed)
-    bb = create_backbone(backbone, width=width, colour=colour)
-    assert bb.colour == colour
-    method_kwargs = dict(c.method_kwargs)
-    known = set(inspect.signature(METHODS.get(method)).parameters) - {"backbone"}
-    unknown = sorted(set(method_kwargs) - known)
-    if unknown:
-        raise UserError(f"unknown setting {unknown[0]!r} for method {method!r}: choose from {', '.join(sorted(known))}")
-    net = create_method(method, bb, **method_kwargs)
-    if online:
-        net.online_probe = nn.Linear(bb.out_dim, len(ds.manifest["classes"]))
-    net = net.to(device).to(memory_format=torch.channels_last)
-    if c.compile:
-        net.backbone.compile()  # in place: parameter names (and the saved file) stay the same
+    net = _build_net(c, backbone, colour, len(ds.manifest["classes"]) if online else 0, device)
     images = torch.from_numpy(ds.images[train_idx.numpy()]).to(device)  # (N, H, W, 3) uint8
     class_targets = (
         torch.from_numpy(ds.labels["class_id"].to_numpy()[train_idx.numpy()]).long().to(device) if online else None
@@ -217,7 +206,7 @@ def pretrain(
         "world_size": world,
         "compile": c.compile,
         "online_probe": online,
-        **{f"method.{k}": v for k, v in method_kwargs.items()},
+        **{f"method.{k}": v for k, v in c.method_kwargs.items()},
     }
     val_idx = ds.split_indices("val")
     val_images, val_targets = ds.images[val_idx], ds.labels["class_id"].to_numpy()[val_idx]
@@ -267,30 +256,53 @@ def pretrain(
         if online:
             meta["probe_val_acc"] = history[-1]["probe_val_acc"]
         if main:
-            state = net.backbone.state_dict()
-            tmp = out / f"{BACKBONE_FILE}.tmp{os.getpid()}"
-            save_file({k: v.contiguous().cpu() for k, v in state.items()}, tmp)
-            os.replace(tmp, out / BACKBONE_FILE)  # never a half-written backbone
-            atomic_write_json(out / META_FILE, meta)
-            tracking.log_metrics({"final_loss": meta["final_loss"], "train_time_s": meta["train_time_s"]})
-            tracking.log_metrics(cost_totals(history))
-            tracking.log_artifact(out / CHECKPOINT_FILE)
-            if register:
-                name = model_name(ds.set_name, backbone, method)
-                lineage = {
-                    "dataset_digest": ds.dataset_hash,
-                    "variant": ds.variant,
-                    "git_commit": git_commit() or "unknown",
-                }
-                version = tracking.register_model(name, [out / BACKBONE_FILE, out / META_FILE], lineage)
-                meta = {**meta, "model_uri": f"models:/{name}/{version}"}
-            else:
-                tracking.log_artifact(out / BACKBONE_FILE)
-                tracking.log_artifact(out / META_FILE)
+            meta = _save(out, net, meta, ds, register, cost_totals(history))
     distributed.barrier()
     if not synced:
         raise RuntimeError("data-parallel ranks ended with different parameters")
     return meta
+
+
+def _build_net(c: PretrainConfig, backbone: str, colour: str, online_classes: int, device) -> nn.Module:
+    """The method around a fresh backbone (seeded by ``c.seed``), with an online probe of
+    ``online_classes`` outputs when that is not 0, on ``device``."""
+    torch.manual_seed(c.seed)
+    bb = create_backbone(backbone, width=c.width, colour=colour)
+    assert bb.colour == colour
+    known = set(inspect.signature(METHODS.get(c.method)).parameters) - {"backbone"}
+    unknown = sorted(set(c.method_kwargs) - known)
+    if unknown:
+        raise UserError(
+            f"unknown setting {unknown[0]!r} for method {c.method!r}: choose from {', '.join(sorted(known))}"
+        )
+    net = create_method(c.method, bb, **c.method_kwargs)
+    if online_classes:
+        net.online_probe = nn.Linear(bb.out_dim, online_classes)
+    net = net.to(device).to(memory_format=torch.channels_last)
+    if c.compile:
+        net.backbone.compile()  # in place: parameter names (and the saved file) stay the same
+    return net
+
+
+def _save(out: Path, net: nn.Module, meta: dict, ds, register: bool, cost: dict) -> dict:
+    """Rank 0: the backbone (never half-written), its meta.json, the MLflow metrics and artifacts, and
+    with ``register`` a new Model Registry version (its URI in the returned meta)."""
+    state = net.backbone.state_dict()
+    tmp = out / f"{BACKBONE_FILE}.tmp{os.getpid()}"
+    save_file({k: v.contiguous().cpu() for k, v in state.items()}, tmp)
+    os.replace(tmp, out / BACKBONE_FILE)
+    atomic_write_json(out / META_FILE, meta)
+    tracking.log_metrics({"final_loss": meta["final_loss"], "train_time_s": meta["train_time_s"]})
+    tracking.log_metrics(cost)
+    tracking.log_artifact(out / CHECKPOINT_FILE)
+    if not register:
+        tracking.log_artifact(out / BACKBONE_FILE)
+        tracking.log_artifact(out / META_FILE)
+        return meta
+    name = model_name(ds.set_name, meta["backbone"], meta["method"])
+    lineage = {"dataset_digest": ds.dataset_hash, "variant": ds.variant, "git_commit": git_commit() or "unknown"}
+    version = tracking.register_model(name, [out / BACKBONE_FILE, out / META_FILE], lineage)
+    return {**meta, "model_uri": f"models:/{name}/{version}"}
 
 
 def model_name(set_name: str, backbone: str, method: str) -> str:
