@@ -1,6 +1,6 @@
 """Simulated studies with a known utility: the coverage of U's interval and the power to detect U.
 
-Pure functions over :mod:`selfsup.utility`. A simulated study draws per-seed results of a scratch
+Pure functions over :mod:`selfsup.analyse.utility`. A simulated study draws per-seed results of a scratch
 curve (a function of n) and of a pretrained model that scores at n what scratch scores at (1 + U) n,
 with Gaussian noise per seed and budget; :func:`interval_rates` runs :func:`utility_interval` on many
 such studies and says, per budget, how often the interval covers the true U, excludes 0, and has an

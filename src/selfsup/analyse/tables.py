@@ -3,7 +3,7 @@
 :func:`report_tables` builds everything the report shows from the long results table
 (``method, task, protocol, label_budget, seed, metric, value`` and context columns);
 :mod:`selfsup.report` writes it. The paper's analyses (protocol agreement, factor effects, ...)
-are in :mod:`selfsup.analysis`.
+are in :mod:`selfsup.analyse.analysis`.
 """
 
 from __future__ import annotations

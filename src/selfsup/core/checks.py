@@ -2,7 +2,7 @@
 library API (each entry point calls :func:`numbers` / :func:`int_list` before it reads or writes
 anything), plus the output-folder check the writing commands share.
 
-A bad value is a :class:`~selfsup.errors.UserError` naming the setting and the value, e.g.
+A bad value is a :class:`~selfsup.core.errors.UserError` naming the setting and the value, e.g.
 ``invalid width 0.0: must be > 0``.
 """
 

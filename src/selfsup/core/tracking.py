@@ -47,7 +47,7 @@ def run(
     parent_run_id: str | None = None,
 ) -> Iterator[object]:
     """An MLflow run for one stage (or a nested child run) with params and provenance tags.
-    ``dataset`` (a :class:`selfsup.dataset.Dataset`) is logged as the run's dataset input and tags
+    ``dataset`` (a :class:`selfsup.data.dataset.Dataset`) is logged as the run's dataset input and tags
     ``dataset_hash``. ``parent_run_id`` nests the run under a run of another process (a shared Optuna
     study's run)."""
     mlflow = _mlflow()
@@ -81,7 +81,7 @@ def run(
 
 
 def log_dataset(ds, context: str = "training") -> None:
-    """Record dataset ``ds`` (a :class:`selfsup.dataset.Dataset`) as an input of the active run: name =
+    """Record dataset ``ds`` (a :class:`selfsup.data.dataset.Dataset`) as an input of the active run: name =
     set and variant, digest = the dataset hash, source = the folder as the stage was given it (the DVC
     path in the pipeline)."""
     from mlflow.data.meta_dataset import MetaDataset

@@ -1,6 +1,6 @@
 """Optional real assets as plain data: a ShapeNetCore v2 folder (meshes) and a DTD folder (texture images).
 
-Only file listings live here (no ``bpy``); :mod:`selfsup.render` loads the files. Listings are
+Only file listings live here (no ``bpy``); :mod:`selfsup.data.render` loads the files. Listings are
 sorted, so model and texture ids do not depend on the file system's order.
 """
 

@@ -7,7 +7,7 @@ float16, ``instances.npy`` (N, H, W) uint8 (0 = background, k = the k-th object 
 ``normals.npy`` (N, H, W, 3) float16 (unit surface normals in camera axes: x right, y up, z towards the
 camera; from Cycles' normal pass). The manifest is
 written last: a folder without one is not a dataset. Rendering into it (processes, shards, resuming)
-is :mod:`selfsup.render`'s job; nothing here imports the renderer or starts a process.
+is :mod:`selfsup.data.render`'s job; nothing here imports the renderer or starts a process.
 """
 
 from __future__ import annotations

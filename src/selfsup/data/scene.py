@@ -1,6 +1,6 @@
 """Scene descriptions as plain data: dataset variants, model-id splits, scene sampling, pose bins.
 
-Nothing here imports ``bpy``; :mod:`selfsup.render` turns a :class:`SingleScene` into pixels.
+Nothing here imports ``bpy``; :mod:`selfsup.data.render` turns a :class:`SingleScene` into pixels.
 Sampling is deterministic per image (``seed``, ``index``), so the first N scenes of a larger
 dataset equal a dataset of N, whatever the number of render workers.
 """

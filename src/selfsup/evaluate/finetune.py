@@ -10,12 +10,12 @@ Protocols (``protocol``):
   layers for image-level tasks: "slightly more expressive than the linear evaluation"). By default
   the frozen layers' BN also keeps the pretrained statistics (``bn="frozen"``); ``bn="train"`` lets
   those statistics follow the new data (their affine weights stay frozen).
-- the probes on frozen features (``linear``, ``knn``) live in :mod:`selfsup.probe`.
+- the probes on frozen features (``linear``, ``knn``) live in :mod:`selfsup.evaluate.probe`.
 
 Every (budget, seed) cell trains for the same number of steps, whatever the budget (small
 subsets are repeated), validates on held-out models each epoch and reports its final metrics on
 the test split (never a best epoch chosen on test). Finished cells are kept in ``OUT/cells/``;
-a killed sweep rerun with the same settings trains only the missing cells (:mod:`selfsup.sweep`).
+a killed sweep rerun with the same settings trains only the missing cells (:mod:`selfsup.evaluate.sweep`).
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def finetune(
     stack: int | None = None,
 ) -> pd.DataFrame:
     """Train ``task`` at every label budget × seed; writes and returns ``OUT/results.csv``
-    (``shard``: only this job's cells, see :func:`selfsup.sweep.run_cells`). ``stack`` cells train
+    (``shard``: only this job's cells, see :func:`selfsup.evaluate.sweep.run_cells`). ``stack`` cells train
     together as one stacked model (default: :func:`default_stack`); it changes speed, not results
     beyond float rounding, and is not part of a finished cell's cache key."""
     frozen = parse_protocol(protocol)
@@ -245,7 +245,7 @@ def train_models(
     progress,
     on_val: Callable[[int, int, dict], None] | None = None,
 ) -> tuple[list[nn.Module], list[list[dict]]]:
-    """Train the models of ``cells`` (one alone, several stacked: :mod:`selfsup.stacked`); validate
+    """Train the models of ``cells`` (one alone, several stacked: :mod:`selfsup.train.stacked`); validate
     each on held-out models after every epoch. Returns the models and each one's per-epoch logs
     (training scalars and ``val_*`` metrics). ``on_val(epoch, i, metrics)`` sees cell i's validation
     metrics and may stop training by raising. The test split is not touched."""

@@ -11,8 +11,8 @@ however many workers run it: trial numbers come from the storage, and a worker t
 past the end marks that trial failed (user attribute ``over_budget``) and stops, so scratch and
 every method get the same number of trials. Each trial is an MLflow run nested under the study's
 run (made by the worker that created the study). The best parameters go to ``OUT/best_params.json``
-(:mod:`selfsup.tuned`), which ``selfsup finetune --params-file`` reads. "Study" in this module is
-always an Optuna study (the whole DVC study is :mod:`selfsup.study`'s).
+(:mod:`selfsup.evaluate.tuned`), which ``selfsup finetune --params-file`` reads. "Study" in this module is
+always an Optuna study (the whole DVC study is :mod:`selfsup.pipeline.plan`'s).
 """
 
 from __future__ import annotations

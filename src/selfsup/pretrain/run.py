@@ -1,6 +1,6 @@
 """Self-supervised pretraining: a method on a dataset's train split, saved as safetensors.
 
-Runs on one process, or data-parallel under ``torchrun`` (:mod:`selfsup.distributed`). An optional
+Runs on one process, or data-parallel under ``torchrun`` (:mod:`selfsup.train.distributed`). An optional
 online linear probe (``PretrainConfig.online_probe``) trains a linear classifier on detached backbone features of
 the clean images alongside the method and logs its accuracy on the val split every epoch: a cheap
 view of representation quality during pretraining that never changes the backbone's gradients.

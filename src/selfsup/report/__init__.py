@@ -1,4 +1,5 @@
-"""The HTML report: loads results, draws the figures with plotly and writes the page (``page.py``).
+"""The HTML report: ``load`` reads what the stages wrote, ``figures`` draws with plotly, ``page`` writes the tables,
+metrics.json and the page (from ``templates/report.html``).
 
 May import: core, data, models, train, pretrain, evaluate, analyse.
 """

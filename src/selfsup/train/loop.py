@@ -72,10 +72,10 @@ def fit(
     ``on_epoch(epoch, logs)`` may evaluate and return more scalars to log; ``progress(step, total)``
     is called after every step. ``checkpoint_tag`` (the run's settings) is saved in the checkpoint, and a
     checkpoint with another tag is never resumed (an error). Under ``torchrun`` (see
-    :mod:`selfsup.distributed`) every rank trains on its slice of each batch and gradients are
+    :mod:`selfsup.train.distributed`) every rank trains on its slice of each batch and gradients are
     averaged; rank 0 writes the checkpoint.
 
-    Stacked replicas (:mod:`selfsup.stacked`): with ``replica_seeds`` (one per replica) ``n_items`` is
+    Stacked replicas (:mod:`selfsup.train.stacked`): with ``replica_seeds`` (one per replica) ``n_items`` is
     a sequence of each replica's item count, every replica draws its batches and augmentation from its
     own generator seeded like a lone run with that seed, and ``objective.loss`` receives the lists of
     index batches and generators (its loss is the sum of the replicas' losses, so each replica gets

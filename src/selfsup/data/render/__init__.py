@@ -1,7 +1,7 @@
-"""Rendering: scene specs (:mod:`selfsup.scene`, plain data) → pixels and labels → a dataset folder.
+"""Rendering: scene specs (:mod:`selfsup.data.scene`, plain data) → pixels and labels → a dataset folder.
 
-- :mod:`selfsup.render.blender`: the only module that imports ``bpy`` (in spawned workers only);
-- :mod:`selfsup.render.jobs`: the worker pool, shards, resuming and assembly (``render_dataset``).
+- :mod:`selfsup.data.render.blender`: the only module that imports ``bpy`` (in spawned workers only);
+- :mod:`selfsup.data.render.jobs`: the worker pool, shards, resuming and assembly (``render_dataset``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Rendering a dataset folder: scenes → shards rendered by spawned Blender workers → the dataset.
 
-The scenes are sampled up front (:mod:`selfsup.scene`), cut into shards of ``SHARD_SIZE`` images and
+The scenes are sampled up front (:mod:`selfsup.data.scene`), cut into shards of ``SHARD_SIZE`` images and
 rendered by worker processes (spawned, never forked: each imports ``bpy`` through
-:mod:`selfsup.render.blender`). Finished shards live in ``DIR/.shards/`` and survive a killed run; a
-rerun with the same parameters renders only the rest, then :func:`selfsup.dataset.write_dataset`
+:mod:`selfsup.data.render.blender`). Finished shards live in ``DIR/.shards/`` and survive a killed run; a
+rerun with the same parameters renders only the rest, then :func:`selfsup.data.dataset.write_dataset`
 assembles the folder.
 """
 

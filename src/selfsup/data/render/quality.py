@@ -1,5 +1,5 @@
 """Cycles' quality settings as plain data (no ``bpy``): what ``selfsup render`` and
-``bench/render_quality.py`` choose between, and what :mod:`selfsup.render.blender` applies."""
+``bench/render_quality.py`` choose between, and what :mod:`selfsup.data.render.blender` applies."""
 
 from __future__ import annotations
 

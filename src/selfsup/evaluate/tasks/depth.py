@@ -59,7 +59,7 @@ def constant_chance(targets: np.ndarray) -> dict[str, float]:
 
 
 def depth_head(d: int) -> nn.Module:
-    """Batch norm of the feature map (as every head: :func:`selfsup.tasks.fc_head`), then a 1×1 convolution."""
+    """Batch norm of the feature map (as every head: :func:`selfsup.evaluate.tasks.fc_head`), then a 1×1 convolution."""
     conv = nn.Conv2d(d, 1, 1)
     nn.init.constant_(conv.bias, HEAD_INIT)
     return nn.Sequential(nn.BatchNorm2d(d), conv)

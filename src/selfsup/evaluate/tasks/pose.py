@@ -1,4 +1,4 @@
-"""Object pose: 5 bins of where the object's up axis points (see :func:`selfsup.scene.pose_bin`)."""
+"""Object pose: 5 bins of where the object's up axis points (see :func:`selfsup.data.scene.pose_bin`)."""
 
 import torch
 import torch.nn.functional as F
