@@ -202,3 +202,21 @@ def test_compiled_backbone_trains_and_saves_the_same_parameter_names(tiny_datase
     )
     keys = set(load_file(tmp_path / "c" / "backbone.safetensors"))
     assert keys == set(create_backbone("resnet9", width=0.125).state_dict())
+
+
+def test_a_rank_without_a_gpu_of_its_own_uses_gloo_on_the_cpu(monkeypatch):
+    """NCCL only where CUDA sees more devices than LOCAL_RANK: two ranks on a one-GPU machine would
+    otherwise fail with "invalid device ordinal" (issue 28)."""
+    import torch
+
+    from selfsup.train import distributed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert distributed.backend() == "nccl" and distributed.device() == torch.device("cuda", 0)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert distributed.backend() == "gloo" and distributed.device() == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert distributed.backend() == "gloo" and distributed.device() == torch.device("cpu")

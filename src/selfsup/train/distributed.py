@@ -9,22 +9,50 @@ identical. Rank 0 alone logs, shows progress and writes files.
 
 from __future__ import annotations
 
+import atexit
+import datetime
 import os
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+TIMEOUT = datetime.timedelta(minutes=10)  # a collective that waits longer (a dead rank) fails, not hangs
+
+
+def local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def uses_gpu() -> bool:
+    """Whether this process has a GPU of its own: CUDA sees more devices than its LOCAL_RANK (two ranks on a
+    one-GPU machine train on the CPU with gloo rather than fail with "invalid device ordinal")."""
+    return torch.cuda.is_available() and torch.cuda.device_count() > local_rank()
+
+
+def backend() -> str:
+    return "nccl" if uses_gpu() else "gloo"
+
 
 def setup() -> tuple[int, int]:
-    """(rank, world size); joins the process group when started by torchrun with WORLD_SIZE > 1."""
+    """(rank, world size); joins the process group when started by torchrun with WORLD_SIZE > 1 (NCCL
+    bound to this rank's GPU when it has one, else gloo; :data:`TIMEOUT`), and leaves it at exit."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend)
+        if backend() == "nccl":
+            dev = torch.device("cuda", local_rank())
+            torch.cuda.set_device(dev)
+            dist.init_process_group("nccl", timeout=TIMEOUT, device_id=dev)
+        else:
+            dist.init_process_group("gloo", timeout=TIMEOUT)
+        atexit.register(teardown)
     return rank(), world_size()
+
+
+def teardown() -> None:
+    """Leave the process group (NCCL warns of leaked resources otherwise)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def world_size() -> int:
@@ -40,9 +68,8 @@ def is_main() -> bool:
 
 
 def device() -> torch.device:
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    """This rank's GPU (cuda:LOCAL_RANK) when it has one, else the CPU."""
+    return torch.device("cuda", local_rank()) if uses_gpu() else torch.device("cpu")
 
 
 def broadcast_module(module: nn.Module) -> None:
@@ -69,7 +96,9 @@ def average_gradients(params: list[torch.Tensor]) -> None:
 
 
 def in_sync(module: nn.Module) -> bool:
-    """Whether every rank holds the same parameters (a checksum compared across ranks)."""
+    """Whether every rank holds the same parameters (a checksum compared across ranks). Buffers (BatchNorm
+    statistics, MoCo / CMC queues) are not synchronised by this home-made data parallel, so they differ
+    (issue 28: DistributedDataParallel with SyncBatchNorm)."""
     if world_size() == 1:
         return True
     s = torch.stack([p.detach().double().sum() for p in module.parameters()]).sum().view(1)
