@@ -195,7 +195,8 @@ def _typed(value, hint, where: str, limit: str | None):
             raise UserError(f"{where} must be a name, not {value!r}")
         return value
     if hint in (int, float):
-        checks.number(limit, value) if limit else None
+        if limit:
+            checks.number(limit, value)
         return value
     raise TypeError(hint)  # pragma: no cover - the schema's own types
 

@@ -141,7 +141,6 @@ def _no_cost(params: dict, item: dict) -> tuple:
 
 MODEL = "models/${item.data}/${item.backbone}/${item.init}"
 TUNED = "tuned/${item.data}/${item.backbone}/${item.init}-${item.task}"
-CELLS_PERSIST = "finished (budget, seed) cells are kept; changed settings retrain them"
 
 
 def _train_options(section: str) -> str:
@@ -398,7 +397,7 @@ def plan(params: dict | config.Params) -> list[Job]:
     for init in study["inits"]:
         if init != SCRATCH:
             METHODS.get(init)
-    for set_name in ("single", "multi"):
+    for set_name in SETS:
         ft = params[f"finetune_{set_name}"]
         for data in study[set_name]:
             if data not in datasets:

@@ -44,20 +44,23 @@ def load_params(path: str | Path) -> dict:
         raise UserError(f"params file {str(path)!r}: {e}") from None
 
 
-def load_profile(path: str | Path) -> dict:
-    """A profile (its differences from the defaults) as complete, checked params."""
-    path = Path(path)
+def _profile(path: Path) -> config.Params:
     try:
-        return as_dict(config.parse(_read_yaml(path, "profile")))
+        return config.parse(_read_yaml(path, "profile"))
     except UserError as e:
         raise UserError(f"profile {str(path)!r}: {e}") from None
+
+
+def load_profile(path: str | Path) -> dict:
+    """A profile (its differences from the defaults) as complete, checked params."""
+    return as_dict(_profile(Path(path)))
 
 
 def profile_text(path: str | Path) -> str:
     """What ``params.yaml`` holds after ``selfsup profile NAME``: the profile's leading comment, then
     every section and key."""
     path = Path(path)
-    load_profile(path)  # checked
+    params = _profile(path)
     header = []
     for line in path.read_text().splitlines():
         if not line.startswith("#"):
@@ -66,7 +69,7 @@ def profile_text(path: str | Path) -> str:
     header.append(
         f"# Written by `selfsup profile {path.stem}`: profiles/{path.stem}.yaml over src/selfsup/core/config.py."
     )
-    return config.to_yaml(config.parse(_read_yaml(path, "profile")), "\n".join(header))
+    return config.to_yaml(params, "\n".join(header))
 
 
 def profiles(root: str | Path = ".") -> dict[str, Path]:
