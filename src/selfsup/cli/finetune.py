@@ -72,6 +72,14 @@ def finetune(
         help="Cells trained together as one stacked model (default: 16 on a GPU, 1 on the CPU, where stacking "
         "is slower). Same results up to float rounding.",
     ),
+    compile: bool = typer.Option(
+        False, "--compile", help="torch.compile the training step (needs a C++ compiler on the CPU)."
+    ),
+    deterministic: bool = typer.Option(
+        False,
+        "--deterministic",
+        help="torch's deterministic algorithms and cuDNN settings: bit-exact reruns on the same GPU, slower.",
+    ),
 ) -> None:
     """Train a task at several label budgets and seeds, from scratch or from a pretrained backbone.
 
@@ -94,6 +102,8 @@ def finetune(
         weight_decay=weight_decay,
         schedule=schedule,
         augment=augment,
+        compile=compile,
+        deterministic=deterministic,
     )
     if params_file is not None:
         from selfsup.evaluate.tuned import read_best

@@ -52,7 +52,15 @@ def pretrain(
     ),
     verify: bool = typer.Option(False, "--verify", help=VERIFY_HELP),
     compile: bool = typer.Option(
-        False, "--compile", help="torch.compile the backbone (needs a C++ compiler on the CPU)."
+        False,
+        "--compile",
+        help="torch.compile the whole training step: networks, target networks, loss "
+        "(needs a C++ compiler on the CPU).",
+    ),
+    deterministic: bool = typer.Option(
+        False,
+        "--deterministic",
+        help="torch's deterministic algorithms and cuDNN settings: bit-exact reruns on the same GPU, slower.",
     ),
     online_probe: bool = typer.Option(
         False,
@@ -89,6 +97,7 @@ def pretrain(
         batch_size,
         seed=seed,
         compile=compile,
+        deterministic=deterministic,
         online_probe=online_probe,
         **tuned,
     )

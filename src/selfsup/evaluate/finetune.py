@@ -56,6 +56,8 @@ class FinetuneConfig:
     pad: int = 4
     schedule: str = "cosine"  # learning-rate decay after the warm-up: cosine or linear
     augment: str = "paper"  # paper (flip, crop, colour, Cutout: augment.finetune_view) or flip-translate (pad px)
+    compile: bool = False  # torch.compile the training step
+    deterministic: bool = False  # torch's deterministic algorithms (bit-exact reruns on one GPU)
 
 
 def default_stack(device: torch.device) -> int:
@@ -86,6 +88,9 @@ def config_key(config: FinetuneConfig) -> dict:
         del d["schedule"]
     if d["augment"] == "flip-translate":  # what every cell trained with before the field existed
         del d["augment"]
+    for name in ("compile", "deterministic"):  # how, not what, a cell trains
+        if not d[name]:
+            del d[name]
     return d
 
 
@@ -265,6 +270,8 @@ def train_models(
         warmup_epochs=min(1.0, config.epochs / 4),
         seed=cells[0].seed,
         schedule=config.schedule,
+        compile=config.compile,
+        deterministic=config.deterministic,
     )
     val_images, val_targets = ds.images[sweep.val_idx], sweep.targets[sweep.val_idx]
     histories: list[list[dict]] = [[] for _ in cells]

@@ -54,7 +54,8 @@ class PretrainConfig:
     seed: int = Pretrain().seed
     method_kwargs: dict = field(default_factory=dict)  # the method's own knobs (e.g. SimCLR's temperature)
     online_probe: bool = False  # train a linear classifier on detached features alongside (scored on val)
-    compile: bool = False
+    compile: bool = False  # torch.compile the training step (networks, target networks, loss)
+    deterministic: bool = False  # torch's deterministic algorithms: bit-exact reruns on one GPU (slower)
 
     def check(self) -> None:
         checks.numbers(
@@ -197,6 +198,8 @@ def pretrain(
         weight_decay=weight_decay,
         seed=seed,
         schedule=schedule,
+        compile=c.compile,
+        deterministic=c.deterministic,
     )
     params = {
         **chosen,
@@ -205,6 +208,7 @@ def pretrain(
         "device": str(device),
         "world_size": world,
         "compile": c.compile,
+        "deterministic": c.deterministic,
         "online_probe": online,
         **{f"method.{k}": v for k, v in c.method_kwargs.items()},
     }
@@ -279,8 +283,6 @@ def _build_net(c: PretrainConfig, backbone: str, colour: str, online_classes: in
     if online_classes:
         net.online_probe = nn.Linear(bb.out_dim, online_classes)
     net = net.to(device).to(memory_format=torch.channels_last)
-    if c.compile:
-        net.backbone.compile()  # in place: parameter names (and the saved file) stay the same
     return net
 
 

@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from selfsup.core.errors import UserError
+from selfsup.data.augment import Draws
 from selfsup.train import distributed
 from selfsup.train.schedule import SCHEDULES, epoch_batches
 
@@ -37,6 +38,8 @@ class TrainConfig:
     seed: int = 0
     schedule: str = "cosine"  # after the warm-up: "cosine" or "linear" decay to 0
     amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU, where fp32 is faster here)
+    compile: bool = False  # torch.compile the whole step (the objective's forward: networks, targets, loss)
+    deterministic: bool = False  # torch's deterministic algorithms (see distributed.configure)
 
 
 class Objective(Protocol):
@@ -47,7 +50,22 @@ class Objective(Protocol):
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """This process's device: cuda:LOCAL_RANK where it has a GPU of its own (so ``finetune --shard``
+    jobs started side by side with LOCAL_RANK set spread over the GPUs), else the CPU."""
+    return distributed.device()
+
+
+class _Step(nn.Module):
+    """The objective as a module whose forward is the loss: what DistributedDataParallel wraps (it
+    must see the call to hook the backward) and what ``compile`` compiles."""
+
+    def __init__(self, objective: Objective):
+        super().__init__()
+        self.net = objective.module
+        self._objective = [objective]  # in a list: not a submodule
+
+    def forward(self, idx, generator):
+        return self._objective[0].loss(idx, generator)
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -72,8 +90,9 @@ def fit(
     ``on_epoch(epoch, logs)`` may evaluate and return more scalars to log; ``progress(step, total)``
     is called after every step. ``checkpoint_tag`` (the run's settings) is saved in the checkpoint, and a
     checkpoint with another tag is never resumed (an error). Under ``torchrun`` (see
-    :mod:`selfsup.train.distributed`) every rank trains on its slice of each batch and gradients are
-    averaged; rank 0 writes the checkpoint.
+    :mod:`selfsup.train.distributed`) the step runs under DistributedDataParallel, every rank trains
+    on its contiguous slice of each batch (``cfg.batch_size`` is the global batch) and rank 0 writes
+    the checkpoint.
 
     Stacked replicas (:mod:`selfsup.train.stacked`): with ``replica_seeds`` (one per replica) ``n_items`` is
     a sequence of each replica's item count, every replica draws its batches and augmentation from its
@@ -83,29 +102,38 @@ def fit(
     """
     module = objective.module
     rank, world = distributed.rank(), distributed.world_size()
-    distributed.broadcast_module(module)
-    params = [p for p in module.parameters() if p.requires_grad]
+    stacked = replica_seeds is not None
+    if stacked and world > 1:
+        raise UserError(
+            "stacked replicas train on one process: run them without torchrun (torch.func with DDP's buffer "
+            "broadcast and vmap with SyncBatchNorm do not work: pytorch#130932, #91629)"
+        )
+    if cfg.batch_size % world:
+        raise UserError(f"batch size {cfg.batch_size} does not split evenly over {world} ranks")
+    local_batch = cfg.batch_size // world
     dev = next(module.parameters()).device
+    distributed.configure(dev, cfg.deterministic)
+    module = distributed.sync_batchnorm(module)
+    params = [p for p in module.parameters() if p.requires_grad]
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and dev.type == "cuda" else contextlib.nullcontext()
     )
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=dev.type == "cuda" or None)
     total = cfg.epochs * cfg.steps_per_epoch
     warmup = int(cfg.warmup_epochs * cfg.steps_per_epoch)
     shape = SCHEDULES[cfg.schedule]
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: shape(s, total, warmup))
-    stacked = replica_seeds is not None
-    if stacked and world > 1:
-        raise UserError("stacked replicas train on one process: run them without torchrun")
     sizes = list(n_items) if stacked else [n_items]
-    # batch indices (and, on one process, augmentation): one generator per replica
+    # batch indices and augmentation: one generator per replica; under data parallel every rank holds
+    # the same one and keeps its own slice of each batch and of its random draws
     gens = [torch.Generator().manual_seed(s) for s in (replica_seeds if stacked else [cfg.seed])]
     gen = gens[0]
-    aug = gen if world == 1 else torch.Generator().manual_seed(cfg.seed * 7919 + rank + 1)
+    aug = Draws(gen, rank, world)
     after_step = getattr(module, "after_step", None)
     start, history = 0, []
     if resume and checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, weights_only=True)
+        # on the CPU first (generator states must be; each rank's module and optimiser take their own device)
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         if state.get("tag") != checkpoint_tag:
             raise UserError(f"checkpoint {str(checkpoint)!r} was written by a run with other settings: not resumed")
         module.load_state_dict(state["module"])
@@ -113,16 +141,20 @@ def fit(
         sched.load_state_dict(state["scheduler"])
         for g, g_state in zip(gens, state["generator"] if stacked else [state["generator"]]):
             g.set_state(g_state)
-        if world > 1:
-            aug.set_state(state["aug_generators"][rank])
         torch.set_rng_state(state["torch_rng"])
+        if dev.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"], dev)
         start, history = state["epoch"], list(state["history"])
+    step = distributed.wrap(_Step(objective))  # DDP starts every rank from rank 0's weights
+    if cfg.compile:
+        step = torch.compile(step)
 
     flop_per_step = None
     for epoch in range(start, cfg.epochs):
         module.train()
         t0 = time.perf_counter()
-        batches = [epoch_batches(n, cfg.batch_size, cfg.steps_per_epoch, g) for n, g in zip(sizes, gens)]
+        # the epoch's indices on the device at once (one copy, not one per step)
+        batches = [epoch_batches(n, cfg.batch_size, cfg.steps_per_epoch, g).to(dev) for n, g in zip(sizes, gens)]
         loss_sum = torch.zeros((), device=dev)  # summed on the device: no host sync per step
         extra: dict[str, float] = {}
         for i in range(cfg.steps_per_epoch):
@@ -133,14 +165,13 @@ def fit(
             with count or contextlib.nullcontext():
                 with autocast:
                     if stacked:
-                        loss, scalars = objective.loss([b[i] for b in batches], gens)
+                        loss, scalars = step([b[i] for b in batches], gens)
                     else:
-                        loss, scalars = objective.loss(batches[0][i][rank::world], aug)
+                        loss, scalars = step(batches[0][i][rank * local_batch : (rank + 1) * local_batch], aug)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss.backward()  # under DDP the gradients are averaged over ranks here
             if count is not None:
                 flop_per_step = count.get_total_flops()
-            distributed.average_gradients(params)
             opt.step()
             sched.step()
             if after_step:
@@ -150,7 +181,10 @@ def fit(
                 extra[k] = extra.get(k, 0.0) + (v.detach().float() if torch.is_tensor(v) else float(v))
             if progress:
                 progress(epoch * cfg.steps_per_epoch + i + 1, total)
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)  # the epoch's work done, not only queued, before it is timed
         dt = time.perf_counter() - t0
+        loss_sum = distributed.mean_across(loss_sum)
         logs = {
             "loss": float(loss_sum) / cfg.steps_per_epoch / len(gens),  # stacked: the replicas' mean
             "lr": opt.param_groups[0]["lr"],
@@ -164,7 +198,6 @@ def fit(
         if on_epoch:
             logs.update(on_epoch(epoch, logs) or {})
         history.append(logs)
-        aug_states = distributed.all_gather_object(aug.get_state()) if world > 1 else None
         if checkpoint is not None and rank == 0:
             _save_checkpoint(
                 checkpoint,
@@ -173,13 +206,15 @@ def fit(
                     "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(),
                     "generator": [g.get_state() for g in gens] if stacked else gen.get_state(),
-                    "aug_generators": aug_states,
                     "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
                     "epoch": epoch + 1,
                     "history": history,
                     "tag": checkpoint_tag,
                 },
             )
+        distributed.barrier()  # no rank runs ahead of rank 0's checkpoint
+    distributed.broadcast_buffers(module)
     return history
 
 

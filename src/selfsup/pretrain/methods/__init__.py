@@ -53,11 +53,10 @@ def frozen_copy(module: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def ema_(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    """target ← m·target + (1 − m)·online for parameters; buffers (BN statistics) are copied."""
-    for t, o in zip(target.parameters(), online.parameters()):
-        t.lerp_(o.detach(), 1 - momentum)
-    for t, o in zip(target.buffers(), online.buffers()):
-        t.copy_(o)
+    """target ← m·target + (1 − m)·online for parameters; buffers (BN statistics) are copied. One
+    foreach call each (a few kernels, not one per tensor on a GPU)."""
+    torch._foreach_lerp_(list(target.parameters()), [o.detach() for o in online.parameters()], 1 - momentum)
+    torch._foreach_copy_(list(target.buffers()), list(online.buffers()))
 
 
 @torch.no_grad()

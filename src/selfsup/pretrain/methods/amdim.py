@@ -13,6 +13,7 @@ from torch import nn
 from selfsup.data.augment import contrastive_view
 from selfsup.pretrain.losses import amdim_nce
 from selfsup.pretrain.methods import METHODS, Method
+from selfsup.train.distributed import gather_with_grad, offset
 
 
 def _locations(fmap: torch.Tensor, grid: int) -> torch.Tensor:
@@ -55,7 +56,9 @@ class AMDIM(Method):
         g0, a0, l0 = self._encode(contrastive_view(x, generator))
         g1, a1, l1 = self._encode(contrastive_view(x, generator))
         total, reg = 0.0, 0.0
+        # negatives: the local features of every image of the global batch (gathered under data parallel)
+        l0, l1, at = gather_with_grad(l0), gather_with_grad(l1), offset(len(g0))
         for anchors, targets in ((g0, l1), (a0, l1), (g1, l0), (a1, l0)):
-            loss, sq = amdim_nce(anchors, targets, self.clip)
+            loss, sq = amdim_nce(anchors, targets, self.clip, at)
             total, reg = total + loss, reg + sq
         return total / 4 + self.reg * reg / 4, {"score_sq": reg.detach() / 4}

@@ -1,5 +1,7 @@
 """Barlow Twins (Zbontar et al., arXiv:2103.03230): the cross-correlation of two views' embeddings is
-driven towards the identity; no negatives and no momentum network."""
+driven towards the identity; no negatives and no momentum network. Under data parallel the
+embeddings of every rank are gathered (with gradients), so the standardisation and the matrix are
+the global batch's: the same as all-reducing the matrix, and exact for the standardisation too."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from torch import nn
 from selfsup.data.augment import contrastive_view
 from selfsup.pretrain.losses import barlow_twins
 from selfsup.pretrain.methods import METHODS, Method, mlp
+from selfsup.train.distributed import gather_with_grad
 
 
 @METHODS.register("barlow")
@@ -23,4 +26,4 @@ class BarlowTwins(Method):
     def loss(self, x, generator):
         z0 = self.projector(self.backbone(contrastive_view(x, generator)))
         z1 = self.projector(self.backbone(contrastive_view(x, generator)))
-        return barlow_twins(z0, z1, self.lambd), {}
+        return barlow_twins(gather_with_grad(z0), gather_with_grad(z1), self.lambd), {}

@@ -2,7 +2,8 @@
 one Lab image are two views, encoded by the two halves of a split backbone and contrasted both ways
 against the other images of the batch and a queue of embeddings from earlier batches (a ring buffer
 in place of CMC's memory bank). The queue starts empty and only filled entries are used: a queue of
-random vectors lets the embeddings collapse to a constant before it fills."""
+random vectors lets the embeddings collapse to a constant before it fills. Under data parallel the
+in-batch negatives and the keys entering the queues are the global batch's (gathered)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from selfsup.core.errors import UserError
 from selfsup.data.augment import flip_translate
 from selfsup.pretrain.losses import cross_view_info_nce
 from selfsup.pretrain.methods import METHODS, Method, enqueue_
+from selfsup.train.distributed import gather, gather_with_grad, offset
 
 
 @METHODS.register("cmc")
@@ -34,16 +36,25 @@ class CMC(Method):
             self.register_buffer(name, torch.zeros(queue_size, proj_dim))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
         self.register_buffer("queue_filled", torch.zeros((), dtype=torch.long))
+        # the buffer's value mirrored on the host, so that no step waits for the device to read it;
+        # read from the buffer once after construction or a load
+        self._filled: int | None = None
+        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_filled", None))
 
     def loss(self, x, generator):
         f_l, f_ab = self.backbone.halves(flip_translate(x, self.pad, generator))
         z_l, z_ab = F.normalize(self.head_l(f_l), dim=1), F.normalize(self.head_ab(f_ab), dim=1)
-        n = int(self.queue_filled)
-        loss = cross_view_info_nce(z_l, z_ab, self.queue_ab[:n].clone(), self.temperature) + cross_view_info_nce(
-            z_ab, z_l, self.queue_l[:n].clone(), self.temperature
+        if self._filled is None:
+            self._filled = int(self.queue_filled)
+        n, at = self._filled, offset(len(z_l))
+        all_l, all_ab = gather_with_grad(z_l), gather_with_grad(z_ab)  # in-batch negatives: the global batch
+        loss = cross_view_info_nce(z_l, all_ab, self.queue_ab[:n].clone(), self.temperature, at) + cross_view_info_nce(
+            z_ab, all_l, self.queue_l[:n].clone(), self.temperature, at
         )
         ptr = self.queue_ptr.clone()
-        enqueue_(self.queue_l, self.queue_ptr, z_l)
-        enqueue_(self.queue_ab, ptr, z_ab)
-        self.queue_filled.fill_(min(len(self.queue_l), n + len(z_l)))  # (0 with queue_size=0: batch only)
+        keys_l, keys_ab = gather(z_l), gather(z_ab)
+        enqueue_(self.queue_l, self.queue_ptr, keys_l)
+        enqueue_(self.queue_ab, ptr, keys_ab)
+        self._filled = min(len(self.queue_l), n + len(keys_l))  # (0 with queue_size=0: batch only)
+        self.queue_filled.fill_(self._filled)
         return loss, {}

@@ -1,8 +1,10 @@
 """MoCo v2 (He et al., arXiv:1911.05722; Chen et al., arXiv:2003.04297): a momentum key encoder, a queue
 of past keys as negatives, an MLP projector and SimCLR-style augmentation.
 
-Without several devices there is no shuffled batch norm: the key encoder's BN sees the same batch
-as the query encoder's, which the ablations of the paper show costs a little accuracy.
+Under data parallel every rank's keys enter the queue (gathered in rank order), so the queue holds
+what one process's would. Without several devices there is no shuffled batch norm: the key
+encoder's BN sees the same batch as the query encoder's, which the ablations of the paper show
+costs a little accuracy.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from torch import nn
 from selfsup.data.augment import contrastive_view
 from selfsup.pretrain.losses import info_nce
 from selfsup.pretrain.methods import METHODS, Method, ema_, enqueue_, frozen_copy, mlp
+from selfsup.train.distributed import gather
 
 
 @METHODS.register("moco")
@@ -44,7 +47,7 @@ class MoCo(Method):
         with torch.no_grad():
             k = F.normalize(self.key_projector(self.key_backbone(contrastive_view(x, generator))), dim=1)
         loss = info_nce(q, k, self.queue.clone(), self.temperature)
-        enqueue_(self.queue, self.queue_ptr, k)
+        enqueue_(self.queue, self.queue_ptr, gather(k))
         return loss, {}
 
     def after_step(self, step, total):

@@ -1,4 +1,5 @@
-"""SimCLR (Chen et al., arXiv:2002.05709): two augmented views, NT-Xent over in-batch negatives."""
+"""SimCLR (Chen et al., arXiv:2002.05709): two augmented views, NT-Xent over in-batch negatives (the global
+batch under data parallel: every rank's embeddings are gathered, with gradients)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from torch import nn
 from selfsup.data.augment import contrastive_view
 from selfsup.pretrain.losses import nt_xent
 from selfsup.pretrain.methods import METHODS, Method, mlp
+from selfsup.train.distributed import gather_with_grad
 
 
 @METHODS.register("simclr")
@@ -22,4 +24,4 @@ class SimCLR(Method):
     def loss(self, x, generator):
         z0 = self.projector(self.backbone(contrastive_view(x, generator)))
         z1 = self.projector(self.backbone(contrastive_view(x, generator)))
-        return nt_xent(z0, z1, self.temperature), {}
+        return nt_xent(gather_with_grad(z0), gather_with_grad(z1), self.temperature), {}

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.data.augment import flip_translate
+from selfsup.data.augment import draws, flip_translate, to_device
 from selfsup.pretrain.losses import gaussian_kl
 from selfsup.pretrain.methods import METHODS, Method
 
@@ -45,7 +45,7 @@ class VAE(Method):
         x = flip_translate(x, self.pad, generator)
         mu, logvar = self.to_stats(self.backbone(x)).chunk(2, dim=1)
         logvar = logvar.clamp(-10, 10)
-        eps = torch.randn(mu.shape, generator=generator).to(mu.device, mu.dtype)
+        eps = to_device(draws(generator).randn(*mu.shape), mu.device, mu.dtype)
         z = mu + eps * torch.exp(0.5 * logvar)
         recon = self.decode(z, x.shape[-2:])
         n = x[0].numel()
