@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from selfsup.data.augment import colour_jitter
+from selfsup.pretrain import losses
 from selfsup.pretrain.losses import (
     amdim_nce,
     barlow_twins,
@@ -130,3 +131,33 @@ def test_amdim_nce_matches_a_numpy_loop(b, a, p, d, clip):
     loss, reg = amdim_nce(anchors, locals_, clip)
     assert float(loss) == pytest.approx(np.mean(losses), rel=1e-9)
     assert float(reg) == pytest.approx(np.mean(sq), rel=1e-9)
+
+
+def _loss_cases():
+    g = torch.Generator().manual_seed(0)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g)
+
+    return {
+        "nt_xent": (losses.nt_xent, (r(16, 32), r(16, 32))),
+        "info_nce": (losses.info_nce, (r(16, 32), r(16, 32), r(64, 32))),
+        "cross_view_info_nce": (losses.cross_view_info_nce, (r(16, 32), r(16, 32), r(64, 32))),
+        "barlow_twins": (losses.barlow_twins, (r(16, 32), r(16, 32))),
+        "amdim_nce": (lambda a, b: losses.amdim_nce(a, b)[0], (r(8, 4, 32), r(8, 16, 32))),
+    }
+
+
+@pytest.mark.parametrize("name", list(_loss_cases()))
+def test_losses_compute_in_fp32_under_bf16_autocast(name):
+    """Under autocast a bf16 similarity matrix or cross-correlation would change the loss (issue 28)."""
+    fn, args = _loss_cases()[name]
+    ref = fn(*args)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = fn(*args)
+        from_bf16 = fn(*(a.bfloat16() for a in args))  # half-precision embeddings are cast up, not an error
+        raw = getattr(losses, name).__wrapped__  # the same loss without the fp32 guard
+        rounded = raw(*args) if name != "amdim_nce" else raw(*args)[0]
+    assert got.dtype == torch.float32 and torch.allclose(got, ref, rtol=1e-6), (got, ref)
+    assert from_bf16.dtype == torch.float32 and torch.isfinite(from_bf16)
+    assert not torch.allclose(rounded.float(), ref, rtol=1e-6)  # what autocast alone would have given

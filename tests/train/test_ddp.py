@@ -59,7 +59,7 @@ def _one_step(name: str, rank: int, world: int) -> dict:
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
-    os.environ["LOCAL_RANK"] = str(rank)
+    os.environ.update(LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
     from selfsup.train import distributed
@@ -71,13 +71,26 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     distributed.teardown()
 
 
+def _spawn(fn, args) -> None:
+    """Two spawned ranks on the CPU (gloo), also on a machine with GPUs: CUDA hidden from them."""
+    hidden = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    try:
+        mp.start_processes(fn, args=args, nprocs=2, join=True, start_method="spawn")
+    finally:
+        if hidden is None:
+            del os.environ["CUDA_VISIBLE_DEVICES"]
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = hidden
+
+
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory) -> dict:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = str(tmp_path_factory.mktemp("ddp") / "rank0.pt")
-    mp.start_processes(_worker, args=(2, port, out), nprocs=2, join=True, start_method="spawn")
+    _spawn(_worker, (2, port, out))
     return torch.load(out, weights_only=False)
 
 
@@ -96,3 +109,53 @@ def test_two_ranks_of_half_the_batch_give_one_process_loss_and_gradients(name, t
         assert torch.allclose(split["grads"][n], g, rtol=1e-7, atol=1e-10), n
     for n, t in alone["buffers"].items():  # the queues hold every rank's keys, in the order of one process
         assert torch.allclose(split["buffers"][n], t, rtol=1e-9, atol=1e-12), n
+
+
+class _Killed(Exception):
+    pass
+
+
+def _fit_worker(rank: int, world: int, port: int, mode: str, folder: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    os.environ.update(LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+    torch.set_num_threads(1)
+    from pathlib import Path
+
+    from selfsup.pretrain.run import PretrainObjective
+    from selfsup.train import distributed
+    from selfsup.train.loop import TrainConfig, fit
+
+    distributed.setup()
+    torch.manual_seed(0 if mode != "resumed" else 123)  # a resumed run starts from other RNG state
+    images = torch.randint(0, 256, (32, 32, 32, 3), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    objective = PretrainObjective(create_method("moco", create_backbone("resnet9", width=0.125)), images)
+    cfg = TrainConfig(epochs=3, steps_per_epoch=2, batch_size=8, seed=5)
+    ckpt = Path(folder) / "checkpoint.pt"
+
+    def die_after_first_epoch(epoch, logs):
+        if mode == "killed" and epoch == 1:
+            raise _Killed
+
+    try:
+        fit(objective, 32, cfg, on_epoch=die_after_first_epoch, checkpoint=ckpt, resume=mode == "resumed")
+        if rank == 0:
+            torch.save(objective.module.state_dict(), Path(folder) / f"{mode}.pt")
+        assert distributed.in_sync(objective.module)  # parameters and buffers (queues, BN statistics)
+    except _Killed:
+        pass
+    distributed.teardown()
+
+
+def test_a_killed_two_rank_run_resumes_to_the_same_weights(tmp_path):
+    """kill -9 resume stays exact on the gloo path: the checkpoint holds the shared generator's state."""
+    for mode, folder in (("straight", tmp_path / "a"), ("killed", tmp_path / "b"), ("resumed", tmp_path / "b")):
+        folder.mkdir(exist_ok=True)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        _spawn(_fit_worker, (2, port, mode, str(folder)))
+    straight = torch.load(tmp_path / "a" / "straight.pt", weights_only=True)
+    resumed = torch.load(tmp_path / "b" / "resumed.pt", weights_only=True)
+    assert straight.keys() == resumed.keys()
+    for k in straight:
+        torch.testing.assert_close(resumed[k], straight[k], rtol=0, atol=0, msg=k)

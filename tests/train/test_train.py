@@ -205,8 +205,8 @@ def test_compiled_backbone_trains_and_saves_the_same_parameter_names(tiny_datase
 
 
 def test_a_rank_without_a_gpu_of_its_own_uses_gloo_on_the_cpu(monkeypatch):
-    """NCCL only where CUDA sees more devices than LOCAL_RANK: two ranks on a one-GPU machine would
-    otherwise fail with "invalid device ordinal" (issue 28)."""
+    """NCCL only where CUDA sees a device for every local rank: two ranks on a one-GPU machine would
+    otherwise fail with "invalid device ordinal" (rank 1) or join with different backends (issue 28)."""
     import torch
 
     from selfsup.train import distributed
@@ -214,9 +214,20 @@ def test_a_rank_without_a_gpu_of_its_own_uses_gloo_on_the_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setenv("LOCAL_RANK", "0")
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     assert distributed.backend() == "nccl" and distributed.device() == torch.device("cuda", 0)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two ranks, one GPU: both on the CPU, both gloo
+    for rank in ("0", "1"):
+        monkeypatch.setenv("LOCAL_RANK", rank)
+        assert distributed.backend() == "gloo" and distributed.device() == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setenv("LOCAL_RANK", "1")
-    assert distributed.backend() == "gloo" and distributed.device() == torch.device("cpu")
+    assert distributed.backend() == "nccl" and distributed.device() == torch.device("cuda", 1)
+    # `finetune --shard` jobs started side by side with LOCAL_RANK each take their own GPU
+    from selfsup.train.loop import default_device
+
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert default_device() == torch.device("cuda", 1)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert distributed.backend() == "gloo" and distributed.device() == torch.device("cpu")

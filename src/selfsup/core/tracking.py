@@ -4,7 +4,8 @@ dataset each run read (an MLflow dataset input) and the pretrained backbones (th
 The tracking store is MLflow's default (``sqlite:///mlflow.db`` in the working directory, no
 server needed) unless ``MLFLOW_TRACKING_URI`` points elsewhere. Runs go to the experiment
 ``selfsup`` unless ``MLFLOW_EXPERIMENT_NAME`` says otherwise. Under ``mlflow run`` the stage
-logs into the run that ``mlflow run`` created.
+logs into the run that ``mlflow run`` created. ``SELFSUP_TRACKING=off`` turns tracking off (nothing is
+logged or registered, MLflow is not imported): for machines without MLflow, such as the GPU check.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 MODEL_ARTIFACTS = "backbone"  # the run's artifact folder a registered model version points at
 
 
+def enabled() -> bool:
+    """Whether runs are tracked (``SELFSUP_TRACKING=off`` says no)."""
+    return os.environ.get("SELFSUP_TRACKING", "on").lower() not in ("off", "0", "false", "no")
+
+
 def _mlflow():
     import mlflow
 
@@ -49,7 +55,10 @@ def run(
     """An MLflow run for one stage (or a nested child run) with params and provenance tags.
     ``dataset`` (a :class:`selfsup.data.dataset.Dataset`) is logged as the run's dataset input and tags
     ``dataset_hash``. ``parent_run_id`` nests the run under a run of another process (a shared Optuna
-    study's run)."""
+    study's run). With tracking off: ``None``, and nothing is logged."""
+    if not enabled():
+        yield None
+        return
     mlflow = _mlflow()
     active = mlflow.active_run()
     if parent_run_id and active is not None and active.info.run_id == parent_run_id:
@@ -84,6 +93,8 @@ def log_dataset(ds, context: str = "training") -> None:
     """Record dataset ``ds`` (a :class:`selfsup.data.dataset.Dataset`) as an input of the active run: name =
     set and variant, digest = the dataset hash, source = the folder as the stage was given it (the DVC
     path in the pipeline)."""
+    if not enabled():
+        return
     from mlflow.data.meta_dataset import MetaDataset
     from mlflow.data.sources import LocalArtifactDatasetSource
 
@@ -130,18 +141,26 @@ def download_model(uri: str, dst: str) -> str:
 
 
 def set_tags(tags: dict) -> None:
+    if not enabled():
+        return
     _mlflow().set_tags({k: str(v) for k, v in tags.items()})
 
 
 def log_params(params: dict) -> None:
+    if not enabled():
+        return
     _mlflow().log_params({k: str(v) for k, v in params.items()})
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    if not enabled():
+        return
     _mlflow().log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
 
 
 def log_artifact(path, artifact_path: str | None = None) -> None:
+    if not enabled():
+        return
     _mlflow().log_artifact(str(path), artifact_path)
 
 

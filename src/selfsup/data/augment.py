@@ -88,6 +88,36 @@ def map_batches(fn, images, device, batch: int = 512) -> torch.Tensor:
     )
 
 
+CHUNK_BYTES = 256 * 2**20  # host memory per pinned staging buffer of :func:`resident`
+
+
+def resident(images: np.ndarray, idx: np.ndarray, device: torch.device) -> torch.Tensor:
+    """``images[idx]`` (a uint8 memmap, rows picked by ``idx``) as one tensor on ``device``. On a GPU the
+    rows go through two pinned staging buffers of :data:`CHUNK_BYTES` in turn (read the next chunk from
+    disk while the last one is copied), so the host never holds the whole subset: a 400k-image 128² set
+    is 19.7 GB that each rank would otherwise hold in its own RAM. Elsewhere: the rows, read at once."""
+    idx = np.asarray(idx)
+    if device.type != "cuda":
+        return torch.from_numpy(np.ascontiguousarray(images[idx])).to(device)
+    out = torch.empty((len(idx), *images.shape[1:]), dtype=torch.uint8, device=device)
+    row = int(np.prod(images.shape[1:]))
+    per = max(1, min(len(idx), CHUNK_BYTES // max(1, row)))
+    buffers = [torch.empty((per, *images.shape[1:]), dtype=torch.uint8).pin_memory() for _ in range(2)]
+    done = [None, None]
+    with torch.cuda.device(device):
+        for n, start in enumerate(range(0, len(idx), per)):
+            rows = idx[start : start + per]
+            k = n % 2
+            if done[k] is not None:
+                done[k].synchronize()  # the copy out of this buffer has finished
+            buffers[k][: len(rows)].numpy()[...] = images[rows]
+            out[start : start + len(rows)].copy_(buffers[k][: len(rows)], non_blocking=True)
+            done[k] = torch.cuda.Event()
+            done[k].record()
+        torch.cuda.current_stream().synchronize()
+    return out
+
+
 def random_flip(x: torch.Tensor, generator: Draws | torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Horizontal flip (p = 0.5) of each image of the (B, C, H, W) batch; returns the batch and the
     (B,) mask of flipped images (to flip dense targets alike)."""

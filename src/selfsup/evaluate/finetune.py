@@ -33,7 +33,14 @@ from selfsup.core import checks, tracking
 from selfsup.core.config import Finetune
 from selfsup.core.defaults import DEFAULT_BACKBONE, DEFAULT_BUDGETS, DEFAULT_COLOUR, DEFAULT_SEEDS, DEFAULT_WIDTH
 from selfsup.core.errors import UserError
-from selfsup.data.augment import finetune_view, flip_targets, random_flip, random_translate, to_input
+from selfsup.data.augment import (
+    finetune_view,
+    flip_targets,
+    random_flip,
+    random_translate,
+    resident,
+    to_input,
+)
 from selfsup.evaluate.sweep import Cell, Sweep, evaluate, prediction_record, prepare, run_cells, save_predictions
 from selfsup.evaluate.tasks import Task
 from selfsup.models import create_backbone
@@ -257,7 +264,7 @@ def train_models(
     t, ds, device = sweep.task, sweep.ds, sweep.device
     subsets = [sweep.subset(cell.budget, cell.seed) for cell in cells]
     models = [_build_model(sweep, cell.seed, frozen, bn) for cell in cells]
-    data = [(torch.from_numpy(ds.images[s]).to(device), torch.from_numpy(sweep.targets[s]).to(device)) for s in subsets]
+    data = [(resident(ds.images, s, device), torch.from_numpy(sweep.targets[s]).to(device)) for s in subsets]
     objectives = [SupervisedObjective(m, t, x, y, config.pad, config.augment) for m, (x, y) in zip(models, data)]
     stacked = StackedSupervisedObjective(objectives) if len(cells) > 1 else None
     steps_per_epoch = max(1, config.steps // config.epochs)

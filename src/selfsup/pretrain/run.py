@@ -27,7 +27,7 @@ from selfsup.core.defaults import DEFAULT_BACKBONE, DEFAULT_COLOUR, DEFAULT_WIDT
 from selfsup.core.errors import UserError
 from selfsup.core.progress import step_bar
 from selfsup.core.provenance import atomic_write_json, code_hash, git_commit
-from selfsup.data.augment import map_batches, to_input
+from selfsup.data.augment import map_batches, resident, to_input
 from selfsup.data.colour import COLOURS
 from selfsup.data.dataset import load_dataset
 from selfsup.models import BACKBONES, create_backbone
@@ -185,7 +185,7 @@ def pretrain(
     train_idx = torch.from_numpy(ds.split_indices("train"))
     device = distributed.device()
     net = _build_net(c, backbone, colour, len(ds.manifest["classes"]) if online else 0, device)
-    images = torch.from_numpy(ds.images[train_idx.numpy()]).to(device)  # (N, H, W, 3) uint8
+    images = resident(ds.images, train_idx.numpy(), device)  # (N, H, W, 3) uint8
     class_targets = (
         torch.from_numpy(ds.labels["class_id"].to_numpy()[train_idx.numpy()]).long().to(device) if online else None
     )
@@ -297,7 +297,7 @@ def _save(out: Path, net: nn.Module, meta: dict, ds, register: bool, cost: dict)
     tracking.log_metrics({"final_loss": meta["final_loss"], "train_time_s": meta["train_time_s"]})
     tracking.log_metrics(cost)
     tracking.log_artifact(out / CHECKPOINT_FILE)
-    if not register:
+    if not register or not tracking.enabled():
         tracking.log_artifact(out / BACKBONE_FILE)
         tracking.log_artifact(out / META_FILE)
         return meta

@@ -31,10 +31,16 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def local_world_size() -> int:
+    return int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+
+
 def uses_gpu() -> bool:
-    """Whether this process has a GPU of its own: CUDA sees more devices than its LOCAL_RANK (two ranks on a
-    one-GPU machine train on the CPU with gloo rather than fail with "invalid device ordinal")."""
-    return torch.cuda.is_available() and torch.cuda.device_count() > local_rank()
+    """Whether this process has a GPU of its own: CUDA sees a device for every rank on this machine
+    (LOCAL_WORLD_SIZE) and for this one (LOCAL_RANK). Two ranks on a one-GPU machine both train on the CPU
+    with gloo, rather than fail with "invalid device ordinal" or join with different backends."""
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return count > local_rank() and count >= local_world_size()
 
 
 def backend() -> str:

@@ -49,6 +49,9 @@ class Objective(Protocol):
         """Loss of the batch of item indices ``idx`` (plus scalars to log)."""
 
 
+COMPILE_BACKEND = "inductor"  # torch.compile's default; bench/gpu_check.py's CPU dry run traces with "eager"
+
+
 def default_device() -> torch.device:
     """This process's device: cuda:LOCAL_RANK where it has a GPU of its own (so ``finetune --shard``
     jobs started side by side with LOCAL_RANK set spread over the GPUs), else the CPU."""
@@ -147,7 +150,7 @@ def fit(
         start, history = state["epoch"], list(state["history"])
     step = distributed.wrap(_Step(objective))  # DDP starts every rank from rank 0's weights
     if cfg.compile:
-        step = torch.compile(step)
+        step = torch.compile(step, backend=COMPILE_BACKEND)
 
     flop_per_step = None
     for epoch in range(start, cfg.epochs):

@@ -11,6 +11,12 @@ the gradient it would get alone.
 Whether stacking is faster depends on the device: on a GPU it fills the device with many small
 models; on a 2-core CPU a vmapped (grouped) convolution is slower than B plain ones
 (``bench/sweep_bench.py`` measures both in one run).
+
+Mixed precision is explicit here: autocast does not reach inside ``vmap`` (on the CPU a stacked step
+under autocast silently ran in fp32), and a vmapped batch norm given a bf16 input and fp32 running
+statistics is a dtype error. So under an enabled autocast the forward casts the input and every
+weight but batch norm's to the autocast dtype, batch norm computes in fp32 (its input cast up, its
+output cast back), and the output is fp32 for the loss; the stacked parameters stay fp32 masters.
 """
 
 from __future__ import annotations
@@ -39,6 +45,19 @@ class StackedModels(nn.Module):
         for i, n in enumerate(self.buffer_names):
             self.register_buffer(f"buffer_{i}", buffers[n].clone())
         self._template = [copy.deepcopy(models[0]).to("meta")]  # in a list: hidden from .modules()
+        bns = [n for n, m in self.template.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        self._bn_params = {n for n in self.param_names if n.rpartition(".")[0] in bns}
+        self._low: list[torch.dtype | None] = [None]  # the dtype of the forward now running (None: as given)
+        for _, m in self.template.named_modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.register_forward_pre_hook(self._bn_in)
+                m.register_forward_hook(self._bn_out)
+
+    def _bn_in(self, module, args):
+        return (args[0].float(),) if self._low[0] is not None else None
+
+    def _bn_out(self, module, args, out):
+        return out.to(self._low[0]) if self._low[0] is not None else None
 
     @property
     def template(self) -> nn.Module:
@@ -64,7 +83,17 @@ class StackedModels(nn.Module):
             return functional_call(self.template, (params, buffers), (xb,))
 
         params, buffers = self._state()
-        return vmap(one, in_dims=(0, 0, 0))(params, buffers, x)
+        device = x.device.type
+        if not torch.is_autocast_enabled(device):
+            return vmap(one, in_dims=(0, 0, 0))(params, buffers, x)
+        low = torch.get_autocast_dtype(device)
+        params = {n: p if n in self._bn_params or not p.is_floating_point() else p.to(low) for n, p in params.items()}
+        self._low[0] = low
+        try:
+            with torch.autocast(device, enabled=False):
+                return vmap(one, in_dims=(0, 0, 0))(params, buffers, x.to(low)).float()
+        finally:
+            self._low[0] = None
 
     @torch.no_grad()
     def unstack(self) -> list[nn.Module]:
