@@ -17,7 +17,19 @@ __all__ = ["app", "main"]
 
 # one module per command, registered on `app` in this order (the order of `selfsup --help`); a stage of
 # dvc.yaml depends on its command's module, not on the others
-COMMANDS = ("render", "pretrain", "finetune", "probe", "readout", "verify", "tune", "report", "profile", "study")
+COMMANDS = (
+    "render",
+    "import",
+    "pretrain",
+    "finetune",
+    "probe",
+    "readout",
+    "verify",
+    "tune",
+    "report",
+    "profile",
+    "study",
+)
 for _name in COMMANDS:
     importlib.import_module(f"selfsup.cli.{_name}")
 

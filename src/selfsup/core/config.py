@@ -38,6 +38,17 @@ class Dataset:
 
 
 @dataclass(frozen=True)
+class Import:
+    """One dataset imported from real images (``imports.NAME``): ``import@NAME`` writes ``data/NAME``."""
+
+    source: str = _doc("imagefolder", "imagefolder (one sub-folder per class) or csv (path,label[,group])")
+    path: str = _doc("", "the image folder or manifest CSV (a DVC dependency: a changed folder re-imports)")
+    resolution: int = _doc(64, "pixels a side after resizing", limit="resolution")
+    fit: str = _doc("crop", "crop (fill the square) or pad (fit it, black borders)")
+    seed: int = _doc(0, "seed of the stratified train/val/test split", limit="seed")
+
+
+@dataclass(frozen=True)
 class Render:
     """Settings shared by every dataset's render."""
 
@@ -143,6 +154,7 @@ class Params:
     """The whole of ``params.yaml``."""
 
     datasets: dict[str, Dataset] = _sec(_default_datasets, "one render stage per entry (render@NAME → data/NAME)")
+    imports: dict[str, Import] = _sec(dict, "one import stage per folder of real images (import@NAME → data/NAME)")
     render: Render = _sec(Render, "settings shared by every dataset")
     study: Study = _sec(Study, "what the study crosses: every dataset × backbone × init")
     pretrain_single: Pretrain = _sec(Pretrain, "pretraining on each dataset of study.single (train split, no labels)")
@@ -220,6 +232,17 @@ def _section(cls, raw, where: str, base=None):
     return dataclasses.replace(base, **values) if base is not None else cls(**values)
 
 
+def _import(raw, where: str) -> Import:
+    entry = _section(Import, raw, where)
+    if entry.source not in ("imagefolder", "csv"):
+        raise UserError(f"{where}.source is {entry.source!r}: choose from imagefolder, csv")
+    if not entry.path:
+        raise UserError(f"{where}.path is empty: give the image folder or manifest CSV")
+    if entry.fit not in ("crop", "pad"):
+        raise UserError(f"{where}.fit is {entry.fit!r}: choose from crop, pad")
+    return entry
+
+
 def parse(raw, defaults: Params | None = None) -> Params:
     """Validate a params mapping (a parsed params.yaml or a profile's differences) over ``defaults``
     (the schema's): each value is checked once, here."""
@@ -234,9 +257,23 @@ def parse(raw, defaults: Params | None = None) -> Params:
     values = {}
     for name, raw_section in raw.items():
         if name == "datasets":  # a profile's datasets replace the default's as a whole
-            if not isinstance(raw_section, dict) or not raw_section:
-                raise UserError("params datasets must map at least one NAME to {set, variant, count, resolution}")
+            if raw_section is None:
+                raw_section = {}
+            if not isinstance(raw_section, dict):
+                raise UserError("params datasets must map NAME to {set, variant, count, resolution}")
+            for k, v in raw_section.items():
+                if isinstance(v, dict) and "source" in v:
+                    raise UserError(
+                        f"datasets.{k} has a source ({v['source']!r}): a folder of real images goes under imports "
+                        "(one import stage per entry), not datasets (one render stage per entry)"
+                    )
             values[name] = {str(k): _section(Dataset, v, f"datasets.{k}") for k, v in raw_section.items()}
+        elif name == "imports":  # likewise replaced as a whole
+            if raw_section is None:
+                raw_section = {}
+            if not isinstance(raw_section, dict):
+                raise UserError("params imports must map NAME to {source, path, resolution, fit, seed}")
+            values[name] = {str(k): _import(v, f"imports.{k}") for k, v in raw_section.items()}
         else:
             cls = typing.get_type_hints(Params)[name]
             values[name] = _section(cls, raw_section, name, getattr(base, name))
@@ -283,8 +320,8 @@ def to_yaml(params: Params, header: str = "") -> str:
     lines = [header.rstrip("\n")] if header.strip() else []
     for name in SECTIONS:
         section = getattr(params, name)
-        if name == "datasets":
-            lines.append("datasets:".ljust(23) + f"# {SECTIONS[name].metadata['doc']}")
+        if name in ("datasets", "imports"):
+            lines.append((f"{name}:" if section else f"{name}: {{}}").ljust(23) + f"# {SECTIONS[name].metadata['doc']}")
             for key, d in section.items():
                 lines.append(f"  {_yaml_value(key)}: {_yaml_value(dataclasses.asdict(d))}")
             continue
@@ -301,7 +338,7 @@ def differences(params: Params, base: Params | None = None) -> dict:
     out: dict = {}
     for name in SECTIONS:
         mine, theirs = getattr(params, name), getattr(base, name)
-        if name == "datasets":
+        if name in ("datasets", "imports"):
             if mine != theirs:
                 out[name] = {k: dataclasses.asdict(v) for k, v in mine.items()}
             continue

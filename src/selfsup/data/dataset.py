@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,10 +163,19 @@ def _plain(value):
     return value.tolist() if hasattr(value, "tolist") else str(value)
 
 
-def write_dataset(out: Path, chunks: Iterable[dict[str, np.ndarray]], label_rows: list[dict], params: dict) -> dict:
+def write_dataset(
+    out: Path,
+    chunks: Iterable[dict[str, np.ndarray]],
+    label_rows: list[dict],
+    params: dict,
+    classes: Sequence[str] = CLASSES,
+    extra: dict | None = None,
+) -> dict:
     """Write a dataset folder from ``chunks`` (dicts of arrays, ``image`` and the dense arrays, in image
     order, together ``len(label_rows)`` images): one memory-mappable ``.npy`` per array, then
-    ``labels.parquet``, then ``manifest.json`` (last: its presence marks the dataset finished)."""
+    ``labels.parquet``, then ``manifest.json`` (last: its presence marks the dataset finished).
+    ``classes``: the class names, in class-id order (the renders' ten by default); ``extra``: more
+    manifest entries (an import's source files)."""
     chunks = iter(chunks)
     first = next(chunks)
     specs = {k: (v.dtype, v.shape[1:]) for k, v in first.items()}
@@ -199,7 +208,7 @@ def write_dataset(out: Path, chunks: Iterable[dict[str, np.ndarray]], label_rows
     counts = {
         "images": n,
         **{f"split_{s}": int((labels["split"] == s).sum()) for s in SPLITS},
-        "classes": {c: int((per_object["class_name"] == c).sum()) for c in CLASSES},
+        "classes": {c: int((per_object["class_name"] == c).sum()) for c in classes},
         "pose_bins": {str(b): int((per_object["pose_bin"] == b).sum()) for b in range(5)},
     }
     manifest = {
@@ -211,7 +220,8 @@ def write_dataset(out: Path, chunks: Iterable[dict[str, np.ndarray]], label_rows
         "dataset_hash": content_hash(sha, label_rows),
         "image_shape": [n, *specs["image"][1]],
         "arrays": sorted(f.name for f in files.values()),
-        "classes": list(CLASSES),
+        "classes": list(classes),
+        **(extra or {}),
     }
     atomic_write_json(out / "manifest.json", manifest)  # last: its presence marks the dataset finished
     return manifest

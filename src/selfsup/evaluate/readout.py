@@ -11,7 +11,8 @@ picked on val, scored on test:
   as their sine and cosine (a hue of 0.99 is next to 0.01), and a factor's R² pools its columns.
 
 A factor the variant holds constant (the light with L off) has nothing to read out: its row says
-``constant`` and carries no score. A ``scratch`` folder reads out a randomly initialised backbone (seed
+``constant`` and carries no score; one an imported folder does not record (all but the class) says
+``not recorded``. A ``scratch`` folder reads out a randomly initialised backbone (seed
 0): the floor that pretraining should rise above.
 """
 
@@ -142,7 +143,8 @@ def readout(data: str | Path, init: str | Path, out: str | Path, verify: bool = 
     split = {s: ds.split_indices(s) for s in ("train", "val", "test")}
     feats = {s: features(backbone, ds.images[idx], False, device, 512) for s, idx in split.items()}
     missing = [c for f in FACTORS for c in f.columns if c not in ds.labels.columns]
-    if missing:
+    imported = "labels" in ds.manifest  # an imported folder records its class only: the rest is not recorded
+    if missing and not imported:
         raise UserError(f"dataset folder {str(data)!r}: labels.parquet lacks factor column(s) {', '.join(missing)}")
     rows = []
     with tracking.run(
@@ -153,8 +155,11 @@ def readout(data: str | Path, init: str | Path, out: str | Path, verify: bool = 
         run_name=f"readout-{meta['method']}",
     ):
         for f in FACTORS:
-            values = f.values(ds.labels)
-            res = read_out(f, feats, {s: values[idx] for s, idx in split.items()})
+            if (imported and f.name != "class") or any(c not in ds.labels.columns for c in f.columns):
+                res = {"status": "not recorded"}
+            else:
+                values = f.values(ds.labels)
+                res = read_out(f, feats, {s: values[idx] for s, idx in split.items()})
             rows.append(
                 {
                     "method": meta["method"],

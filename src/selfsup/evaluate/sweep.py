@@ -33,7 +33,7 @@ from selfsup.data.colour import COLOURS
 from selfsup.data.dataset import Dataset, load_dataset
 from selfsup.data.shards import label as shard_label
 from selfsup.data.shards import mine as shards_of
-from selfsup.evaluate.tasks import Task, get_task
+from selfsup.evaluate.tasks import Task, get_task, task_for
 from selfsup.models import BACKBONES
 from selfsup.pretrain.checkpoint import BACKBONE_FILE, SCRATCH, load_pretrained, resolve_init
 from selfsup.train.loop import cost_totals, default_device
@@ -241,12 +241,13 @@ def prepare(
     task: str, data, init, budgets, seeds, backbone: str, width: float, colour: str, verify: bool = False
 ) -> Sweep:
     """Check everything a sweep needs before anything is trained or written."""
-    t = get_task(task)
+    get_task(task)  # an unknown task: an error before the dataset is read
     BACKBONES.get(backbone)
     budgets = checks.int_list(budgets, "label budget")
     seeds = checks.int_list(seeds, "seed")
     checks.numbers(width=width)
     ds = load_dataset(data, verify=verify)
+    t = task_for(task, ds)
     if ds.set_name != t.dataset_set:
         raise UserError(
             f"task {task!r} needs a {t.dataset_set}-object dataset, but {str(data)!r} is a {ds.set_name}-object dataset"

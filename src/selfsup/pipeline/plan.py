@@ -65,12 +65,31 @@ class Stage:
 # ---------------------------------------------------------------- costs (images per stage)
 
 
+def _entry(params: dict, data: str) -> dict:
+    """``datasets.DATA``, or ``imports.DATA`` with its image count (the files under its path)."""
+    if data in params["datasets"]:
+        return params["datasets"][data]
+    entry = params["imports"][data]
+    return {**entry, "set": "single", "count": imported_count(entry["source"], entry["path"])}
+
+
+def imported_count(source: str, path: str) -> int:
+    """Images an import of ``path`` would hold (files with an image suffix, or the manifest's rows); 0 if
+    the path does not exist."""
+    from selfsup.data.imports import IMAGE_SUFFIXES
+
+    p = Path(path)
+    if source == "csv":
+        return max(0, len(p.read_text().splitlines()) - 1) if p.is_file() else 0
+    return sum(1 for f in p.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES) if p.is_dir() else 0
+
+
 def _n(params: dict, data: str) -> int:
-    return params["datasets"][data]["count"]
+    return _entry(params, data)["count"]
 
 
 def _res(params: dict, data: str) -> int:
-    return params["datasets"][data]["resolution"]
+    return _entry(params, data)["resolution"]
 
 
 def _cells(ft: dict) -> int:
@@ -240,6 +259,19 @@ def stages() -> list[Stage]:
             ({"data/${key}": {"persist": True}},),  # a killed render resumes from its finished shards
             cost=_render_cost,
         ),
+        Stage(
+            "import",
+            "import",
+            "import",
+            "one stage per folder of real images: import@NAME → data/NAME (re-imported when the folder changes)",
+            "selfsup import --from ${item.source} ${item.path} --resolution ${item.resolution} --fit ${item.fit} "
+            "--seed ${item.seed} --replace --out data/${key}",
+            "${imports}",
+            ("${item.path}",),
+            ("imports.${key}",),
+            ("data/${key}",),
+            cost=lambda params, item: (("none",), 0.0, 0.0),  # decoding is seconds next to training
+        ),
         _pretrain("single"),
         _tune("single"),
         _finetune("single"),
@@ -400,9 +432,13 @@ def plan(params: dict | config.Params) -> list[Job]:
     for set_name in SETS:
         ft = params[f"finetune_{set_name}"]
         for data in study[set_name]:
-            if data not in datasets:
-                raise UserError(f"study.{set_name} names dataset {data!r}, which is not under datasets")
-            d = datasets[data]
+            if data in datasets and data in params["imports"]:
+                raise UserError(f"dataset {data!r} is both under datasets and under imports: rename one")
+            if data not in datasets and data not in params["imports"]:
+                raise UserError(f"study.{set_name} names dataset {data!r}, which is not under datasets or imports")
+            if data in params["imports"] and not Path(params["imports"][data]["path"]).exists():
+                raise UserError(f"imports.{data}.path {params['imports'][data]['path']!r} does not exist")
+            d = _entry(params, data)
             if d["set"] != set_name:
                 raise UserError(f"dataset {data!r} is a {d['set']}-object set but is listed in study.{set_name}")
             n = d["count"]
@@ -516,7 +552,9 @@ def dvc_yaml(package: Path = PKG) -> str:
         return dumper.represent_scalar("tag:yaml.org,2002:str", value)
 
     Dumper.add_representer(str, long_strings)
-    parts = [HEADER, "stages:\n"]
+    # a params.yaml written before the imports section existed has none: DVC's vars give the default (an
+    # imports section in params.yaml wins)
+    parts = [HEADER, "vars:\n- imports: {}\n", "stages:\n"]
     for stage in stages():
         text = yaml.dump({stage.name: _stage_yaml(stage, package)}, Dumper=Dumper, sort_keys=False, width=116)
         lines = text.splitlines()

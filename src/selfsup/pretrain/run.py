@@ -301,7 +301,8 @@ def _save(out: Path, net: nn.Module, meta: dict, ds, register: bool, cost: dict)
         tracking.log_artifact(out / BACKBONE_FILE)
         tracking.log_artifact(out / META_FILE)
         return meta
-    name = model_name(ds.set_name, meta["backbone"], meta["method"])
+    # an imported folder is named by its dataset folder (two imports are two datasets); a render by its set
+    name = model_name(ds.path.name if "labels" in ds.manifest else ds.set_name, meta["backbone"], meta["method"])
     lineage = {"dataset_digest": ds.dataset_hash, "variant": ds.variant, "git_commit": git_commit() or "unknown"}
     version = tracking.register_model(name, [out / BACKBONE_FILE, out / META_FILE], lineage)
     return {**meta, "model_uri": f"models:/{name}/{version}"}

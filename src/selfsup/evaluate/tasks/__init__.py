@@ -43,6 +43,9 @@ class Task:
     # axis, the width; an image-level target is unchanged, unless the task says otherwise: pose)
     mirror: Callable[[torch.Tensor], torch.Tensor] | None = None
     one_class_hint: str = ""  # why a dataset may hold one class only, and what to do (the error says it)
+    # the kind of label the task reads: "class", "pose" or "dense"; an imported dataset lists the kinds its
+    # source has in its manifest ("labels"), a render has them all
+    label: str = "class"
 
     def mirrored(self, y: torch.Tensor) -> torch.Tensor:
         """The targets ``y`` of the same images flipped horizontally: labels follow the flip."""
@@ -72,6 +75,28 @@ TASKS: Registry[Task] = Registry("task")
 
 def get_task(name: str) -> Task:
     return TASKS.create(name)
+
+
+LABEL_KINDS = ("class", "pose", "dense")
+
+
+def task_for(name: str, ds: Dataset) -> Task:
+    """Task ``name`` on dataset ``ds``: with the dataset's own number of classes (an imported folder has
+    its own), or a one-line error when the dataset lacks the labels the task reads."""
+    from selfsup.core.errors import UserError
+
+    t = get_task(name)
+    has = ds.manifest.get("labels", LABEL_KINDS)
+    if t.label not in has:
+        source = ds.manifest.get("params", {}).get("source", "its source")
+        raise UserError(
+            f"task {name!r} needs {t.label} labels, which dataset {str(ds.path)!r} (imported from {source}) "
+            f"does not have: it holds {', '.join(has)} labels only"
+        )
+    classes = ds.manifest.get("classes")
+    if name == "classification" and classes and len(classes) != t.outputs:
+        t = TASKS.create(name, classes=len(classes))
+    return t
 
 
 def list_tasks() -> list[str]:

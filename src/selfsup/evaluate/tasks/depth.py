@@ -75,6 +75,7 @@ def depth() -> Task:
         depth_loss,
         depth_metrics,
         dataset_set="multi",
+        label="dense",
         dense=True,
         kind="regress",
         outputs=1,

@@ -28,5 +28,6 @@ def pose() -> Task:
         outputs=NUM_BINS,
         chance=majority_chance(NUM_BINS),
         mirror=mirror_bins,
+        label="pose",
         one_class_hint="the pose varies only with the viewpoint factor V on (render a variant such as '--V-')",
     )

@@ -56,6 +56,7 @@ def segmentation() -> Task:
         F.cross_entropy,
         segmentation_metrics,
         dataset_set="multi",
+        label="dense",
         dense=True,
         outputs=NUM_CLASSES,
         chance=background_chance,
