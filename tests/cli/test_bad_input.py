@@ -121,7 +121,69 @@ def world(tiny_dataset, tiny_rotation, tmp_path_factory):
     (w / "p_badbudget.yaml").write_text(bad_budgets)
     (w / "p_badwidth.yaml").write_text(text.replace("width: 0.125", "width: -1", 1))
     (w / "p_broken.yaml").write_text("datasets: [unclosed\n")
+    (w / "p_import_in_datasets.yaml").write_text(
+        "datasets:\n  mine: {source: imagefolder, path: photos}\nstudy:\n  single: [mine]\n"
+    )
+    _image_folders(w)
     return {"w": str(w), "ds": str(ds), "rot": str(rot), "scratch": str(w / "scratch"), "file": str(w / "file.txt")}
+
+
+def _digit_png(folder: Path, name: str, k: int) -> None:
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    if getattr(_digit_png, "cache", None) is None:
+        _digit_png.cache = load_digits().images
+    images = _digit_png.cache
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((images[k] * 255 / 16).astype(np.uint8), "L").save(folder / name)
+
+
+def _image_folder(root: Path, per_class: int = 6, classes: int = 3) -> Path:
+    for c in range(classes):
+        for i in range(per_class):
+            _digit_png(root / f"c{c}", f"{i}.png", 10 * i + c)
+    return root
+
+
+def _image_folders(w: Path) -> None:
+    """Real digit images in ImageFolder trees, good and damaged, for `selfsup import`."""
+    import struct
+    import zlib
+
+    from selfsup.data.imports import import_images
+
+    import_images("imagefolder", _image_folder(w / "img_good"), w / "imp", resolution=16)  # a good import
+    corrupt = _image_folder(w / "img_corrupt")
+    (corrupt / "c1" / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    truncated = _image_folder(w / "img_truncated")
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+        truncated / "c2" / "cut.jpg", quality=95
+    )
+    data = (truncated / "c2" / "cut.jpg").read_bytes()
+    (truncated / "c2" / "cut.jpg").write_bytes(data[: len(data) // 2])
+    (_image_folder(w / "img_text") / "c0" / "notes.txt").write_text("not an image\n")
+    (_image_folder(w / "img_empty_class") / "c9").mkdir()
+    _image_folder(w / "img_one_class", classes=1)
+    few = _image_folder(w / "img_few")
+    for f in sorted((few / "c2").iterdir())[2:]:
+        f.unlink()
+    bomb = _image_folder(w / "img_bomb")  # a PNG whose header says 20000 × 20000 (Pillow's bomb limit: 89 Mpx)
+    ihdr = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)
+    chunk = lambda kind, body: struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))  # noqa: E731
+    (bomb / "c0" / "huge.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+    )
+    loop = _image_folder(w / "img_loop")
+    (loop / "c1" / "again").symlink_to("..", target_is_directory=True)
+    rows = [f"img_good/c{c}/{i}.png,c{c}" for c in range(3) for i in range(6)]
+    (w / "m_missing.csv").write_text("path,label\n" + "\n".join([*rows, "img_good/c0/99.png,c0"]) + "\n")
+    (w / "m_comma.csv").write_text("path,label\n" + "\n".join([*rows[:-1], f'{rows[-1].split(",")[0]},"c2,x"']) + "\n")
+    (w / "m_newline.csv").write_text(
+        "path,label\n" + "\n".join([*rows[:-1], f'{rows[-1].split(",")[0]},"c2\nx"']) + "\n"
+    )
 
 
 FT = [
@@ -147,8 +209,42 @@ REP = ["report", "--out", "{w}/report", "--bootstrap", "50", "--results"]
 TU = ["tune", "--task", "classification", "--data", "{ds}", "--init", "{rot}", "--budget", "8", "--out", "{w}/tu"]
 RE = ["render", "--set", "single", "--variant=-C--", "--count", "8", "--resolution", "16", "--samples", "1"]
 
+IM = ["import", "--from", "imagefolder", "--resolution", "16"]
+
 # (case id, arguments, what the one line must contain)
 CASES = [
+    # import (a folder of real images)
+    ("import-corrupt-image", [*IM, "{w}/img_corrupt", "--out", "{w}/i"], "bad.png' is not an image Pillow can read"),
+    ("import-truncated-image", [*IM, "{w}/img_truncated", "--out", "{w}/i"], "cut.jpg' is corrupt or truncated"),
+    ("import-not-an-image", [*IM, "{w}/img_text", "--out", "{w}/i"], "notes.txt' is not an image (.txt)"),
+    ("import-empty-class", [*IM, "{w}/img_empty_class", "--out", "{w}/i"], "c9' holds no images"),
+    ("import-one-class", [*IM, "{w}/img_one_class", "--out", "{w}/i"], "one class only ('c0')"),
+    ("import-too-few-in-a-class", [*IM, "{w}/img_few", "--out", "{w}/i"], "class 'c2' has 2 image(s)"),
+    ("import-decompression-bomb", [*IM, "{w}/img_bomb", "--out", "{w}/i"], "huge.png' is too large to decode safely"),
+    ("import-symlink-loop", [*IM, "{w}/img_loop", "--out", "{w}/i"], "symlink loop at"),
+    ("import-missing-folder", [*IM, "{w}/nowhere", "--out", "{w}/i"], "nowhere' does not exist"),
+    ("import-source-unknown", ["import", "--from", "zip", "{w}/img_good", "--out", "{w}/i"], "'zip'"),
+    ("import-fit-unknown", [*IM, "--fit", "stretch", "{w}/img_good", "--out", "{w}/i"], "'stretch'"),
+    (
+        "import-resolution-4",
+        ["import", "--from", "imagefolder", "--resolution", "4", "{w}/img_good", "--out", "{w}/i"],
+        "invalid resolution 4",
+    ),  # noqa: E501
+    ("import-out-is-a-file", [*IM, "{w}/img_good", "--out", "{file}"], "is an existing file"),
+    ("import-over-another-dataset", [*IM, "{w}/img_few", "--out", "{w}/imp"], "already holds a dataset of other files"),
+    (
+        "import-csv-missing-file",
+        ["import", "--from", "csv", "{w}/m_missing.csv", "--out", "{w}/i"],
+        "'img_good/c0/99.png' does not exist",
+    ),  # noqa: E501
+    ("import-csv-label-comma", ["import", "--from", "csv", "{w}/m_comma.csv", "--out", "{w}/i"], "label 'c2,x'"),
+    ("import-csv-label-newline", ["import", "--from", "csv", "{w}/m_newline.csv", "--out", "{w}/i"], "label 'c2\\nx'"),
+    ("finetune-pose-on-imported", [*FT[:2], "pose", "--data", "{w}/imp", *FT[5:]], "needs pose labels"),
+    (
+        "study-import-under-datasets",
+        ["study", "--params", "{w}/p_import_in_datasets.yaml", "--estimate-only"],
+        "goes under imports",
+    ),
     # render
     ("render-count-0", [*RE, "--count", "0", "--out", "{w}/r"], "invalid count 0"),
     ("render-count-negative", [*RE, "--count", "-5", "--out", "{w}/r"], "invalid count -5"),
@@ -321,7 +417,18 @@ def _snapshot(root: Path) -> dict[str, str]:
 
 def test_catalogue_is_large_and_covers_every_command():
     commands = {args[0] for _, args, _ in CASES}
-    assert {"render", "pretrain", "finetune", "probe", "report", "tune", "study", "profile", "verify"} <= commands
+    assert {
+        "render",
+        "import",
+        "pretrain",
+        "finetune",
+        "probe",
+        "report",
+        "tune",
+        "study",
+        "profile",
+        "verify",
+    } <= commands
     assert len(CASES) >= 40 and len({c for c, _, _ in CASES}) == len(CASES)
 
 

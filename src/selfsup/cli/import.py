@@ -35,20 +35,16 @@ def import_(
     Example: selfsup import --from imagefolder photos/ --out data/photos --resolution 64
     """
     from selfsup.core.progress import step_bar
-    from selfsup.data.imports import import_images
+    from selfsup.data.imports import duplicates_warning, plan_import, write_import
 
-    with step_bar(f"import {src}") as bar:
-        manifest = import_images(
-            source,
-            src,
-            out,
-            resolution,
-            fit,
-            seed,
-            replace,
-            progress=bar,
-            warn=lambda m: typer.echo(f"warning: {m}", err=True),
-        )
+    plan = plan_import(source, src, out, resolution, fit, seed, replace)  # every check before the bar
+    if plan.duplicates:
+        _warn(duplicates_warning(plan))
+    if plan.done is not None:
+        typer.echo(f"{out} already holds this import: nothing to do (--replace re-imports it)")
+        return
+    with step_bar(f"import {src}", transient=True) as bar:  # a bad file found half-way: one line
+        manifest = write_import(plan, progress=bar)
     c = manifest["counts"]
     typer.echo(
         f"imported {c['images']} images of {len(manifest['classes'])} classes "

@@ -9,8 +9,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 
 @contextlib.contextmanager
-def step_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], None]]:
-    """A bar with elapsed time and ETA; yields ``update(step, total)``."""
+def step_bar(label: str, enabled: bool = True, transient: bool = False) -> Iterator[Callable[[int, int], None]]:
+    """A bar with elapsed time and ETA; yields ``update(step, total)``. A ``transient`` bar is erased when it
+    ends (an error found half-way is then the only line left)."""
     with Progress(
         TextColumn(label),
         BarColumn(),
@@ -19,6 +20,7 @@ def step_bar(label: str, enabled: bool = True) -> Iterator[Callable[[int, int], 
         TextColumn("ETA"),
         TimeRemainingColumn(),
         disable=not enabled,
+        transient=transient,
     ) as p:
         task = p.add_task(label, total=None)
         yield lambda step, total: p.update(task, completed=step, total=total)

@@ -27,6 +27,7 @@ import os
 import shutil
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -166,7 +167,7 @@ def _to_rgb(im, counts: dict):
         top = 65535.0 if mode.startswith("I;16") or a.max() > 255 else 255.0
         im = Image.fromarray(np.clip(a / top * 255 + 0.5, 0, 255).astype(np.uint8), "L")
         counts["16-bit"] = counts.get("16-bit", 0) + 1
-        mode = "L"
+        return im.convert("RGB")
     if mode == "P":
         counts["palette"] = counts.get("palette", 0) + 1
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
@@ -220,21 +221,30 @@ def assign_splits(labels: list[str], groups: list[str], seed: int) -> list[str]:
     return split
 
 
-def import_images(
-    source: str,
-    src: str | Path,
-    out: str | Path,
-    resolution: int = 64,
-    fit: str = "crop",
-    seed: int = 0,
-    replace: bool = False,
-    progress: Callable[[int, int], None] | None = None,
-    warn: Callable[[str], None] | None = None,
-) -> dict:
-    """Import ``src`` (an image folder or a manifest CSV) as a dataset folder ``out``; returns the manifest.
+@dataclass
+class Plan:
+    """What an import will write, all checked: the source files, their labels, groups and splits."""
 
-    An existing dataset in ``out`` of the same source files and settings is kept (returned as is); one of
-    other files or settings is an error unless ``replace``. ``warn`` receives one-line warnings (duplicates)."""
+    source: str
+    src: Path
+    out: Path
+    items: list
+    digests: list[str]
+    groups: list[str]
+    split: list[str]
+    classes: list[str]
+    params: dict
+    files_digest: str
+    duplicates: int
+    done: dict | None = None  # the manifest of an identical import already in ``out``
+
+
+def plan_import(
+    source: str, src: str | Path, out: str | Path, resolution: int = 64, fit: str = "crop", seed: int = 0,
+    replace: bool = False,
+) -> Plan:  # fmt: skip
+    """Check an import of ``src`` into ``out`` (every source file listed, hashed, labelled and split) before
+    anything is decoded or written."""
     from selfsup.core import checks
     from selfsup.data.dataset import load_dataset
 
@@ -251,12 +261,7 @@ def import_images(
     digests = [sha256_file(f) for f, _, _ in items]
     # identical files join one group (the first one's), so a duplicate never crosses a split
     first: dict[str, str] = {}
-    groups = []
-    for (_, _, group), digest in zip(items, digests):
-        groups.append(first.setdefault(digest, group))
-    duplicates = len(items) - len(first)
-    if duplicates and warn:
-        warn(f"{duplicates} duplicate file(s) in {str(src)!r} (same sha256): each kept, in its original's split")
+    groups = [first.setdefault(digest, group) for (_, _, group), digest in zip(items, digests)]
     params = {
         "set": "single",
         "variant": source,
@@ -268,18 +273,30 @@ def import_images(
         "count": len(items),
     }
     files_digest = hashlib.sha256("".join(sorted(digests)).encode()).hexdigest()[:16]
+    done = None
     if (out / "manifest.json").is_file():
         try:
             old = load_dataset(out).manifest
         except UserError:
             old = None
         if old is not None and old.get("params") == params and old.get("source_digest") == files_digest:
-            return old
-        if not replace:
+            done = old
+        elif not replace:
             raise UserError(f"{str(out)!r} already holds a dataset of other files or settings: --replace replaces it")
-    split = assign_splits([label for _, label, _ in items], groups, seed)
+    split = assign_splits([label for _, label, _ in items], groups, seed) if done is None else []
+    return Plan(
+        source, src, out, items, digests, groups, split, classes, params, files_digest, len(items) - len(first), done
+    )
+
+
+def write_import(plan: Plan, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Decode every image of a checked ``plan`` and write the dataset (staged beside ``out``, moved in whole)."""
+    if plan.done is not None:
+        return plan.done
+    items, groups, src = plan.items, plan.groups, plan.src
+    resolution, fit = plan.params["resolution"], plan.params["fit"]
     group_ids = {g: k for k, g in enumerate(sorted(set(groups)))}
-    class_ids = {c: k for k, c in enumerate(classes)}
+    class_ids = {c: k for k, c in enumerate(plan.classes)}
     counts: dict[str, int] = {}
 
     def chunks():
@@ -292,17 +309,18 @@ def import_images(
     rows = [
         {
             "index": i,
-            "split": split[i],
+            "split": plan.split[i],
             "class_id": class_ids[label],
             "class_name": label,
             "model_id": group_ids[groups[i]],  # the unit the splits are disjoint by, as in a render
             "pose_bin": -1,  # no pose label in the source
-            "source_path": str(f.relative_to(src)) if source == "imagefolder" else str(f),
+            "source_path": str(f.relative_to(src)) if plan.source == "imagefolder" else str(f),
             "source_sha256": digest,
             "group": groups[i],
         }
-        for i, ((f, label, _), digest) in enumerate(zip(items, digests))
+        for i, ((f, label, _), digest) in enumerate(zip(items, plan.digests))
     ]
+    out = plan.out
     staging = out.parent / f".{out.name}.import-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
@@ -311,13 +329,13 @@ def import_images(
             staging,
             chunks(),
             rows,
-            params,
-            classes=classes,
+            plan.params,
+            classes=plan.classes,
             extra={
                 "labels": ["class"],  # what the source labels: no pose, no dense maps
-                "source_digest": files_digest,
+                "source_digest": plan.files_digest,
                 "conversions": counts,
-                "duplicates": duplicates,
+                "duplicates": plan.duplicates,
                 "files": [{"path": r["source_path"], "sha256": r["source_sha256"]} for r in rows],
             },
         )
@@ -330,3 +348,28 @@ def import_images(
         os.replace(f, out / f.name)  # the manifest last: its presence marks the dataset finished
     staging.rmdir()
     return manifest
+
+
+def import_images(
+    source: str,
+    src: str | Path,
+    out: str | Path,
+    resolution: int = 64,
+    fit: str = "crop",
+    seed: int = 0,
+    replace: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> dict:
+    """Import ``src`` (an image folder or a manifest CSV) as a dataset folder ``out``; returns the manifest.
+
+    An existing dataset in ``out`` of the same source files and settings is kept (returned as is); one of
+    other files or settings is an error unless ``replace``. ``warn`` receives one-line warnings (duplicates)."""
+    plan = plan_import(source, src, out, resolution, fit, seed, replace)
+    if plan.duplicates and warn:
+        warn(duplicates_warning(plan))
+    return write_import(plan, progress)
+
+
+def duplicates_warning(plan: Plan) -> str:
+    return f"{plan.duplicates} duplicate file(s) in {str(plan.src)!r} (same sha256): each kept, in its original's split"
