@@ -404,8 +404,17 @@ def step_sweep(r: Report, dev, tiny: bool, data: Path) -> None:
     r.put("sweep", "test_images", int(len(test_y)))
 
 
-def _cli(args: list[str], env: dict, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "selfsup", *args], env=env, cwd=REPO, **kw)
+def _selfsup(args: list[str]) -> list[str]:
+    return [sys.executable, "-m", "selfsup", *args]
+
+
+def _timed(walls: dict, stage: str, args: list[str], env: dict) -> None:
+    """``selfsup ARGS`` to the end, its wall seconds in ``walls[stage]``; a failure raises with its stderr."""
+    t = time.perf_counter()
+    p = subprocess.run(_selfsup(args), env=env, cwd=REPO, capture_output=True, text=True)
+    walls[stage] = time.perf_counter() - t
+    if p.returncode:
+        raise RuntimeError(f"{stage} failed: {p.stderr[-500:]}")
 
 
 def step_study(r: Report, dev, tiny: bool, work: Path) -> None:
@@ -416,33 +425,19 @@ def step_study(r: Report, dev, tiny: bool, work: Path) -> None:
     width, batch = ("0.25", "128") if not tiny else ("0.125", "32")
     common = ["pretrain", "--method", "simclr", "--data", str(data), "--width", width, "--batch-size", batch]
     common += ["--epochs", str(size("study_epochs", tiny)), "--deterministic"]
-    walls = {}
-    t = time.perf_counter()
-    p = subprocess.run(
-        [sys.executable, "-m", "selfsup", *common, "--out", str(work / "straight")],
-        env=env, cwd=REPO, capture_output=True, text=True,
-    )  # fmt: skip
-    walls["pretrain"] = time.perf_counter() - t
-    if p.returncode:
-        raise RuntimeError(f"pretrain failed: {p.stderr[-500:]}")
+    walls: dict[str, float] = {}
+    _timed(walls, "pretrain", [*common, "--out", str(work / "straight")], env)
     killed = work / "killed"
-    proc = _cli([*common, "--out", str(killed)], env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        _selfsup([*common, "--out", str(killed)]),
+        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     while not (killed / "checkpoint.pt").exists() and proc.poll() is None:
         time.sleep(0.05)
     r.put("study", "killed_mid_run", proc.poll() is None)  # (a tiny run may finish first)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    t = time.perf_counter()
-    p = subprocess.run(
-        [sys.executable, "-m", "selfsup", *common, "--out", str(killed)],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-    )
-    walls["resume"] = time.perf_counter() - t
-    if p.returncode:
-        raise RuntimeError(f"resume failed: {p.stderr[-500:]}")
+    _timed(walls, "resume", [*common, "--out", str(killed)], env)
     a, b = load_file(work / "straight" / "backbone.safetensors"), load_file(killed / "backbone.safetensors")
     diff = max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
     r.put("study", "resume_largest_weight_difference", diff)
@@ -451,15 +446,8 @@ def step_study(r: Report, dev, tiny: bool, work: Path) -> None:
         ("finetune", ["finetune", "--task", "classification", "--steps", "200" if not tiny else "4", "--epochs", "1"]),
         ("probe", ["probe", "--task", "classification", "--protocol", "linear"]),
     ):
-        t = time.perf_counter()
-        p = subprocess.run(
-            [sys.executable, "-m", "selfsup", *args, "--data", str(data), "--init", str(work / "straight"),
-             "--out", str(work / stage), "--budgets", budgets, "--seeds", seeds],
-            env=env, cwd=REPO, capture_output=True, text=True,
-        )  # fmt: skip
-        walls[stage] = time.perf_counter() - t
-        if p.returncode:
-            raise RuntimeError(f"{stage} failed: {p.stderr[-500:]}")
+        where = ["--data", str(data), "--init", str(work / "straight"), "--out", str(work / stage)]
+        _timed(walls, stage, [*args, *where, "--budgets", budgets, "--seeds", seeds], env)
         r.put("study", f"{stage}_rows", sum(1 for _ in open(work / stage / "results.csv")) - 1)
     r.put("study", "wall_s", {k: round(v, 1) for k, v in walls.items()})
 

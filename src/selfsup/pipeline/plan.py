@@ -70,7 +70,8 @@ def _entry(params: dict, data: str) -> dict:
     if data in params["datasets"]:
         return params["datasets"][data]
     entry = params["imports"][data]
-    return {**entry, "set": "single", "count": imported_count(entry["source"], entry["path"])}
+    count = entry["count"] if "count" in entry else imported_count(entry["source"], entry["path"])
+    return {**entry, "set": "single", "count": count}
 
 
 def imported_count(source: str, path: str) -> int:
@@ -471,6 +472,9 @@ def plan(params: dict | config.Params) -> list[Job]:
 
 def jobs(params: dict) -> list[Job]:
     """Every stage of dvc.yaml for (checked) ``params``, with its work."""
+    # an import's image count, read off its folder once here rather than by every job's cost
+    imports = {k: {**v, "count": imported_count(v["source"], v["path"])} for k, v in params["imports"].items()}
+    params = {**params, "imports": imports}
     out = []
     for stage in stages():
         for name, item in expand(stage, params):

@@ -191,14 +191,6 @@ def configure(device: torch.device, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def all_gather_object(obj):
-    if world_size() == 1:
-        return [obj]
-    out = [None] * world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()
