@@ -17,7 +17,7 @@ import pandas as pd
 from selfsup.analyse import analysis
 from selfsup.analyse.power import power_table
 from selfsup.analyse.utility import CONTEXT, LOWER_BOUND, OK, PRETRAINED_CONTEXT, mean_interval, utility_table
-from selfsup.core import schema
+from selfsup.core import checks, schema
 from selfsup.core.defaults import SCRATCH
 from selfsup.core.errors import UserError
 from selfsup.core.schema import RESULT_COLUMNS, ROW_CONTEXT
@@ -26,7 +26,8 @@ REQUIRED = list(RESULT_COLUMNS)
 ROW_KEY = list(schema.ROW_KEY)
 
 
-def _where(row) -> str:
+def where(row) -> str:
+    """Where a results row came from, as errors name it: file:line (method/task/protocol, n, seed)."""
     src = row.get("source", "")
     line = row.get("source_line")
     at = f"{src}:{int(line)}" if src and not str(src).startswith("mlflow:") and pd.notna(line) else src
@@ -34,21 +35,26 @@ def _where(row) -> str:
 
 
 def check_results(results: pd.DataFrame) -> None:
-    """Refuse a results table the utility would silently get wrong: no rows, a value that is NaN or
-    infinite, a label budget below 1, the same row twice, or a task with no scratch curve."""
+    """Refuse a results table the utility would silently get wrong, or that no run could have written:
+    no rows, a value that is NaN or infinite, a label budget or seed that is not a whole number within
+    its limits (:data:`selfsup.core.checks.LIMITS`), the same row twice, or a task with no scratch curve.
+    (Tasks, metrics and their ranges: :func:`selfsup.report.load.check_metrics`, which knows the tasks.)"""
     if results.empty:
         raise UserError("no result rows to report")
     bad = ~np.isfinite(results["value"].to_numpy(dtype=float))
     if bad.any():
         r = results[bad].iloc[0]
         raise UserError(
-            f"non-finite value {r['value']} ({r['metric']}) at {_where(r)}: "
+            f"non-finite value {r['value']} ({r['metric']}) at {where(r)}: "
             f"{int(bad.sum())} such row(s); fix or remove them (a diverged run?)"
         )
-    small = results["label_budget"] < 1
-    if small.any():
-        r = results[small].iloc[0]
-        raise UserError(f"invalid label budget {r['label_budget']} at {_where(r)}: must be at least 1")
+    for column, limit in (("label_budget", "label budget"), ("seed", "seed")):
+        for value in pd.unique(results[column]):
+            try:
+                checks.number(limit, value.item() if hasattr(value, "item") else value)
+            except UserError as e:
+                r = results[results[column] == value].iloc[0]
+                raise UserError(f"{e} at {where(r)}") from None
     key = ROW_KEY + [c for c in ROW_CONTEXT if c in results.columns]
     dup = results.duplicated(key, keep="first")
     if dup.any():
@@ -56,8 +62,8 @@ def check_results(results: pd.DataFrame) -> None:
         r = results[dup].iloc[0]
         first = results[group == group[dup].iloc[0]].iloc[0]
         raise UserError(
-            f"duplicate result row {r['metric']} at {_where(r)}, already given at "
-            f"{_where(first).split(' (')[0]}: {int(dup.sum())} duplicate(s)"
+            f"duplicate result row {r['metric']} at {where(r)}, already given at "
+            f"{where(first).split(' (')[0]}: {int(dup.sum())} duplicate(s)"
         )
     scratch_tasks = set(results.loc[results.method == SCRATCH, "task"])
     for task in sorted(set(results.task) - scratch_tasks):

@@ -54,9 +54,38 @@ def load_results(paths: list[str | Path]) -> pd.DataFrame:
         df["source_line"] = range(2, len(df) + 2)  # the line in the file (after the header)
         frames.append(df)
     res = pd.concat(frames, ignore_index=True)
-    res["label_budget"] = res["label_budget"].astype(int)
+    for col in ("label_budget", "seed"):  # whole numbers as integers; anything else stays for the check to name
+        numbers = pd.to_numeric(res[col], errors="coerce")
+        if numbers.notna().all() and (numbers % 1 == 0).all() and numbers.abs().max() < 2**63:
+            res[col] = numbers.astype("int64")
     res["value"] = res["value"].astype(float)
     return res
+
+
+def check_metrics(results: pd.DataFrame) -> None:
+    """Refuse rows no run could have written: a task that does not exist, a metric that is not one of its
+    task's, or a value outside that metric's range. The ranges are the tasks' own (``Task.ranges``, beside
+    each task's metric function), so there is no second list to keep in step."""
+    from selfsup.analyse.tables import where
+
+    for (task, metric), rows in results.groupby(["task", "metric"], sort=False):
+        if task not in TASKS.names():
+            raise UserError(f"unknown task {task!r} at {where(rows.iloc[0])}: choose from {', '.join(TASKS.names())}")
+        ranges = TASKS.create(task).ranges
+        if metric not in ranges:
+            raise UserError(
+                f"unknown metric {metric!r} of task {task!r} at {where(rows.iloc[0])}: "
+                f"its metrics are {', '.join(ranges)}"
+            )
+        low, high = ranges[metric]
+        outside = (rows["value"] < low) | (rows["value"] > high)
+        if outside.any():
+            r = rows[outside].iloc[0]
+            span = f"in [{low:g}, {high:g}]" if np.isfinite(high) else f"at least {low:g}"
+            raise UserError(
+                f"impossible {metric} {float(r['value'])} at {where(r)}: {task} {metric} is {span} "
+                f"({int(outside.sum())} such row(s))"
+            )
 
 
 def load_readouts(paths: list[str | Path]) -> pd.DataFrame:

@@ -35,7 +35,14 @@ from selfsup.core.errors import UserError
 from selfsup.core.provenance import atomic_write_json, atomic_write_text, staged_folder
 from selfsup.evaluate.tasks import TASKS
 from selfsup.report.figures import _analysis_figures, _export, _figures, _prediction_figures
-from selfsup.report.load import headline_metric, load_compute, load_predictions, load_readouts, load_results
+from selfsup.report.load import (
+    check_metrics,
+    headline_metric,
+    load_compute,
+    load_predictions,
+    load_readouts,
+    load_results,
+)
 
 EXPORT_FORMATS = ("png", "svg")
 
@@ -65,6 +72,8 @@ def make_report(
     frames = [load_results(paths)] if paths else []  # bad files fail before MLflow is opened
     if frames and not mlflow_experiment:
         check_results(frames[0])
+        check_metrics(frames[0])
+    tracking.check_store()
     runs = tracking.experiment_runs(mlflow_experiment)
     if mlflow_experiment:
         from_mlflow = results_from_mlflow(runs)
@@ -78,6 +87,7 @@ def make_report(
     results["value"] = results["value"].astype(float)
     if mlflow_experiment:  # files alone were checked above, before MLflow was opened
         check_results(results)
+        check_metrics(results)
     with tracking.run(
         "report",
         {

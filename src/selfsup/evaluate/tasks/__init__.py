@@ -31,6 +31,9 @@ class Task:
     targets: Callable[[Dataset], np.ndarray]  # one target (or target map) per image of the dataset
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     metrics: Callable[[torch.Tensor, torch.Tensor], dict[str, float]]
+    # every metric ``metrics`` returns → the (low, high) range of its values (inclusive): what a results
+    # row of the task may hold (``selfsup report`` refuses a value no run could produce)
+    ranges: dict[str, tuple[float, float]]
     dataset_set: str = "single"  # the dataset set whose labels the task reads
     dense: bool = False  # predicts on the feature map, not the pooled features
     kind: str = "classify"  # "classify" (targets are class ids) or "regress" (real values)

@@ -9,6 +9,9 @@ from selfsup.evaluate.tasks import TASKS, Task, fc_head
 NUM_CLASSES = 10
 
 
+ACCURACY_RANGE = {"accuracy": (0.0, 1.0)}  # what :func:`accuracy` returns
+
+
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     return {"accuracy": float((logits.argmax(1) == y).float().mean())}
 
@@ -40,6 +43,7 @@ def classification(classes: int = NUM_CLASSES) -> Task:
         lambda ds: ds.labels["class_id"].to_numpy(),
         F.cross_entropy,
         accuracy,
+        ACCURACY_RANGE,
         outputs=classes,
         chance=majority_chance(classes),
     )

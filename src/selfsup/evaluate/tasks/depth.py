@@ -8,6 +8,8 @@ pixel is an object in the segmentation); ``*_all`` over every cell, for referenc
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -22,6 +24,11 @@ def depth_targets(ds) -> np.ndarray:
     depth = grid_labels(ds.dense["depth"], "mean")
     objects = grid_labels(ds.dense["segmentation"], "nearest") > 0
     return np.stack([depth, objects.astype(np.float32)], 1)
+
+
+# what :func:`depth_metrics` returns: a share of cells (δ < 1.25) and two errors
+_ERROR_RANGES = {"delta1": (0.0, 1.0), "abs_rel": (0.0, math.inf), "l1": (0.0, math.inf)}
+RANGES = {**_ERROR_RANGES, **{f"{k}_all": v for k, v in _ERROR_RANGES.items()}}
 
 
 def _errors(p: torch.Tensor, t: torch.Tensor) -> dict[str, float]:
@@ -74,6 +81,7 @@ def depth() -> Task:
         depth_targets,
         depth_loss,
         depth_metrics,
+        RANGES,
         dataset_set="multi",
         label="dense",
         dense=True,

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 from selfsup.data.scene import MIRRORED_POSE_BIN
 from selfsup.evaluate.tasks import TASKS, Task, fc_head
-from selfsup.evaluate.tasks.classification import accuracy, majority_chance
+from selfsup.evaluate.tasks.classification import ACCURACY_RANGE, accuracy, majority_chance
 
 
 def mirror_bins(y: torch.Tensor) -> torch.Tensor:
@@ -25,6 +25,7 @@ def pose() -> Task:
         lambda ds: ds.labels["pose_bin"].to_numpy(),
         F.cross_entropy,
         accuracy,
+        ACCURACY_RANGE,
         outputs=NUM_BINS,
         chance=majority_chance(NUM_BINS),
         mirror=mirror_bins,

@@ -29,6 +29,10 @@ def mean_iou(pred: torch.Tensor, y: torch.Tensor, classes=range(NUM_CLASSES)) ->
     return float(sum(ious) / len(ious)) if ious else float("nan")
 
 
+# what :func:`segmentation_metrics` returns: IoUs and accuracies, all shares
+RANGES = {m: (0.0, 1.0) for m in ("miou", "object_accuracy", "miou_all", "pixel_accuracy")}
+
+
 def segmentation_metrics(logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     pred = logits.argmax(1)
     objects = y > 0
@@ -55,6 +59,7 @@ def segmentation() -> Task:
         lambda ds: grid_labels(ds.dense["segmentation"], "nearest").astype("int64"),
         F.cross_entropy,
         segmentation_metrics,
+        RANGES,
         dataset_set="multi",
         label="dense",
         dense=True,
