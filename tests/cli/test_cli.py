@@ -71,3 +71,58 @@ def test_bad_report_settings(tmp_path):
     _one_line_error(
         run_cli("report", "--results", str(tmp_path), "--out", str(tmp_path / "r"), "--export", "gif"), "'gif'"
     )
+
+
+# what each command needs besides the option under test (values that pass every check made before a
+# number is checked; the folders need not exist: numbers are checked before anything is read)
+REQUIRED = {
+    "render": ["--set", "single", "--variant=-C--", "--out", "{tmp}/r"],
+    "import": ["--from", "imagefolder", "{tmp}/src", "--out", "{tmp}/i"],
+    "pretrain": ["--method", "rotation", "--data", "{tmp}/d", "--out", "{tmp}/p"],
+    "finetune": ["--task", "classification", "--data", "{tmp}/d", "--out", "{tmp}/f"],
+    "probe": ["--task", "classification", "--data", "{tmp}/d", "--init", "{tmp}/m", "--out", "{tmp}/pr"],
+    "tune": ["--task", "classification", "--data", "{tmp}/d", "--out", "{tmp}/t"],
+    "report": ["--results", "{tmp}/r.csv", "--out", "{tmp}/rep"],
+    "study": ["--estimate-only"],
+}
+
+
+def _numeric_options():
+    """(command, option, integer?) for every int or float option of every command, read off the command
+    functions' signatures (as typer builds the options from them)."""
+    import inspect
+    import typing
+
+    from selfsup.cli import app
+
+    for info in app.registered_commands:
+        fn = info.callback
+        hints = typing.get_type_hints(fn)
+        for name, param in inspect.signature(fn).parameters.items():
+            kinds = set(typing.get_args(hints[name])) - {type(None)} or {hints[name]}
+            if kinds & {int, float} and not kinds & {bool}:
+                decls = [d for d in getattr(param.default, "param_decls", None) or () if d.startswith("--")]
+                yield (info.name or fn.__name__), (decls[0] if decls else "--" + name.replace("_", "-")), int in kinds
+
+
+NUMERIC = sorted(_numeric_options())
+
+
+def test_the_numeric_options_are_all_found():
+    names = {f"{c} {o}" for c, o, _ in NUMERIC}
+    assert {"render --count", "render --seed", "finetune --steps", "pretrain --lr", "probe --k"} <= names
+    assert len(NUMERIC) >= 30
+
+
+@pytest.mark.parametrize("command,option,integer", NUMERIC, ids=[f"{c}{o}" for c, o, _ in NUMERIC])
+def test_every_numeric_option_has_an_upper_limit(command, option, integer, tmp_path):
+    """Far past any sensible value, each option is a one-line error naming the value (checks.LIMITS), never
+    an overflow, a hang or work started."""
+    from selfsup.cli import app
+    from selfsup.core.errors import UserError
+
+    huge = str(10**30) if integer else "1e30"
+    args = [a.format(tmp=tmp_path) for a in REQUIRED.get(command, [])]
+    with pytest.raises(UserError, match="must be at most") as e:
+        app(args=[command, *args, option, huge], standalone_mode=False, prog_name="selfsup")
+    assert (huge if integer else "1e+30") in str(e.value) and "\n" not in str(e.value)

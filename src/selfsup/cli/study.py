@@ -50,6 +50,10 @@ def study(
         raise UserError(f"--params {str(params)!r} needs --estimate-only: dvc repro always reads params.yaml")
     is_params = params.resolve() == Path("params.yaml").resolve()
     jobs = plan(load_params(params) if is_params else load_profile(params))  # a profile: its differences
+    if not estimate_only:  # every stage logs to it: a store that is down fails now, not in the first stage
+        from selfsup.core.tracking import check_store
+
+        check_store()
     if not all_stages and params.resolve() == Path("params.yaml").resolve():
         jobs, note = pending(jobs)
     else:

@@ -62,8 +62,11 @@ def tune(
 
     Example: selfsup tune --data data/single --init models/rotation --budget 100 --trials 20 --out tuned/rot
     """
+    from selfsup.core.checks import numbers
     from selfsup.evaluate.finetune import FinetuneConfig
     from selfsup.evaluate.tune import tune as run
+
+    numbers(width=width)  # (used with --pretrain only, but never a value out of range)
 
     if pretrain is not None:
         from selfsup.evaluate.tune import tune_pretrain
@@ -89,3 +92,5 @@ def tune(
 
     value = "—" if best["best_value"] is None else f"{best['best_value']:.4f}"
     typer.echo(f"best {best['metric'] or 'params'} {value}: {best['params']} → {out / 'best_params.json'}")
+    if best["trial_states"].get("diverged"):
+        typer.echo(f"{best['trial_states']['diverged']} of {best['trials']} trials diverged (pruned, never best)")

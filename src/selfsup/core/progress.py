@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 @contextlib.contextmanager
 def step_bar(label: str, enabled: bool = True, transient: bool = False) -> Iterator[Callable[[int, int], None]]:
     """A bar with elapsed time and ETA; yields ``update(step, total)``. A ``transient`` bar is erased when it
-    ends (an error found half-way is then the only line left)."""
+    ends; any bar is erased when an error stops the work it counts (the error is then the only line left)."""
     with Progress(
         TextColumn(label),
         BarColumn(),
@@ -23,4 +23,8 @@ def step_bar(label: str, enabled: bool = True, transient: bool = False) -> Itera
         transient=transient,
     ) as p:
         task = p.add_task(label, total=None)
-        yield lambda step, total: p.update(task, completed=step, total=total)
+        try:
+            yield lambda step, total: p.update(task, completed=step, total=total)
+        except BaseException:  # stopped half-way by an error: erase the bar, the error is the one line left
+            p.live.transient = True
+            raise

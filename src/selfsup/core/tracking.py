@@ -14,11 +14,13 @@ import contextlib
 import logging
 import os
 import platform
+import re
 from collections.abc import Iterator
 
 import pandas as pd
 
-from selfsup.core.errors import UserError
+from selfsup.core import checks, stores
+from selfsup.core.errors import Diverged, UserError
 from selfsup.core.provenance import git_commit, sqlite_init_lock
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -40,6 +42,69 @@ def _mlflow():
     logging.getLogger("mlflow").setLevel(logging.WARNING)  # keep stage output readable
     logging.getLogger("alembic").setLevel(logging.WARNING)
     return mlflow
+
+
+# MLflow's own request settings for the check at start: one retry, 3 s a request (its defaults retry with
+# back-off for minutes, so a typo in the URI or a server that is down looked like a hang): at most
+# 3 + 1 + 3 s for a server that accepts connections but never answers
+CHECK_SETTINGS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "3",
+}
+STORE_HINT = "start the server, or set MLFLOW_TRACKING_URI to a local store such as sqlite:///mlflow.db"
+_checked: set[str] = set()
+
+
+def _short_reason(e: Exception) -> str:
+    text = " ".join(str(getattr(e, "message", None) or e).split())
+    for pattern in (r"\[Errno -?\d+\] ([^'\")]+)", r"(timed out)", r"(Name or service not known)"):
+        found = re.search(pattern, text)
+        if found:
+            return found.group(1).strip()
+    return text[:160]
+
+
+def check_store() -> None:
+    """Check the tracking store once per process, before a stage does any work: a server must answer
+    within seconds (:data:`CHECK_SETTINGS`), an SQLite file or a store folder must be usable, a database
+    needs its driver and must answer. Else a one-line error naming the URI and what to do."""
+    if not enabled():
+        return
+    uri = _mlflow().get_tracking_uri()
+    if uri in _checked:
+        return
+    what = f"MLflow tracking store {stores.shown(uri)!r} (MLFLOW_TRACKING_URI)"
+    scheme = uri.split(":", 1)[0].lower() if "://" in uri else ""
+    if scheme in ("http", "https"):
+        saved = {k: os.environ.get(k) for k in CHECK_SETTINGS}
+        os.environ.update(CHECK_SETTINGS)
+        try:
+            _mlflow().MlflowClient(uri).search_experiments(max_results=1)
+        except Exception as e:  # refused or timed out; or it answered with an error (a login refused)
+            text = " ".join(str(getattr(e, "message", None) or e).split())
+            if "failed with error code" in text or "RestException" in type(e).__name__:
+                raise UserError(f"MLflow tracking at {stores.shown(uri)}: {text}") from None
+            raise UserError(
+                f"MLflow tracking server {stores.shown(uri)!r} is not reachable ({_short_reason(e)}): {STORE_HINT}"
+            ) from None
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+    elif scheme == "sqlite":
+        db = checks.sqlite_path(uri)
+        if db is not None:
+            checks.store_file(db, what)
+    elif scheme in ("file", ""):
+        checks.output_folder(uri[len("file://") :] if scheme else uri, what)
+    elif scheme.split("+")[0] in ("postgresql", "mysql", "mssql"):
+        stores.check_database_url(uri, what)
+        stores.check_database_server(uri, what, STORE_HINT)
+    _checked.add(uri)
 
 
 @contextlib.contextmanager
@@ -86,7 +151,11 @@ def run(
         # under `mlflow run` the run already holds the entry point's parameters; MLflow forbids changing them
         existing = mlflow.get_run(active.info.run_id).data.params
         mlflow.log_params({k: str(v) for k, v in params.items() if k not in existing})
-        yield active
+        try:
+            yield active
+        except Diverged as e:  # the run ends FAILED (MLflow's exit); the tag says why
+            mlflow.set_tag("diverged", str(e)[:4000])
+            raise
 
 
 def log_dataset(ds, context: str = "training") -> None:

@@ -10,8 +10,12 @@ wherever a :class:`Draws` is (one process).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
+
+from selfsup.core import checks
 
 
 class Draws:
@@ -91,12 +95,36 @@ def map_batches(fn, images, device, batch: int = 512) -> torch.Tensor:
 CHUNK_BYTES = 256 * 2**20  # host memory per pinned staging buffer of :func:`resident`
 
 
-def resident(images: np.ndarray, idx: np.ndarray, device: torch.device) -> torch.Tensor:
+def available_memory(device: torch.device) -> int:
+    """Bytes that ``device`` can still hold: free GPU memory, or the host's available memory (Linux's
+    MemAvailable: free plus what the page cache would give back)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+RESIDENT_SHARE = 0.9  # of the available memory a resident dataset may take (the rest: the model, the batches)
+
+
+def resident(images: np.ndarray, idx: np.ndarray, device: torch.device, what: str | None = None) -> torch.Tensor:
     """``images[idx]`` (a uint8 memmap, rows picked by ``idx``) as one tensor on ``device``. On a GPU the
     rows go through two pinned staging buffers of :data:`CHUNK_BYTES` in turn (read the next chunk from
     disk while the last one is copied), so the host never holds the whole subset: a 400k-image 128² set
-    is 19.7 GB that each rank would otherwise hold in its own RAM. Elsewhere: the rows, read at once."""
+    is 19.7 GB that each rank would otherwise hold in its own RAM. Elsewhere: the rows, read at once.
+    Rows that would not fit in :data:`RESIDENT_SHARE` of the device's available memory are refused
+    before any is read (``what`` names them in the error)."""
     idx = np.asarray(idx)
+    need = len(idx) * int(np.prod(images.shape[1:])) * images.dtype.itemsize
+    checks.fits_in_memory(
+        need, RESIDENT_SHARE * available_memory(device), str(device), what or f"{len(idx)} resident images"
+    )
     if device.type != "cuda":
         return torch.from_numpy(np.ascontiguousarray(images[idx])).to(device)
     out = torch.empty((len(idx), *images.shape[1:]), dtype=torch.uint8, device=device)

@@ -283,6 +283,8 @@ def plan_import(
             done = old
         elif not replace:
             raise UserError(f"{str(out)!r} already holds a dataset of other files or settings: --replace replaces it")
+    if done is None:  # the images array, staged beside OUT before it moves in
+        checks.fits_on_disk(out, len(items) * 3 * resolution**2, f"{len(items)} images at {resolution}²")
     split = assign_splits([label for _, label, _ in items], groups, seed) if done is None else []
     return Plan(
         source, src, out, items, digests, groups, split, classes, params, files_digest, len(items) - len(first), done

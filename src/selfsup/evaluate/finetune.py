@@ -32,7 +32,7 @@ from torch import nn
 from selfsup.core import checks, tracking
 from selfsup.core.config import Finetune
 from selfsup.core.defaults import DEFAULT_BACKBONE, DEFAULT_BUDGETS, DEFAULT_COLOUR, DEFAULT_SEEDS, DEFAULT_WIDTH
-from selfsup.core.errors import UserError
+from selfsup.core.errors import Diverged, UserError
 from selfsup.data.augment import (
     finetune_view,
     flip_targets,
@@ -171,7 +171,8 @@ class SupervisedObjective:
 
 class StackedSupervisedObjective:
     """The objectives of several cells as one: each draws its batch and augmentation from its own
-    generator (as alone), the stacked models run as one, and the loss is the sum of the cells' losses."""
+    generator (as alone), the stacked models run as one, and the loss is the vector of the cells' losses
+    (:func:`~selfsup.train.loop.fit` steps on their sum)."""
 
     def __init__(self, objectives: list[SupervisedObjective]):
         self.objectives = objectives
@@ -181,7 +182,7 @@ class StackedSupervisedObjective:
         inputs, targets = zip(*(o.batch(i, g) for o, i, g in zip(self.objectives, idx, generators)))
         out = self.module(torch.stack(inputs))
         task = self.objectives[0].task
-        return sum(task.loss(o, y) for o, y in zip(out, targets)), {}
+        return torch.stack([task.loss(o, y) for o, y in zip(out, targets)]), {}  # one loss per cell
 
 
 def finetune(
@@ -292,14 +293,18 @@ def train_models(
                 on_val(epoch, i, metrics)
         return {}
 
-    fit(
-        stacked or objectives[0],
-        [len(s) for s in subsets] if stacked else len(subsets[0]),
-        cfg,
-        on_epoch=on_epoch,
-        progress=progress,
-        replica_seeds=[cell.seed for cell in cells] if stacked else None,
-    )
+    try:
+        fit(
+            stacked or objectives[0],
+            [len(s) for s in subsets] if stacked else len(subsets[0]),
+            cfg,
+            on_epoch=on_epoch,
+            progress=progress,
+            replica_seeds=[cell.seed for cell in cells] if stacked else None,
+        )
+    except Diverged as e:  # no row, no cell file, no cell run: the cell is named, nothing of it kept
+        cell = cells[e.replica or 0]
+        raise e.within(f"{sweep.method}/{t.name} cell n={cell.budget}, seed {cell.seed}") from None
     return (stacked.module.unstack() if stacked else models), histories
 
 

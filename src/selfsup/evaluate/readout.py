@@ -128,6 +128,7 @@ def readout(data: str | Path, init: str | Path, out: str | Path, verify: bool = 
     """Read every recorded factor out of the frozen backbone in ``init`` on dataset ``data``; writes and
     returns ``OUT/readout.csv`` (method, factor, kind, metric, value, chance, status and context)."""
     out = checks.output_folder(out)
+    tracking.check_store()
     ds = load_dataset(data, verify=verify)
     if ds.set_name != "single":
         raise UserError(f"factor read-out reads single-object datasets; {str(data)!r} is a {ds.set_name}-object one")

@@ -246,6 +246,7 @@ def prepare(
     budgets = checks.int_list(budgets, "label budget")
     seeds = checks.int_list(seeds, "seed")
     checks.numbers(width=width)
+    tracking.check_store()
     ds = load_dataset(data, verify=verify)
     t = task_for(task, ds)
     if ds.set_name != t.dataset_set:

@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 
 import optuna
 
-from selfsup.core import checks, tracking
+from selfsup.core import checks, stores, tracking
 from selfsup.core.defaults import DEFAULT_BACKBONE, DEFAULT_COLOUR, DEFAULT_WIDTH, SCRATCH
-from selfsup.core.errors import UserError
+from selfsup.core.errors import Diverged, UserError
 from selfsup.core.provenance import sqlite_init_lock
 from selfsup.evaluate.finetune import FinetuneConfig, check_config, parse_protocol, train_model
 from selfsup.evaluate.sweep import prepare
@@ -39,64 +39,33 @@ if TYPE_CHECKING:
 SPACE = {"lr": (1e-4, 1e-2), "weight_decay": (1e-6, 1e-2), "schedule": tuple(SCHEDULES)}
 
 
+STORAGE_HINT = (
+    "start the database server, or give another --storage (a journal file ending in .log works on a shared disk)"
+)
+
+
 def storage_for(storage: str | None, out: Path) -> optuna.storages.BaseStorage | str:
-    """``None`` → SQLite in OUT; a URL → that database; a path ending in .log → a journal file."""
+    """``None`` → SQLite in OUT; a URL → that database; a path ending in .log → a journal file. Checked
+    before any data is read: an SQLite file or journal like ``--out`` (its folder must exist), a database
+    for its driver and, with a server, one connection bounded in time (a server that is down is an error
+    in seconds)."""
     if storage is None:
         return f"sqlite:///{(out / 'optuna.db').resolve()}"
     if "://" in storage:
-        return check_database_url(storage)
+        url = stores.check_database_url(storage, "Optuna storage")
+        if checks.sqlite_path(url) is None and not url.startswith("sqlite:"):
+            stores.check_database_server(url, "Optuna storage", STORAGE_HINT)
+            return optuna.storages.RDBStorage(url, engine_kwargs=stores.engine_kwargs(url))
+        return url
     if storage.endswith(".log"):
         from optuna.storages.journal import JournalFileBackend
 
+        checks.store_file(storage, f"Optuna journal {storage!r}")
         return optuna.storages.JournalStorage(JournalFileBackend(storage))
     raise UserError(
         f"unknown Optuna storage {storage!r}: give a database URL (sqlite:///..., postgresql://...) "
         "or a journal file path ending in .log"
     )
-
-
-DRIVER_PACKAGES = {
-    "psycopg2": "psycopg2-binary",
-    "psycopg": "psycopg[binary]",
-    "pymysql": "PyMySQL",
-    "MySQLdb": "mysqlclient",
-    "pg8000": "pg8000",
-    "oracledb": "oracledb",
-    "pyodbc": "pyodbc",
-}
-
-
-def check_database_url(url: str) -> str:
-    """A database URL SQLAlchemy can use here: a known scheme and an installed driver (else a one-line
-    error that names the package to install). Passwords never appear in messages."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise UserError(
-            f"invalid Optuna storage URL {url.split('@')[-1]!r}: give e.g. sqlite:///optuna.db or "
-            "postgresql://user:password@host/db"
-        ) from None
-    shown = parsed.render_as_string(hide_password=True)
-    try:
-        dialect = parsed.get_dialect()
-    except NoSuchModuleError:
-        raise UserError(
-            f"unknown database scheme {parsed.drivername!r} in Optuna storage {shown!r}: use sqlite, "
-            "postgresql or mysql (or a journal file ending in .log)"
-        ) from None
-    try:
-        dialect.import_dbapi()
-    except ImportError as e:
-        module = (getattr(e, "name", None) or str(e)).split(".")[0]
-        package = DRIVER_PACKAGES.get(module, module)
-        raise UserError(
-            f"Optuna storage {shown!r} needs the database driver {module}, which is not installed: "
-            f"pip install {package}"
-        ) from None
-    return url
 
 
 def suggest(trial: optuna.Trial, base):
@@ -210,6 +179,7 @@ def tune_pretrain(
         )
     out = checks.output_folder(out)
     store = storage_for(storage, out)
+    tracking.check_store()
     out.mkdir(parents=True, exist_ok=True)
     backbone = base.backbone or DEFAULT_BACKBONE
     name = study_name or f"pretrain-{method}-{backbone}"
@@ -303,7 +273,7 @@ def _run_optuna_study(
                 study = optuna.load_study(study_name=name, storage=store, sampler=sampler, pruner=pruner)
                 creator = False
         except SQLAlchemyError as e:
-            shown = str(store).split("@")[-1] if isinstance(store, str) else "the journal file"
+            shown = stores.shown(store) if isinstance(store, str) else "the storage"
             reason = str(e.orig if getattr(e, "orig", None) else e).splitlines()[0]
             raise UserError(f"cannot open Optuna storage {shown!r}: {reason}") from None
     if creator:
@@ -314,6 +284,7 @@ def _run_optuna_study(
         _work(study, trials, _wait_for_attr(study, "mlflow_run_id"), run_trial)
     done = [t for t in study.get_trials(deepcopy=False) if t.number < trials]
     states = {s.name.lower(): sum(t.state == s for t in done) for s in optuna.trial.TrialState}
+    states["diverged"] = sum("diverged" in t.user_attrs for t in done)  # (counted among the pruned)
     finished = [t for t in done if t.state == optuna.trial.TrialState.COMPLETE]
     if not finished:
         raise UserError(f"study {name!r}: no trial finished (states {states})")
@@ -341,6 +312,10 @@ def _work(study: optuna.Study, trials: int, parent_id: str, run_trial) -> None:
         try:
             value = run_trial(trial, parent_id)
         except optuna.TrialPruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            continue
+        except Diverged as e:  # pruned (never best), and said so in the trial and in best_params.json
+            trial.set_user_attr("diverged", str(e))
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             continue
         except BaseException:

@@ -1,7 +1,8 @@
 """``best_params.json``: what ``selfsup tune`` writes and ``finetune`` / ``pretrain --params-file`` read.
 
 ``{"study": NAME, "trials": N, "trial_states": {...}, "metric": "val_...", "best_value": X,
-"params": {"lr": ..., "weight_decay": ..., "schedule": ..., METHOD_KNOB: ...}}``
+"params": {"lr": ..., "weight_decay": ..., "schedule": ..., METHOD_KNOB: ...}}``; ``trial_states`` counts
+the trials of each Optuna state and ``diverged``, the pruned trials whose training diverged.
 """
 
 from __future__ import annotations

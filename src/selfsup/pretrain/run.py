@@ -24,7 +24,7 @@ from torch import nn
 from selfsup.core import checks, tracking
 from selfsup.core.config import Pretrain
 from selfsup.core.defaults import DEFAULT_BACKBONE, DEFAULT_COLOUR, DEFAULT_WIDTH
-from selfsup.core.errors import UserError
+from selfsup.core.errors import Diverged, UserError
 from selfsup.core.progress import step_bar
 from selfsup.core.provenance import atomic_write_json, code_hash, git_commit
 from selfsup.data.augment import map_batches, resident, to_input
@@ -139,6 +139,7 @@ def pretrain(
     method, width, colour, epochs, batch_size, lr = c.method, c.width, c.colour, c.epochs, c.batch_size, c.lr
     weight_decay, seed, schedule, online = c.weight_decay, c.seed, c.schedule, c.online_probe
     out = checks.output_folder(out)
+    tracking.check_store()
     if method == SCRATCH:
         return _scratch_meta(data, out, c.backbone or DEFAULT_BACKBONE, width, colour, replace, verify, reuse)
     METHODS.get(method)  # fail fast on unknown names
@@ -185,7 +186,8 @@ def pretrain(
     train_idx = torch.from_numpy(ds.split_indices("train"))
     device = distributed.device()
     net = _build_net(c, backbone, colour, len(ds.manifest["classes"]) if online else 0, device)
-    images = resident(ds.images, train_idx.numpy(), device)  # (N, H, W, 3) uint8
+    # (N, H, W, 3) uint8
+    images = resident(ds.images, train_idx.numpy(), device, f"the {len(train_idx)} train images of {str(data)!r}")
     class_targets = (
         torch.from_numpy(ds.labels["class_id"].to_numpy()[train_idx.numpy()]).long().to(device) if online else None
     )
@@ -236,16 +238,19 @@ def pretrain(
         else contextlib.nullcontext()
     )
     with run, step_bar(f"pretrain {method}", progress and main) as bar:
-        history = fit(
-            PretrainObjective(net, images, class_targets),
-            len(images),
-            cfg,
-            on_epoch=on_epoch,
-            checkpoint=out / CHECKPOINT_FILE,
-            resume=True,
-            progress=bar,
-            checkpoint_tag=settings,
-        )
+        try:
+            history = fit(
+                PretrainObjective(net, images, class_targets),
+                len(images),
+                cfg,
+                on_epoch=on_epoch,
+                checkpoint=out / CHECKPOINT_FILE,
+                resume=True,
+                progress=bar,
+                checkpoint_tag=settings,
+            )
+        except Diverged as e:  # no backbone, no checkpoint, no registry version
+            raise e.within(f"pretrain {method} → {str(out)!r}") from None
         synced = distributed.in_sync(net)
         meta = {
             **params,

@@ -4,6 +4,12 @@ An *objective* owns the trainable module and turns a batch of item indices into 
 owns batching, the optimiser, the schedule, logging and checkpoints. An atomic checkpoint is
 written after every epoch, and ``resume=True`` continues exactly where it stopped (model,
 optimiser, RNG state, epoch), so a run killed with ``kill -9`` ends like an uninterrupted one.
+
+Divergence is decided here, once, for every run (:func:`diverged`): after each epoch, a loss that is
+not finite, or an epoch's mean loss above :data:`DIVERGENCE_FACTOR` times the loss of the run's first
+step (the untrained model's: where it started), stops the run with
+:class:`~selfsup.core.errors.Diverged` before that epoch is validated or checkpointed, and its
+checkpoint is deleted: a diverged run leaves no result, no backbone and no checkpoint to resume.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from selfsup.core.errors import UserError
+from selfsup.core.errors import Diverged, UserError
 from selfsup.data.augment import Draws
 from selfsup.train import distributed
 from selfsup.train.schedule import SCHEDULES, epoch_batches
@@ -47,6 +53,21 @@ class Objective(Protocol):
 
     def loss(self, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of the batch of item indices ``idx`` (plus scalars to log)."""
+
+
+DIVERGENCE_FACTOR = 10.0  # an epoch's mean loss this many times the first step's: diverged
+
+
+def diverged(epoch_mean: float, first_step: float) -> str | None:
+    """Why a run whose first step had loss ``first_step`` has diverged when an epoch's mean loss is
+    ``epoch_mean``, or ``None`` when it has not. Every loss here is ≥ 0 (cross-entropies, squared or
+    absolute errors, KL terms, 2 − 2·cos), so a factor over the start is a blow-up."""
+    if not math.isfinite(epoch_mean):
+        return f"the loss is {epoch_mean}"
+    if epoch_mean > DIVERGENCE_FACTOR * abs(first_step) + 1e-6:
+        factor = f"{DIVERGENCE_FACTOR:g}×"
+        return f"the epoch's mean loss {epoch_mean:.3g} is over {factor} the first step's {first_step:.3g}"
+    return None
 
 
 COMPILE_BACKEND = "inductor"  # torch.compile's default; bench/gpu_check.py's CPU dry run traces with "eager"
@@ -100,8 +121,12 @@ def fit(
     Stacked replicas (:mod:`selfsup.train.stacked`): with ``replica_seeds`` (one per replica) ``n_items`` is
     a sequence of each replica's item count, every replica draws its batches and augmentation from its
     own generator seeded like a lone run with that seed, and ``objective.loss`` receives the lists of
-    index batches and generators (its loss is the sum of the replicas' losses, so each replica gets
-    its own gradient; AdamW is elementwise, so each trains as it would alone).
+    index batches and generators and returns the vector of the replicas' losses (the loop steps on
+    their sum, so each replica gets its own gradient; AdamW is elementwise, so each trains as it would
+    alone, and each is checked for divergence on its own: ``Diverged.replica`` says which).
+
+    A diverged run (:func:`diverged`) raises :class:`~selfsup.core.errors.Diverged` naming the epoch and
+    the learning rate; its checkpoint is deleted.
     """
     module = objective.module
     rank, world = distributed.rank(), distributed.world_size()
@@ -134,6 +159,8 @@ def fit(
     aug = Draws(gen, rank, world)
     after_step = getattr(module, "after_step", None)
     start, history = 0, []
+    first_step: torch.Tensor | None = None  # the loss of the run's first step (per replica): the reference
+    first_local = False
     if resume and checkpoint is not None and checkpoint.exists():
         # on the CPU first (generator states must be; each rank's module and optimiser take their own device)
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -148,6 +175,8 @@ def fit(
         if dev.type == "cuda" and state.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(state["cuda_rng"], dev)
         start, history = state["epoch"], list(state["history"])
+        if state.get("first_step_loss") is not None:
+            first_step = torch.tensor(state["first_step_loss"], dtype=torch.float32, device=dev)
     step = distributed.wrap(_Step(objective))  # DDP starts every rank from rank 0's weights
     if cfg.compile:
         step = torch.compile(step, backend=COMPILE_BACKEND)
@@ -158,7 +187,7 @@ def fit(
         t0 = time.perf_counter()
         # the epoch's indices on the device at once (one copy, not one per step)
         batches = [epoch_batches(n, cfg.batch_size, cfg.steps_per_epoch, g).to(dev) for n, g in zip(sizes, gens)]
-        loss_sum = torch.zeros((), device=dev)  # summed on the device: no host sync per step
+        loss_sum = torch.zeros(len(gens) if stacked else (), device=dev)  # summed on the device: no sync per step
         extra: dict[str, float] = {}
         for i in range(cfg.steps_per_epoch):
             # the cost in machine-independent terms: torch's flop counter watches this run's first step
@@ -172,7 +201,7 @@ def fit(
                     else:
                         loss, scalars = step(batches[0][i][rank * local_batch : (rank + 1) * local_batch], aug)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()  # under DDP the gradients are averaged over ranks here
+                (loss.sum() if stacked else loss).backward()  # under DDP the gradients are averaged over ranks here
             if count is not None:
                 flop_per_step = count.get_total_flops()
             opt.step()
@@ -180,6 +209,8 @@ def fit(
             if after_step:
                 after_step(epoch * cfg.steps_per_epoch + i + 1, total)
             loss_sum += loss.detach().float()
+            if first_step is None:
+                first_step, first_local = loss.detach().float().clone(), True
             for k, v in scalars.items():  # tensors stay on the device until the epoch ends
                 extra[k] = extra.get(k, 0.0) + (v.detach().float() if torch.is_tensor(v) else float(v))
             if progress:
@@ -188,8 +219,21 @@ def fit(
             torch.cuda.synchronize(dev)  # the epoch's work done, not only queued, before it is timed
         dt = time.perf_counter() - t0
         loss_sum = distributed.mean_across(loss_sum)
+        if first_local:  # this rank's: the mean over ranks, as the epoch's loss
+            first_step, first_local = distributed.mean_across(first_step), False
+        means, firsts = (loss_sum / cfg.steps_per_epoch).reshape(-1).tolist(), first_step.reshape(-1).tolist()
+        for r, (mean, first) in enumerate(zip(means, firsts)):
+            reason = diverged(mean, first)
+            if reason is not None:  # every rank sees the same means: all raise together
+                if checkpoint is not None and rank == 0:
+                    checkpoint.unlink(missing_ok=True)
+                raise Diverged(
+                    f"training diverged in epoch {epoch + 1} of {cfg.epochs} with lr {cfg.lr:g}: {reason}; "
+                    "lower the learning rate",
+                    replica=r if stacked else None,
+                )
         logs = {
-            "loss": float(loss_sum) / cfg.steps_per_epoch / len(gens),  # stacked: the replicas' mean
+            "loss": float(loss_sum.sum()) / cfg.steps_per_epoch / len(gens),  # stacked: the replicas' mean
             "lr": opt.param_groups[0]["lr"],
             "images_per_s": cfg.steps_per_epoch * cfg.batch_size * len(gens) / dt,
             "epoch_time_s": dt,
@@ -213,6 +257,7 @@ def fit(
                     "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
                     "epoch": epoch + 1,
                     "history": history,
+                    "first_step_loss": first_step.reshape(-1).tolist(),
                     "tag": checkpoint_tag,
                 },
             )

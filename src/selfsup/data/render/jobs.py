@@ -28,7 +28,15 @@ from selfsup.core import checks, tracking
 from selfsup.core.errors import UserError
 from selfsup.core.provenance import atomic_write_json, import_closure
 from selfsup.data.assets import Assets, shapenet_index, texture_index
-from selfsup.data.dataset import DEFAULT_RESOLUTION, SETS, load_dataset, remove_dataset_files, write_dataset
+from selfsup.data.dataset import (
+    ARRAY_CHANNELS,
+    ARRAY_DTYPES,
+    DEFAULT_RESOLUTION,
+    SETS,
+    load_dataset,
+    remove_dataset_files,
+    write_dataset,
+)
 from selfsup.data.render.quality import DEVICES, Quality
 from selfsup.data.scene import Variant, sample_scenes
 from selfsup.data.shapes import CLASSES
@@ -153,6 +161,11 @@ def render_dataset(
     if shard is not None and replace:
         raise UserError("--replace cannot be combined with --shard: one job would delete the others' shards")
     out = checks.output_folder(out, "dataset folder")
+    tracking.check_store()
+    if not (out / "manifest.json").is_file():  # (a finished render is returned as it is, below)
+        checks.fits_on_disk(
+            out, disk_needed(set_name, count, resolution), f"{count} {set_name}-set images at {resolution}²"
+        )
     assets = Assets(shapenet_index(shapenet) if shapenet else None, texture_index(textures) if textures else None)
     params = {
         "set": set_name,
@@ -284,6 +297,15 @@ def _run_shards(
         ) from None
     finally:
         pool.shutdown(cancel_futures=True)
+
+
+def disk_needed(set_name: str, count: int, resolution: int) -> int:
+    """Bytes a render of ``count`` images writes at its peak: every shard file and the dataset's arrays
+    (:data:`~selfsup.data.dataset.ARRAY_DTYPES`) at once, before the shards are deleted."""
+    arrays = ("images",) + (("segmentation", "depth", "instances", "normals") if set_name == "multi" else ())
+    channels = {**ARRAY_CHANNELS, "images": 3}
+    per_image = sum(np.dtype(ARRAY_DTYPES[a]).itemsize * channels.get(a, 1) for a in arrays) * resolution**2
+    return 2 * count * per_image
 
 
 def _shard_arrays(shards):
