@@ -3,7 +3,9 @@ print exactly one line (``error: ...``) that names the bad value, print no trace
 every file that existed before byte-identical (and add none).
 
 The world the cases run against: a real tiny render, a real pretrained backbone, a scratch folder,
-a finished report, and damaged copies of each (made here, before the snapshot)."""
+a finished report, and damaged copies of each (made here, before the snapshot). A case may set
+environment variables (a tracking URI); ``{huge}`` is a dataset too large for this machine's memory,
+kept outside the world (its images are a sparse file: it takes no disk, and no case copies it)."""
 
 from __future__ import annotations
 
@@ -112,6 +114,13 @@ def world(tiny_dataset, tiny_rotation, tmp_path_factory):
     _results(w / "res_noscratch", GOOD_ROWS + [{**r, "task": "pose"} for r in GOOD_ROWS if r["method"] == "rotation"])
     _results(w / "res_nocol", [{k: v for k, v in r.items() if k != "seed"} for r in GOOD_ROWS])
     _results(w / "res_text", GOOD_ROWS[:-1] + [{**GOOD_ROWS[-1], "value": "high"}])
+    # rows no run could have written
+    _results(w / "res_seed_half", GOOD_ROWS[:-1] + [{**GOOD_ROWS[-1], "seed": 0.5}])
+    _results(w / "res_budget_frac", GOOD_ROWS[:-1] + [{**GOOD_ROWS[-1], "label_budget": 12.5}])
+    _results(w / "res_acc_high", GOOD_ROWS[:3] + [{**GOOD_ROWS[3], "value": 1.7}] + GOOD_ROWS[4:])
+    _results(w / "res_acc_negative", GOOD_ROWS[:-1] + [{**GOOD_ROWS[-1], "value": -0.2}])
+    _results(w / "res_metric_unknown", GOOD_ROWS + [{**GOOD_ROWS[0], "metric": "f1"}])
+    _results(w / "res_task_unknown", GOOD_ROWS + [{**r, "task": "captioning"} for r in GOOD_ROWS])
 
     # params files for `selfsup study`
     params = Path(__file__).resolve().parents[2] / "params.yaml"
@@ -125,7 +134,35 @@ def world(tiny_dataset, tiny_rotation, tmp_path_factory):
         "datasets:\n  mine: {source: imagefolder, path: photos}\nstudy:\n  single: [mine]\n"
     )
     _image_folders(w)
-    return {"w": str(w), "ds": str(ds), "rot": str(rot), "scratch": str(w / "scratch"), "file": str(w / "file.txt")}
+    return {
+        "w": str(w),
+        "ds": str(ds),
+        "rot": str(rot),
+        "scratch": str(w / "scratch"),
+        "file": str(w / "file.txt"),
+        "huge": str(_huge_dataset(ds, tmp_path_factory.mktemp("huge") / "ds_huge")),
+    }
+
+
+def _huge_dataset(ds: Path, out: Path) -> Path:
+    """A dataset in the format whose train split is larger than this machine's available memory: the
+    tiny render's labels repeated, and images.npy a sparse file of that many 128² images (no disk used)."""
+    from selfsup.data.augment import available_memory
+
+    row = 128 * 128 * 3
+    n = int(available_memory(torch_cpu()) / row / 0.6) + 1  # 70 % of it is the train split
+    out.mkdir(parents=True)
+    shutil.copy(ds / "manifest.json", out / "manifest.json")
+    labels = pd.read_parquet(ds / "labels.parquet")
+    labels.iloc[np.arange(n) % len(labels)].reset_index(drop=True).to_parquet(out / "labels.parquet", index=False)
+    np.lib.format.open_memmap(out / "images.npy", mode="w+", dtype=np.uint8, shape=(n, 128, 128, 3)).flush()
+    return out
+
+
+def torch_cpu():
+    import torch
+
+    return torch.device("cpu")
 
 
 def _digit_png(folder: Path, name: str, k: int) -> None:
@@ -211,8 +248,92 @@ RE = ["render", "--set", "single", "--variant=-C--", "--count", "8", "--resoluti
 
 IM = ["import", "--from", "imagefolder", "--resolution", "16"]
 
-# (case id, arguments, what the one line must contain)
+DEAD = "http://127.0.0.1:9"  # nothing listens on the discard port here: a tracking server that is down
+
+# (case id, arguments, what the one line must contain[, environment variables])
 CASES = [
+    # a store a URL names that is down or cannot be opened (each failing in seconds: test_cli.py times it)
+    (
+        "finetune-tracking-server-down",
+        [*FT, "--budgets", "8"],
+        f"{DEAD}' is not reachable",
+        {"MLFLOW_TRACKING_URI": DEAD},
+    ),
+    (
+        "pretrain-tracking-server-down",
+        [*PT, "--out", "{w}/p"],
+        f"{DEAD}' is not reachable",
+        {"MLFLOW_TRACKING_URI": DEAD},
+    ),
+    ("report-tracking-server-down", [*REP, "{w}/res_good"], f"{DEAD}' is not reachable", {"MLFLOW_TRACKING_URI": DEAD}),
+    (
+        "tune-storage-server-down",
+        [*TU, "--storage", "mysql+pymysql://optuna:secret@127.0.0.1:9/optuna"],
+        "'mysql+pymysql://optuna:***@127.0.0.1:9/optuna' is not reachable",
+    ),
+    (
+        "finetune-tracking-sqlite-no-folder",
+        [*FT, "--budgets", "8"],
+        "folder '{w}/nodir' does not exist",
+        {"MLFLOW_TRACKING_URI": "sqlite:///{w}/nodir/mlflow.db"},
+    ),
+    ("tune-storage-sqlite-no-folder", [*TU, "--storage", "sqlite:////nonexistent/dir/x.db"], "'/nonexistent/dir'"),
+    ("tune-storage-sqlite-is-folder", [*TU, "--storage", "sqlite:///{w}/res_good"], "is an existing folder"),
+    ("tune-storage-journal-no-folder", [*TU, "--storage", "{w}/nodir/optuna.log"], "folder '{w}/nodir' does not exist"),
+    # sizes far beyond the machine: refused before any work, naming the size and what there is
+    ("render-count-beyond-disk", [*RE, "--count", "1000000000000", "--out", "{w}/r"], "16² need 1.54 PB of disk"),
+    (
+        "render-multi-beyond-disk",
+        [*RE, "--set", "multi", "--count", "100000000", "--resolution", "128", "--out", "{w}/r"],
+        "need 42.6 TB of disk",
+    ),
+    ("pretrain-dataset-beyond-memory", [*PT, "--data", "{huge}", "--out", "{w}/p"], "of memory on cpu, which has"),
+    # a training that diverges: no row, no cell file, no backbone, no checkpoint
+    (
+        "finetune-diverges",
+        [*FT, "--budgets", "8", "--steps", "8", "--epochs", "2", "--lr", "1000"],
+        "scratch/classification cell n=8, seed 0: training diverged in epoch 1 of 2 with lr 1000",
+    ),
+    (
+        "finetune-stacked-diverges",
+        [*FT, "--budgets", "8", "--seeds", "0,1", "--stack", "2", "--steps", "8", "--epochs", "2", "--lr", "1000"],
+        "training diverged in epoch 1 of 2 with lr 1000",
+    ),
+    (
+        "pretrain-diverges",
+        [*PT, "--method", "vae", "--epochs", "2", "--lr", "1000", "--out", "{w}/p"],
+        "pretrain vae → '{w}/p': training diverged in epoch 1 of 2 with lr 1000",
+    ),
+    # results no run could produce
+    ("report-seed-not-whole", [*REP, "{w}/res_seed_half"], "invalid seed 0.5: must be a whole number at"),
+    ("report-budget-not-whole", [*REP, "{w}/res_budget_frac"], "invalid label budget 12.5: must be a whole number"),
+    ("report-accuracy-above-1", [*REP, "{w}/res_acc_high"], "impossible accuracy 1.7 at"),
+    ("report-accuracy-negative", [*REP, "{w}/res_acc_negative"], "impossible accuracy -0.2 at"),
+    ("report-metric-unknown", [*REP, "{w}/res_metric_unknown"], "unknown metric 'f1' of task 'classification'"),
+    ("report-task-unknown", [*REP, "{w}/res_task_unknown"], "unknown task 'captioning'"),
+    # numbers past their upper limit (checks.LIMITS), which overflowed or could never finish
+    (
+        "finetune-seed-overflow",
+        [*FT, "--budgets", "8", "--seeds", "99999999999999999999999"],
+        "invalid seed 99999999999999999999999: must be at most 9223372036854775807",
+    ),
+    (
+        "render-seed-overflow",
+        [*RE, "--seed", "18446744073709551616", "--out", "{w}/r"],
+        "invalid seed 18446744073709551616",
+    ),
+    ("render-resolution-huge", [*RE, "--resolution", "100000", "--out", "{w}/r"], "invalid resolution 100000"),
+    ("pretrain-batch-huge", [*PT, "--batch-size", "1000000000", "--out", "{w}/p"], "invalid batch size 1000000000"),
+    ("pretrain-width-huge", [*PT, "--width", "1000", "--out", "{w}/p"], "invalid width 1000.0: must be at most 16"),
+    ("finetune-budget-huge", [*FT, "--budgets", "10000000000"], "invalid label budget 10000000000"),
+    ("probe-k-huge", [*PR, "--budgets", "5", "--protocol", "knn", "--k", "100000000"], "invalid k 100000000"),
+    ("report-bootstrap-huge", [*REP, "{w}/res_good", "--bootstrap", "100000000"], "invalid bootstrap 100000000"),
+    ("tune-trials-huge", [*TU, "--trials", "100000000"], "invalid trials 100000000"),
+    (
+        "study-confirm-huge",
+        ["study", "--confirm-above", "1e12", "--estimate-only"],
+        "invalid confirm-above 1000000000000.0: must be at most 1e+06",
+    ),
     # import (a folder of real images)
     ("import-corrupt-image", [*IM, "{w}/img_corrupt", "--out", "{w}/i"], "bad.png' is not an image Pillow can read"),
     ("import-truncated-image", [*IM, "{w}/img_truncated", "--out", "{w}/i"], "cut.jpg' is corrupt or truncated"),
@@ -416,7 +537,7 @@ def _snapshot(root: Path) -> dict[str, str]:
 
 
 def test_catalogue_is_large_and_covers_every_command():
-    commands = {args[0] for _, args, _ in CASES}
+    commands = {c[1][0] for c in CASES}
     assert {
         "render",
         "import",
@@ -429,7 +550,7 @@ def test_catalogue_is_large_and_covers_every_command():
         "profile",
         "verify",
     } <= commands
-    assert len(CASES) >= 40 and len({c for c, _, _ in CASES}) == len(CASES)
+    assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)
 
 
 @pytest.fixture(scope="module")
@@ -443,13 +564,14 @@ def outcomes(world, tmp_path_factory):
     base = tmp_path_factory.mktemp("cases")
 
     def one(case):
-        name, args, _ = case
+        name, args, _, *env = case
         w = base / name
         shutil.copytree(root, w, symlinks=True)
         places = {k: v.replace(str(root), str(w)) for k, v in world.items()}
         argv = [a.format(**places) for a in args]
+        env = {k: v.format(**places) for k, v in (env[0] if env else {}).items()}
         before = _snapshot(w)
-        r = run_cli(*argv, cwd=w, timeout=300)
+        r = run_cli(*argv, cwd=w, timeout=300, env=env)
         after = _snapshot(w)
         shutil.rmtree(w)
         return name, (argv, r, before, after, places)
@@ -458,7 +580,7 @@ def outcomes(world, tmp_path_factory):
         return dict(pool.map(one, CASES))
 
 
-@pytest.mark.parametrize("case,args,expected", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("case,args,expected", [c[:3] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_input(outcomes, case, args, expected):
     argv, r, before, after, places = outcomes[case]
     out = [line for line in (r.stdout + r.stderr).splitlines() if line.strip()]
