@@ -22,7 +22,9 @@ def test_the_rule_at_its_edges():
     assert diverged(DIVERGENCE_FACTOR * 2.0, 2.0) is None  # at the factor: not yet
     assert "over 10× the first step's 2" in diverged(DIVERGENCE_FACTOR * 2.0 * 1.01, 2.0)
     assert diverged(0.0, 2.0) is None and diverged(3.0, 2.0) is None  # a loss that rises a little is no blow-up
-    assert diverged(1e-7, 0.0) is None  # a loss that starts at 0 (a solved batch) and stays near it
+    # a start near 0 (a nearly solved batch, CMC's empty queue) is taken as 1: 10 is the line
+    assert diverged(9.0, 0.0) is None and diverged(9.9, 0.2) is None
+    assert "over 10× the first step's 0.2" in diverged(10.5, 0.2)
 
 
 class _Toy:

@@ -7,7 +7,7 @@ optimiser, RNG state, epoch), so a run killed with ``kill -9`` ends like an unin
 
 Divergence is decided here, once, for every run (:func:`diverged`): after each epoch, a loss that is
 not finite, or an epoch's mean loss above :data:`DIVERGENCE_FACTOR` times the loss of the run's first
-step (the untrained model's: where it started), stops the run with
+step (the untrained model's: where it started; at least :data:`DIVERGENCE_FLOOR`), stops the run with
 :class:`~selfsup.core.errors.Diverged` before that epoch is validated or checkpointed, and its
 checkpoint is deleted: a diverged run leaves no result, no backbone and no checkpoint to resume.
 """
@@ -58,13 +58,18 @@ class Objective(Protocol):
 DIVERGENCE_FACTOR = 10.0  # an epoch's mean loss this many times the first step's: diverged
 
 
+DIVERGENCE_FLOOR = 1.0  # the start is taken as at least this: a first step that is nearly solved is no scale
+
+
 def diverged(epoch_mean: float, first_step: float) -> str | None:
     """Why a run whose first step had loss ``first_step`` has diverged when an epoch's mean loss is
     ``epoch_mean``, or ``None`` when it has not. Every loss here is ≥ 0 (cross-entropies, squared or
-    absolute errors, KL terms, 2 − 2·cos), so a factor over the start is a blow-up."""
+    absolute errors, KL terms, 2 − 2·cos) and of order 1 or more at the start, so a factor over the
+    start is a blow-up; a start below :data:`DIVERGENCE_FLOOR` counts as the floor (CMC's first step
+    with a batch of 2 and an empty queue scores ln 2 per view, its full queue up to ln 1026: no blow-up)."""
     if not math.isfinite(epoch_mean):
         return f"the loss is {epoch_mean}"
-    if epoch_mean > DIVERGENCE_FACTOR * abs(first_step) + 1e-6:
+    if epoch_mean > DIVERGENCE_FACTOR * max(first_step, DIVERGENCE_FLOOR):
         factor = f"{DIVERGENCE_FACTOR:g}×"
         return f"the epoch's mean loss {epoch_mean:.3g} is over {factor} the first step's {first_step:.3g}"
     return None
