@@ -130,6 +130,9 @@ def world(tiny_dataset, tiny_rotation, tmp_path_factory):
     (w / "p_badbudget.yaml").write_text(bad_budgets)
     (w / "p_badwidth.yaml").write_text(text.replace("width: 0.125", "width: -1", 1))
     (w / "p_broken.yaml").write_text("datasets: [unclosed\n")
+    huge, replaced = re.subn(r"count: [0-9]+", "count: 1000000000000", text, count=1)
+    assert replaced == 1, "params.yaml has no dataset count to blow up"
+    (w / "params.yaml").write_text(huge)  # the study that `selfsup study` in the world's folder would run
     (w / "p_import_in_datasets.yaml").write_text(
         "datasets:\n  mine: {source: imagefolder, path: photos}\nstudy:\n  single: [mine]\n"
     )
@@ -287,6 +290,7 @@ CASES = [
         [*RE, "--set", "multi", "--count", "100000000", "--resolution", "128", "--out", "{w}/r"],
         "need 42.6 TB of disk",
     ),
+    ("study-beyond-disk", ["study", "--all", "--yes"], "the study's 1 datasets still to render need 6.14 PB of disk"),
     ("pretrain-dataset-beyond-memory", [*PT, "--data", "{huge}", "--out", "{w}/p"], "of memory on cpu, which has"),
     # a training that diverges: no row, no cell file, no backbone, no checkpoint
     (

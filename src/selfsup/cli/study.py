@@ -50,14 +50,18 @@ def study(
         raise UserError(f"--params {str(params)!r} needs --estimate-only: dvc repro always reads params.yaml")
     is_params = params.resolve() == Path("params.yaml").resolve()
     jobs = plan(load_params(params) if is_params else load_profile(params))  # a profile: its differences
-    if not estimate_only:  # every stage logs to it: a store that is down fails now, not in the first stage
-        from selfsup.core.tracking import check_store
-
-        check_store()
     if not all_stages and params.resolve() == Path("params.yaml").resolve():
         jobs, note = pending(jobs)
     else:
         note = f"all {len(jobs)} stages"
+    if not estimate_only:  # a store that is down, or datasets beyond the disk, fail now, not in a stage
+        from selfsup.core.checks import fits_on_disk
+        from selfsup.core.tracking import check_store
+        from selfsup.pipeline.plan import disk_needed
+
+        check_store()
+        renders = [j for j in jobs if j.kind == "render"]
+        fits_on_disk("data", disk_needed(jobs), f"the study's {len(renders)} datasets still to render")
     console = Console(stderr=True)
     with console.status("measuring") as status:
         est = measure(jobs, progress=lambda what: status.update(f"measuring {what}"))

@@ -122,8 +122,14 @@ def resident(images: np.ndarray, idx: np.ndarray, device: torch.device, what: st
     before any is read (``what`` names them in the error)."""
     idx = np.asarray(idx)
     need = len(idx) * int(np.prod(images.shape[1:])) * images.dtype.itemsize
+    # on the host, every process of this machine (torchrun's LOCAL_WORLD_SIZE) holds a copy of its own
+    copies = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if device.type != "cuda" else 1
+    what = what or f"{len(idx)} resident images"
     checks.fits_in_memory(
-        need, RESIDENT_SHARE * available_memory(device), str(device), what or f"{len(idx)} resident images"
+        need * copies,
+        RESIDENT_SHARE * available_memory(device),
+        str(device),
+        what + (f" (× {copies} processes)" if copies > 1 else ""),
     )
     if device.type != "cuda":
         return torch.from_numpy(np.ascontiguousarray(images[idx])).to(device)

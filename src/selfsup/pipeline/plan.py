@@ -44,6 +44,14 @@ class Job:
 Cost = Callable[[dict, dict], tuple[tuple, float, float]]  # (params, item) → (key, train images, eval images)
 
 
+def disk_needed(jobs: list[Job]) -> int:
+    """Bytes of disk the render stages among ``jobs`` need (:func:`selfsup.data.render.jobs.disk_needed`:
+    a dataset's arrays twice, as its shards while it renders and as DVC's cached copy once it is done)."""
+    from selfsup.data.render.jobs import disk_needed as render_disk
+
+    return sum(render_disk(j.key[1], int(j.train_images), j.key[2]) for j in jobs if j.kind == "render")
+
+
 @dataclass(frozen=True)
 class Stage:
     """One stage of dvc.yaml: ``loop`` is its ``foreach`` (a string) or ``matrix`` (a dict), ``deps``
