@@ -280,7 +280,14 @@ CASES = [
         "folder '{w}/nodir' does not exist",
         {"MLFLOW_TRACKING_URI": "sqlite:///{w}/nodir/mlflow.db"},
     ),
+    (
+        "finetune-tracking-store-not-a-database",
+        [*FT, "--budgets", "8"],
+        "file.txt' is not an SQLite database",
+        {"MLFLOW_TRACKING_URI": "sqlite:///{w}/file.txt"},
+    ),
     ("tune-storage-sqlite-no-folder", [*TU, "--storage", "sqlite:////nonexistent/dir/x.db"], "'/nonexistent/dir'"),
+    ("tune-storage-sqlite-not-a-database", [*TU, "--storage", "sqlite:///{file}"], "is not an SQLite database"),
     ("tune-storage-sqlite-is-folder", [*TU, "--storage", "sqlite:///{w}/res_good"], "is an existing folder"),
     ("tune-storage-journal-no-folder", [*TU, "--storage", "{w}/nodir/optuna.log"], "folder '{w}/nodir' does not exist"),
     # sizes far beyond the machine: refused before any work, naming the size and what there is

@@ -128,6 +128,19 @@ def store_file(path: str | Path, what: str) -> Path:
     return path
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+
+
+def sqlite_file(path: str | Path, what: str) -> Path:
+    """:func:`store_file`, and an existing file must be an SQLite database (read, never written)."""
+    path = store_file(path, what)
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as f:
+            if f.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
+                raise UserError(f"{what}: {str(path)!r} is not an SQLite database (an existing file of another kind)")
+    return path
+
+
 def sqlite_path(url: str) -> Path | None:
     """The database file of an ``sqlite://`` URL (``None`` for another scheme or an in-memory database)."""
     if not url.startswith("sqlite:"):

@@ -73,7 +73,7 @@ def check_database_url(url: str, what: str) -> str:
         ) from None
     db = checks.sqlite_path(url)
     if db is not None:
-        checks.store_file(db, f"{what} {show!r}")
+        checks.sqlite_file(db, f"{what} {show!r}")
     return url
 
 

@@ -98,12 +98,19 @@ def check_store() -> None:
     elif scheme == "sqlite":
         db = checks.sqlite_path(uri)
         if db is not None:
-            checks.store_file(db, what)
+            checks.sqlite_file(db, what)
     elif scheme in ("file", ""):
         checks.output_folder(uri[len("file://") :] if scheme else uri, what)
     elif scheme.split("+")[0] in ("postgresql", "mysql", "mssql"):
         stores.check_database_url(uri, what)
         stores.check_database_server(uri, what, STORE_HINT)
+    if scheme not in ("http", "https", "databricks"):  # then open it (a file that is no database, a scheme
+        try:  # MLflow has no store for) as the stage would, before the stage does any work
+            with sqlite_init_lock(uri):  # (a fresh SQLite store is created here, as the first run would)
+                _mlflow().MlflowClient(uri).search_experiments(max_results=1)
+        except Exception as e:
+            text = " ".join(str(getattr(e, "message", None) or e).split())
+            raise UserError(f"MLflow tracking at {stores.shown(uri)}: {text}") from None
     _checked.add(uri)
 
 
