@@ -92,16 +92,19 @@ def parse_int_list(text: str, name: str) -> list[int]:
     return int_list(out, name)
 
 
+def _file_above(path: Path) -> Path | None:
+    """The nearest existing parent of ``path`` when it is a file (so ``path`` can never be made), else ``None``."""
+    parent = next((p for p in path.parents if p.exists()), None)
+    return parent if parent is not None and not parent.is_dir() else None
+
+
 def output_folder(path: str | Path, what: str = "output folder") -> Path:
     """``path`` may be created as (or already is) a folder: an existing file is an error."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{what} {str(path)!r} is an existing file: give a folder")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"{what} {str(path)!r} is inside {str(parent)!r}, which is a file")
-            break
+    if (parent := _file_above(path)) is not None:
+        raise UserError(f"{what} {str(path)!r} is inside {str(parent)!r}, which is a file")
     return path
 
 
@@ -114,11 +117,8 @@ def store_file(path: str | Path, what: str) -> Path:
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{what}: {str(path)!r} is an existing folder: give a file path")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(f"{what}: {str(path)!r} is inside {str(parent)!r}, which is a file")
-            break
+    if (parent := _file_above(path)) is not None:
+        raise UserError(f"{what}: {str(path)!r} is inside {str(parent)!r}, which is a file")
     if not path.parent.is_dir():
         raise UserError(
             f"{what}: folder {str(path.parent)!r} does not exist: create it or give a path in an existing folder"

@@ -99,7 +99,7 @@ def check_database_server(url: str, what: str, hint: str) -> None:
     from sqlalchemy import create_engine
     from sqlalchemy.exc import SQLAlchemyError
 
-    if checks.sqlite_path(url) is not None or url.startswith("sqlite:"):
+    if url.startswith("sqlite"):
         return
     engine = create_engine(url, **engine_kwargs(url, check=True))
     try:

@@ -53,10 +53,10 @@ def storage_for(storage: str | None, out: Path) -> optuna.storages.BaseStorage |
         return f"sqlite:///{(out / 'optuna.db').resolve()}"
     if "://" in storage:
         url = stores.check_database_url(storage, "Optuna storage")
-        if checks.sqlite_path(url) is None and not url.startswith("sqlite:"):
-            stores.check_database_server(url, "Optuna storage", STORAGE_HINT)
-            return optuna.storages.RDBStorage(url, engine_kwargs=stores.engine_kwargs(url))
-        return url
+        if url.startswith("sqlite"):
+            return url
+        stores.check_database_server(url, "Optuna storage", STORAGE_HINT)
+        return optuna.storages.RDBStorage(url, engine_kwargs=stores.engine_kwargs(url))
     if storage.endswith(".log"):
         from optuna.storages.journal import JournalFileBackend
 

@@ -11,7 +11,9 @@ import pandas as pd
 from selfsup.analyse.tables import (
     COST_COLUMNS,
     REQUIRED,
+    check_results,
     stage_times,
+    where,
 )
 from selfsup.core.defaults import PREDICTIONS, READOUT_FILE
 from selfsup.core.errors import UserError
@@ -62,12 +64,16 @@ def load_results(paths: list[str | Path]) -> pd.DataFrame:
     return res
 
 
+def check_rows(results: pd.DataFrame) -> None:
+    """Every check of a results table: :func:`selfsup.analyse.tables.check_results`, then :func:`check_metrics`."""
+    check_results(results)
+    check_metrics(results)
+
+
 def check_metrics(results: pd.DataFrame) -> None:
     """Refuse rows no run could have written: a task that does not exist, a metric that is not one of its
     task's, or a value outside that metric's range. The ranges are the tasks' own (``Task.ranges``, beside
     each task's metric function), so there is no second list to keep in step."""
-    from selfsup.analyse.tables import where
-
     for (task, metric), rows in results.groupby(["task", "metric"], sort=False):
         if task not in TASKS.names():
             raise UserError(f"unknown task {task!r} at {where(rows.iloc[0])}: choose from {', '.join(TASKS.names())}")

@@ -15,7 +15,6 @@ import pandas as pd
 from selfsup.analyse import analysis
 from selfsup.analyse.tables import (
     TABLES,
-    check_results,
     dvc_plot_tables,
     groups,
     report_tables,
@@ -36,7 +35,7 @@ from selfsup.core.provenance import atomic_write_json, atomic_write_text, staged
 from selfsup.evaluate.tasks import TASKS
 from selfsup.report.figures import _analysis_figures, _export, _figures, _prediction_figures
 from selfsup.report.load import (
-    check_metrics,
+    check_rows,
     headline_metric,
     load_compute,
     load_predictions,
@@ -71,8 +70,7 @@ def make_report(
     stored_times = load_compute(compute) if compute else None
     frames = [load_results(paths)] if paths else []  # bad files fail before MLflow is opened
     if frames and not mlflow_experiment:
-        check_results(frames[0])
-        check_metrics(frames[0])
+        check_rows(frames[0])
     tracking.check_store()
     runs = tracking.experiment_runs(mlflow_experiment)
     if mlflow_experiment:
@@ -86,8 +84,7 @@ def make_report(
     results["label_budget"] = results["label_budget"].astype(int)
     results["value"] = results["value"].astype(float)
     if mlflow_experiment:  # files alone were checked above, before MLflow was opened
-        check_results(results)
-        check_metrics(results)
+        check_rows(results)
     with tracking.run(
         "report",
         {
